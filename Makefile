@@ -1,0 +1,57 @@
+# catlip: the two commands a newcomer runs are `make demo` and `make test` (see README.md).
+# Both install what is missing first (`make setup`), then build what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := demo
+
+# Debian packages the build and the data need; installed only when missing.
+APT_PACKAGES := pkg-config libjpeg-dev libpng-dev libopenblas-dev wordnet-base
+# Python for the data generators and peer scripts (not for the build or the tests).
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# CPU the release build is compiled for: native (default), a name such as haswell, or generic.
+CATLIP_TARGET_CPU ?= native
+export CATLIP_TARGET_CPU
+CATLIP := .build/release/catlip
+DEMO_DIR := .demo
+
+.PHONY: setup setup-python build test demo bench-pipeline clean
+
+setup:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6 toolchain needed)"; exit 1; }
+
+setup-python: setup
+	@if [ ! -x $(PYTHON) ]; then python3 -m venv $(VENV); fi
+	@$(PYTHON) -c "import PIL, numpy" 2>/dev/null || $(VENV)/bin/pip install -q pillow numpy
+
+build: setup
+	swift build -c release --product catlip
+
+test: setup
+	swift build --build-tests
+	swift test --skip-build
+
+# The main job. Until training lands: photo-like JPEGs through the image pipeline.
+demo: build setup-python
+	@mkdir -p $(DEMO_DIR)
+	@[ -f $(DEMO_DIR)/photos/00099.jpg ] || $(PYTHON) datasets/make_bench_photos.py --count 100 --out $(DEMO_DIR)/photos
+	$(CATLIP) image info $(DEMO_DIR)/photos/00000.jpg
+	$(CATLIP) image convert $(DEMO_DIR)/photos/00000.jpg --out $(DEMO_DIR)/00000-224.png --resize 256 --center-crop 224
+	$(CATLIP) image info $(DEMO_DIR)/00000-224.png
+	$(CATLIP) bench pipeline --images $(DEMO_DIR)/photos --size 224 --threads 2
+	$(CATLIP) bench pipeline --images $(DEMO_DIR)/photos --size 64 --threads 2
+
+# The pipeline benchmark of BENCHMARKS.md (500 photos; the peer is run by hand, see there).
+bench-pipeline: build setup-python
+	@[ -f $(DEMO_DIR)/bench-photos/00499.jpg ] || $(PYTHON) datasets/make_bench_photos.py --count 500 --out $(DEMO_DIR)/bench-photos
+	for s in 224 64; do for t in 1 2; do $(CATLIP) bench pipeline --images $(DEMO_DIR)/bench-photos --size $$s --threads $$t; done; done
+
+clean:
+	rm -rf .build $(DEMO_DIR)

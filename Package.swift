@@ -1,0 +1,62 @@
+// swift-tools-version:6.0
+// catlip: CatLIP-style image encoder pretraining, evaluation and serving in Swift.
+//
+// Code generation: release builds of the Swift targets are compiled for a chosen CPU, because
+// on x86_64 Linux Swift otherwise targets baseline x86-64 (SSE2, no FMA) and SIMD code runs
+// slower than scalar code (../shared/SWIFT_NOTES.md). The CPU comes from the environment
+// variable CATLIP_TARGET_CPU: `native` (the default: users build from source on the machine that
+// runs it), a CPU name such as `haswell` or `znver4`, or `generic` for a portable build with no
+// `-target-cpu` flag. Debug builds never get the flag.
+import PackageDescription
+
+let targetCPU = Context.environment["CATLIP_TARGET_CPU"] ?? "native"
+let releaseFlags: [SwiftSetting] =
+    targetCPU == "generic"
+    ? []
+    : [.unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release))]
+let cReleaseFlags: [CSetting] =
+    targetCPU == "generic"
+    ? []
+    : [.unsafeFlags(["-march=\(targetCPU)"], .when(configuration: .release))]
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "catlip",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "catlip", targets: ["catlip"]),
+        .library(name: "Imaging", targets: ["Imaging"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // The only place that calls setjmp: libjpeg and libpng report errors by longjmp.
+        .target(
+            name: "CImageCodecs",
+            dependencies: ["CJPEG", "CPNG"],
+            cSettings: [.unsafeFlags(["-O2"])] + cReleaseFlags),
+        .target(
+            name: "Imaging",
+            dependencies: ["CImageCodecs"],
+            swiftSettings: strict + releaseFlags),
+        .executableTarget(
+            name: "catlip",
+            dependencies: [
+                "Imaging",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict + releaseFlags),
+        .testTarget(
+            name: "ImagingTests",
+            dependencies: ["Imaging"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,113 @@
+/// The sizing and cropping rules of torchvision's transforms, as pure functions of sizes and
+/// random draws, so that crops can be chosen before any pixel is decoded.
+public enum Geometry {
+    /// torchvision `Resize(size)` with an int: the shorter side becomes `shorterSide`, the
+    /// longer one `int(shorterSide * long / short)` (truncated).
+    public static func resizedSize(width: Int, height: Int, shorterSide: Int) -> (
+        width: Int, height: Int
+    ) {
+        precondition(width > 0 && height > 0 && shorterSide > 0, "sizes must be positive")
+        let short = min(width, height), long = max(width, height)
+        let newLong = Int(Double(shorterSide) * Double(long) / Double(short))
+        return width <= height ? (shorterSide, newLong) : (newLong, shorterSide)
+    }
+
+    /// torchvision `CenterCrop`: the top-left corner of the centred crop,
+    /// `int(round((size - crop) / 2))` with round-half-to-even; negative (padding with black)
+    /// where the crop is larger than the image, as torchvision pads before cropping.
+    public static func centerCropOrigin(width: Int, height: Int, cropWidth: Int, cropHeight: Int)
+        -> (x: Int, y: Int)
+    {
+        func origin(_ size: Int, _ crop: Int) -> Int {
+            if crop > size { return -((crop - size) / 2) }
+            return Int((Double(size - crop) / 2).rounded(.toNearestOrEven))
+        }
+        return (origin(width, cropWidth), origin(height, cropHeight))
+    }
+
+    /// timm's evaluation resize: the shorter side scaled to `floor(size / cropPct)` before a
+    /// centre crop of `size`.
+    public static func evalResizeSize(size: Int, cropPct: Double) -> Int {
+        precondition(cropPct > 0 && cropPct <= 1, "crop_pct must be in (0, 1]")
+        return Int((Double(size) / cropPct).rounded(.down))
+    }
+
+    /// torchvision `RandomResizedCrop.get_params`: up to 10 draws of an area fraction uniform in
+    /// `scale` and an aspect ratio log-uniform in `ratio`, keeping the first rectangle that fits,
+    /// at a uniformly drawn position; otherwise the centre crop clamped to `ratio`.
+    /// Returns (x, y, width, height) in pixels of the `width` x `height` image.
+    public static func randomResizedCrop<G: RandomNumberGenerator>(
+        width: Int, height: Int, scale: ClosedRange<Double> = 0.08...1.0,
+        ratio: ClosedRange<Double> = (3.0 / 4.0)...(4.0 / 3.0), using generator: inout G
+    ) -> (x: Int, y: Int, width: Int, height: Int) {
+        precondition(width > 0 && height > 0, "image size must be positive")
+        let area = Double(width * height)
+        let logRatio = log(ratio.lowerBound)...log(ratio.upperBound)
+        for _ in 0..<10 {
+            let targetArea = area * uniform(scale, &generator)
+            let aspect = exp(uniform(logRatio, &generator))
+            let w = Int((targetArea * aspect).squareRoot().rounded(.toNearestOrEven))
+            let h = Int((targetArea / aspect).squareRoot().rounded(.toNearestOrEven))
+            if w > 0 && w <= width && h > 0 && h <= height {
+                let y = Int.random(in: 0...(height - h), using: &generator)
+                let x = Int.random(in: 0...(width - w), using: &generator)
+                return (x, y, w, h)
+            }
+        }
+        let inRatio = Double(width) / Double(height)
+        var w = width, h = height
+        if inRatio < ratio.lowerBound {
+            h = Int((Double(w) / ratio.lowerBound).rounded(.toNearestOrEven))
+        } else if inRatio > ratio.upperBound {
+            w = Int((Double(h) * ratio.upperBound).rounded(.toNearestOrEven))
+        }
+        return ((width - w) / 2, (height - h) / 2, w, h)
+    }
+
+    /// A uniform draw from [a, b) with 53 random bits.
+    static func uniform<G: RandomNumberGenerator>(_ range: ClosedRange<Double>, _ g: inout G)
+        -> Double
+    {
+        let unit = Double(g.next() >> 11) * 0x1.0p-53
+        return range.lowerBound + (range.upperBound - range.lowerBound) * unit
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A fast, seedable generator (xoshiro256**, seeded through SplitMix64): the same seed gives the
+/// same stream on every machine, so augmentations are reproducible bit for bit.
+public struct SeededGenerator: RandomNumberGenerator, Sendable, Equatable, Codable {
+    /// The four words of state; saved in checkpoints to resume a stream exactly.
+    public private(set) var state: [UInt64]
+
+    /// A generator whose stream is a pure function of `seed`.
+    public init(seed: UInt64) {
+        var s = seed
+        func splitmix() -> UInt64 {
+            s &+= 0x9E37_79B9_7F4A_7C15
+            var z = s
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        state = [splitmix(), splitmix(), splitmix(), splitmix()]
+    }
+
+    /// The next 64 random bits.
+    public mutating func next() -> UInt64 {
+        let result = ((state[1] &* 5) << 7 | (state[1] &* 5) >> 57) &* 9
+        let t = state[1] << 17
+        state[2] ^= state[0]
+        state[3] ^= state[1]
+        state[1] ^= state[2]
+        state[0] ^= state[3]
+        state[2] ^= t
+        state[3] = state[3] << 45 | state[3] >> 19
+        return result
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+/// The root command: `catlip <command> ...`.
+struct Catlip: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "catlip",
+        abstract: "Pretrain image encoders on image-text data the CatLIP way, and use them.",
+        subcommands: [ImageCommand.self, BenchCommand.self])
+}
