@@ -35,6 +35,7 @@ static void trap_error_exit(j_common_ptr cinfo) {
     if (t->status == CATLIP_OK) {
         t->status = CATLIP_ERROR_CORRUPT;
         if (cinfo->err->msg_code == JERR_OUT_OF_MEMORY) t->status = CATLIP_ERROR_OUT_OF_MEMORY;
+        if (cinfo->err->msg_code == JERR_EMPTY_IMAGE) t->status = CATLIP_ERROR_EMPTY_IMAGE;
         if (cinfo->err->msg_code == JERR_INPUT_EOF || cinfo->err->msg_code == JERR_INPUT_EMPTY)
             t->status = CATLIP_ERROR_TRUNCATED;
         copy_message(t->message, text);
@@ -180,7 +181,9 @@ int catlip_jpeg_decode(const uint8_t *data, size_t size, const catlip_jpeg_reque
     }
 
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
-    int inverted = cmyk && cinfo.saw_Adobe_marker;
+    // CMYK JPEGs in the wild are Adobe's, with inverted values, whether or not the APP14 marker
+    // survived; Pillow assumes the same for every CMYK JPEG.
+    int inverted = cmyk;
     cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     int denom = request->scale_denom;
     if (denom != 1 && denom != 2 && denom != 4 && denom != 8) denom = 1;

@@ -70,6 +70,16 @@ static int png_open(png_trap *t, png_structp *png, png_infop *info) {
         snprintf(t->message, CATLIP_MESSAGE_LENGTH, "not a PNG signature");
         return CATLIP_ERROR_CORRUPT;
     }
+    // libpng rejects a zero size as "Invalid IHDR data"; say what is wrong instead.
+    if (t->size >= 24 && memcmp(t->data + 12, "IHDR", 4) == 0) {
+        const uint8_t *d = t->data + 16;
+        uint32_t w = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+        uint32_t h = (uint32_t)d[4] << 24 | (uint32_t)d[5] << 16 | (uint32_t)d[6] << 8 | d[7];
+        if (w == 0 || h == 0) {
+            snprintf(t->message, CATLIP_MESSAGE_LENGTH, "image has zero width or height");
+            return CATLIP_ERROR_EMPTY_IMAGE;
+        }
+    }
     *png = png_create_read_struct(PNG_LIBPNG_VER_STRING, t, png_trap_error, png_trap_warning);
     if (*png == NULL) {
         snprintf(t->message, CATLIP_MESSAGE_LENGTH, "out of memory");

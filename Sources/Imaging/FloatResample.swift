@@ -35,8 +35,9 @@ public final class ResampleWorkspace: @unchecked Sendable {
     }
 }
 
-/// The fast training path: resampling straight to normalised float CHW in float arithmetic,
-/// with the same taps as the Pillow-exact `Resampler`. Without 8-bit rounding between passes
+/// The fast training path for the bilinear filter: resampling straight to normalised float CHW
+/// in float arithmetic, with the same taps as the Pillow-exact `Resampler` (other filters go
+/// through `Resampler` itself). Without 8-bit rounding between passes
 /// the order of the passes does not matter, so the vertical pass runs first (it reads the 8-bit
 /// rows once and is contiguous, hence vectorised), leaving the horizontal pass the fewest rows.
 /// It agrees with the exact 8-bit path to within one level per channel.
@@ -48,6 +49,18 @@ enum FloatResampler {
         height: Int, filter: ResampleFilter, flip: Bool, normalization: Normalization,
         workspace: ResampleWorkspace, output: UnsafeMutablePointer<Float>
     ) {
+        if filter != .bilinear {
+            // Filters with negative lobes overshoot, and Pillow clips to 8 bits between its
+            // passes; the float path would not be within one level of it, so take the exact one.
+            var exact = Resampler.resample(
+                image, box: box, valid: valid, width: width, height: height, filter: filter,
+                window: (0..<width, 0..<height))
+            if flip { exact = exact.flippedHorizontally() }
+            exact.writeCHW(
+                normalization: normalization,
+                into: UnsafeMutableBufferPointer(start: output, count: 3 * width * height))
+            return
+        }
         let horizontal = ResampleAxis(
             in0: box.x0, in1: box.x1, outSize: width, outputRange: 0..<width, valid: valid.x,
             filter: filter)

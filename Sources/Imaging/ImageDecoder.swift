@@ -106,7 +106,8 @@ public enum ImageDecoder {
     /// Decodes the part of an image needed to resample the upright rectangle `crop` (full-size
     /// coordinates) to `minimumSize`: for a JPEG, only the rows and iMCU columns under the
     /// rectangle, at the strongest DCT-domain reduction (1/2, 1/4, 1/8) that keeps the rectangle
-    /// at least `minimumSize` on both sides; for a PNG, the whole image.
+    /// at least `minimumSize` on both sides; for a PNG, the whole image. Strict mode checks the
+    /// data that is decoded: a JPEG is not read past the last row under the rectangle.
     public static func decode(
         _ bytes: [UInt8], source: String, options: DecodeOptions = DecodeOptions(), crop: Rect,
         minimumSize: (width: Int, height: Int)
@@ -282,10 +283,13 @@ public enum ImageDecoder {
         let stored = orientation.storedRect(crop, width: fullW, height: fullH)
         let s = Double(scale)
         let scaled = Rect(x0: stored.x0 / s, y0: stored.y0 / s, x1: stored.x1 / s, y1: stored.y1 / s)
-        let rx0 = max(0, Int(scaled.x0.rounded(.down)))
-        let ry0 = max(0, Int(scaled.y0.rounded(.down)))
-        let rx1 = max(rx0 + 1, min(Int(sw), Int(scaled.x1.rounded(.up))))
-        let ry1 = max(ry0 + 1, min(Int(sh), Int(scaled.y1.rounded(.up))))
+        // A margin keeps the edges of the region away from the pixels wanted: at a cut, libjpeg's
+        // chroma upsampling has no neighbour and replicates the edge sample.
+        let margin = 2
+        let rx0 = max(0, Int(scaled.x0.rounded(.down)) - margin)
+        let ry0 = max(0, Int(scaled.y0.rounded(.down)) - margin)
+        let rx1 = max(rx0 + 1, min(Int(sw), Int(scaled.x1.rounded(.up)) + margin))
+        let ry1 = max(ry0 + 1, min(Int(sh), Int(scaled.y1.rounded(.up)) + margin))
         let decoded = try decodeJPEG(
             buffer, source: source, options: options, fullWidth: width, fullHeight: height,
             scale: scale, x: rx0,

@@ -35,7 +35,7 @@ typedef struct {
     int32_t components;      ///< components in the file: 1 (grey), 3 (YCbCr/RGB) or 4 (CMYK/YCCK)
     int32_t color_space;     ///< libjpeg's J_COLOR_SPACE of the file
     int32_t progressive;     ///< 1 for progressive (multi-scan) files
-    int32_t adobe_inverted;  ///< 1 when an Adobe APP14 marker says CMYK values are stored inverted
+    int32_t adobe_inverted;  ///< 1 when an Adobe APP14 marker was seen
 } catlip_jpeg_header;
 
 /// A region of the scaled output to decode. Columns may be widened by the library to iMCU
