@@ -20,15 +20,30 @@ public struct Normalization: Sendable, Equatable, Codable {
         mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
 }
 
-/// Reusable buffers for `FloatResampler`, one per worker thread, so that a steady stream of
-/// images allocates almost nothing.
+/// Reusable buffers for the training transform (decoded pixels, resampling intermediates), one
+/// per worker thread, so that a steady stream of images allocates almost nothing. Large
+/// per-image allocations would otherwise go through mmap/munmap and page faults, which also
+/// serialise threads in the kernel.
 public final class ResampleWorkspace: @unchecked Sendable {
+    var pixels: [UInt8] = []
     var middle: [Float] = []
     var weights: [Float] = []
     var taps: [Int32] = []
 
     /// An empty workspace; buffers grow to the largest image seen.
     public init() {}
+
+    /// The pixel buffer, for a decoder to fill (the workspace keeps none until `recycle`).
+    func takePixels() -> [UInt8] {
+        var taken: [UInt8] = []
+        swap(&taken, &pixels)
+        return taken
+    }
+
+    /// Gives the pixel storage of a decoded region back for the next image.
+    public func recycle(_ region: consuming DecodedRegion) {
+        pixels = region.image.pixels
+    }
 
     static func ensure<T: Numeric>(_ buffer: inout [T], _ count: Int) {
         if buffer.count < count { buffer = [T](repeating: 0, count: count) }
@@ -74,8 +89,9 @@ enum FloatResampler {
         // Weights as floats and taps as (start, count) pairs, horizontal then vertical.
         ResampleWorkspace.ensure(&workspace.weights, width * hk + height * vk)
         ResampleWorkspace.ensure(&workspace.taps, 2 * (width + height))
-        // +1: the horizontal pass loads 4 floats for each 3-channel pixel.
-        ResampleWorkspace.ensure(&workspace.middle, height * span + 1)
+        // Padding: the horizontal pass loads 4 floats for each 3-channel pixel and always runs
+        // `hk` taps (weights past a pixel's own taps are zero, the values they meet are finite).
+        ResampleWorkspace.ensure(&workspace.middle, height * span + 3 * hk + 4)
         for i in 0..<(width * hk) { workspace.weights[i] = Float(horizontal.weights[i]) }
         for i in 0..<(height * vk) { workspace.weights[width * hk + i] = Float(vertical.weights[i]) }
         for x in 0..<width {
@@ -128,15 +144,28 @@ enum FloatResampler {
                             let row = UnsafeRawPointer(mid + (y &* span))
                             let out = output + (y &* width &+ base)
                             for x in 0..<width {
-                                let start = Int(htaps[2 &* x]), count = Int(htaps[2 &* x &+ 1])
+                                let p = row + Int(htaps[2 &* x]) &* 12
                                 let w = hw + (x &* hk)
-                                var acc = SIMD4<Float>(repeating: 0)
-                                var k = 0
-                                while k < count {
-                                    let v = row.loadUnaligned(
-                                        fromByteOffset: (start &+ k) &* 12, as: SIMD4<Float>.self)
-                                    acc.addProduct(w[k], v)
-                                    k &+= 1
+                                @inline(__always) func tap(_ k: Int) -> SIMD4<Float> {
+                                    w[k] * p.loadUnaligned(fromByteOffset: k &* 12, as: SIMD4<Float>.self)
+                                }
+                                // Fixed tap counts unrolled; the kernel size is the same for
+                                // every pixel of a call, so the branch is always predicted.
+                                var acc: SIMD4<Float>
+                                switch hk {
+                                case 3:
+                                    acc = tap(0) + tap(1) + tap(2)
+                                case 5:
+                                    acc = (tap(0) + tap(1)) + (tap(2) + tap(3)) + tap(4)
+                                case 7:
+                                    acc = (tap(0) + tap(1)) + (tap(2) + tap(3)) + (tap(4) + tap(5)) + tap(6)
+                                default:
+                                    acc = SIMD4<Float>(repeating: 0)
+                                    var k = 0
+                                    while k < hk {
+                                        acc += tap(k)
+                                        k &+= 1
+                                    }
                                 }
                                 let o = out + (x &* step)
                                 o[0] = clamp255(acc[0]) * s0 + b0

@@ -94,9 +94,11 @@ public enum ImageDecoder {
                 return try decodePNG(buffer, source: source, options: options)
             case .jpeg:
                 let header = try jpegHeader(buffer, source: source)
+                var pixels: [UInt8] = []
                 let decoded = try decodeJPEG(
                     buffer, source: source, options: options, fullWidth: Int(header.width),
-                    fullHeight: Int(header.height), scale: 1, x: 0, y: 0, width: 0, height: 0)
+                    fullHeight: Int(header.height), scale: 1, x: 0, y: 0, width: 0, height: 0,
+                    pixels: &pixels)
                 let orientation = options.applyOrientation ? EXIF.jpegOrientation(buffer) : .up
                 return decoded.image.applying(orientation)
             }
@@ -120,9 +122,12 @@ public enum ImageDecoder {
     /// Like `decode(_:source:options:crop:minimumSize:)`, with the rectangle chosen by
     /// `chooseCrop` from the upright size of the image (read from the header, before any pixel
     /// is decoded). A rectangle outside the image is an `.invalidArgument` error.
+    /// With a `workspace`, a JPEG region is decoded into its reusable pixel buffer (hand the
+    /// buffer back with `ResampleWorkspace.recycle(_:)` once done with the region).
     public static func decode(
         _ bytes: [UInt8], source: String, options: DecodeOptions = DecodeOptions(),
-        minimumSize: (width: Int, height: Int), chooseCrop: (Int, Int) throws -> Rect
+        minimumSize: (width: Int, height: Int), workspace: ResampleWorkspace? = nil,
+        chooseCrop: (Int, Int) throws -> Rect
     ) throws -> DecodedRegion {
         try bytes.withUnsafeBytes { buffer in
             switch try format(buffer, source: source) {
@@ -142,9 +147,11 @@ public enum ImageDecoder {
                 }
                 let upright = layout.orientation.orientedSize(width: width, height: height)
                 let crop = try chooseCrop(upright.width, upright.height)
+                var pixels = workspace?.takePixels() ?? []
                 return try decodeJPEGRegion(
                     buffer, source: source, options: options, width: width, height: height,
-                    orientation: layout.orientation, crop: crop, minimumSize: minimumSize)
+                    orientation: layout.orientation, crop: crop, minimumSize: minimumSize,
+                    pixels: &pixels)
             }
         }
     }
@@ -239,14 +246,16 @@ public enum ImageDecoder {
     /// 1/`scale` (0 sizes mean "to the edge"), in stored orientation.
     static func decodeJPEG(
         _ buffer: UnsafeRawBufferPointer, source: String, options: DecodeOptions,
-        fullWidth: Int, fullHeight: Int, scale: Int, x: Int, y: Int, width: Int, height: Int
+        fullWidth: Int, fullHeight: Int, scale: Int, x: Int, y: Int, width: Int, height: Int,
+        pixels: inout [UInt8]
     ) throws -> (image: RGBImage, x: Int, y: Int) {
         try checkPixels(width: fullWidth, height: fullHeight, options: options, source: source)
         var sw: Int32 = 0, sh: Int32 = 0
         catlip_jpeg_scaled_size(Int32(fullWidth), Int32(fullHeight), Int32(scale), &sw, &sh)
         let rows = height > 0 ? height : Int(sh) - y
         // libjpeg may widen the columns to whole iMCUs, never past the scaled width.
-        var pixels = [UInt8](repeating: 0, count: rows * Int(sw) * 3)
+        // `pixels` may be a reused buffer: only its capacity matters, its contents are overwritten.
+        resize(&pixels, to: rows * Int(sw) * 3)
         var request = catlip_jpeg_request(
             scale_denom: Int32(scale), x: Int32(x), y: Int32(y), width: Int32(width),
             height: Int32(height), strict: options.strict ? 1 : 0, max_scans: Int32(options.maxScans))
@@ -260,15 +269,16 @@ public enum ImageDecoder {
             }
         }
         let count = Int(result.width) * Int(result.height) * 3
-        if pixels.count != count { pixels.removeSubrange(count...) }
+        resize(&pixels, to: count)
         let image = RGBImage(width: Int(result.width), height: Int(result.height), pixels: pixels)
+        pixels = []
         return (image, Int(result.x), Int(result.y))
     }
 
     static func decodeJPEGRegion(
         _ buffer: UnsafeRawBufferPointer, source: String, options: DecodeOptions,
         width: Int, height: Int, orientation: Orientation, crop: Rect,
-        minimumSize: (width: Int, height: Int)
+        minimumSize: (width: Int, height: Int), pixels: inout [UInt8]
     ) throws -> DecodedRegion {
         let fullW = Double(width), fullH = Double(height)
         let (uw, uh) = orientation.orientedSize(width: width, height: height)
@@ -292,8 +302,7 @@ public enum ImageDecoder {
         let ry1 = max(ry0 + 1, min(Int(sh), Int(scaled.y1.rounded(.up)) + margin))
         let decoded = try decodeJPEG(
             buffer, source: source, options: options, fullWidth: width, fullHeight: height,
-            scale: scale, x: rx0,
-            y: ry0, width: rx1 - rx0, height: ry1 - ry0)
+            scale: scale, x: rx0, y: ry0, width: rx1 - rx0, height: ry1 - ry0, pixels: &pixels)
         let local = Rect(
             x0: scaled.x0 - Double(decoded.x), y0: scaled.y0 - Double(decoded.y),
             x1: scaled.x1 - Double(decoded.x), y1: scaled.y1 - Double(decoded.y))
@@ -301,6 +310,15 @@ public enum ImageDecoder {
             local, width: Double(decoded.image.width), height: Double(decoded.image.height))
         return DecodedRegion(
             image: decoded.image.applying(orientation), box: box, scaleDenominator: scale)
+    }
+
+    /// Sets `buffer.count` to `count`, keeping its storage when it is large enough.
+    static func resize(_ buffer: inout [UInt8], to count: Int) {
+        if buffer.count > count {
+            buffer.removeLast(buffer.count - count)
+        } else if buffer.count < count {
+            buffer.append(contentsOf: repeatElement(0, count: count - buffer.count))
+        }
     }
 
     static func checkCrop(_ crop: Rect, width: Int, height: Int, source: String) throws {

@@ -52,7 +52,10 @@ struct ResampleAxis {
         in0: Double, in1: Double, outSize: Int, outputRange: Range<Int>, valid: Range<Int>,
         filter: ResampleFilter
     ) {
-        let scale = (in1 - in0) / Double(outSize)
+        // Pillow hands the box to C as float32 and subtracts in float32.
+        let f0 = Float(in0), f1 = Float(in1)
+        let in0 = Double(f0)
+        let scale = Double(f1 - f0) / Double(outSize)
         let filterScale = max(scale, 1)
         let support = filter.support * filterScale
         let kernelSize = Int(support.rounded(.up)) * 2 + 1
@@ -83,6 +86,12 @@ struct ResampleAxis {
         }
     }
 
+    /// The input samples read by any output sample (empty when there are none).
+    var span: Range<Int> {
+        guard count > 0 else { return 0..<0 }
+        return starts.min()!..<zip(starts, counts).map(+).max()!
+    }
+
     /// The weights in Pillow's 8-bit fixed point (22 fraction bits, rounded away from zero).
     var fixedPointWeights: [Int32] {
         weights.map { w in
@@ -107,7 +116,9 @@ enum Resampler {
     /// Resamples `image` so that `box` (continuous input coordinates) fills a `width` x `height`
     /// output, producing only the output pixels in `window` (columns, rows; pixels of the window
     /// outside the output are black, as torchvision pads a centre crop). Taps stay inside
-    /// `valid` input pixels. Horizontal pass first, rounded to 8 bits, then vertical, as Pillow.
+    /// `valid` input pixels, whose extent is the input size Pillow would see. Two passes rounded
+    /// to 8 bits in between, in Pillow 13's order: horizontal first, unless the height shrinks
+    /// by more than twice what the width does (python-pillow/Pillow#9549).
     static func resample(
         _ image: RGBImage, box: Rect, valid: (x: Range<Int>, y: Range<Int>), width: Int,
         height: Int, filter: ResampleFilter, window: (x: Range<Int>, y: Range<Int>)
@@ -118,86 +129,128 @@ enum Resampler {
         if outX.isEmpty || outY.isEmpty {
             return RGBImage(width: window.x.count, height: window.y.count, pixels: out)
         }
-        let needH = width != image.width || box.x0 != 0 || box.x1 != Double(image.width)
-            || valid.x != 0..<image.width
-        let needV = height != image.height || box.y0 != 0 || box.y1 != Double(image.height)
-            || valid.y != 0..<image.height
+        let inW = valid.x.count, inH = valid.y.count
+        let needH = width != inW || box.x0 != Double(valid.x.lowerBound)
+            || box.x1 != Double(valid.x.upperBound)
+        let needV = height != inH || box.y0 != Double(valid.y.lowerBound)
+            || box.y1 != Double(valid.y.upperBound)
         let horizontal = ResampleAxis(
-            in0: box.x0, in1: box.x1, outSize: width, outputRange: needH ? outX : 0..<0,
-            valid: valid.x, filter: filter)
+            in0: box.x0, in1: box.x1, outSize: width,
+            outputRange: needH ? outX : outX.lowerBound..<outX.lowerBound, valid: valid.x,
+            filter: filter)
         let vertical = ResampleAxis(
-            in0: box.y0, in1: box.y1, outSize: height, outputRange: needV ? outY : 0..<0,
-            valid: valid.y, filter: filter)
+            in0: box.y0, in1: box.y1, outSize: height,
+            outputRange: needV ? outY : outY.lowerBound..<outY.lowerBound, valid: valid.y,
+            filter: filter)
+        // Without a pass, an axis maps output i of the window straight to input i.
+        let cols = needH ? horizontal.span : (outX.lowerBound + valid.x.lowerBound)..<(outX.upperBound + valid.x.lowerBound)
+        let rows = needV ? vertical.span : (outY.lowerBound + valid.y.lowerBound)..<(outY.upperBound + valid.y.lowerBound)
+        let verticalFirst = height < inH && inH - height > 2 * (inW - width)
 
-        // Rows of the input the vertical pass reads.
-        let rowFirst = needV ? vertical.starts.min()! : outY.lowerBound
-        let rowEnd = needV ? zip(vertical.starts, vertical.counts).map(+).max()! : outY.upperBound
-        // Horizontal pass over those rows: (rowEnd - rowFirst) x outX.count.
-        let midWidth = needH ? outX.count : image.width
-        var mid = [UInt8](repeating: 0, count: (rowEnd - rowFirst) * midWidth * 3)
-        if needH {
-            let kk = horizontal.fixedPointWeights
-            let half = Int32(1) << Int32(precisionBits - 1)
-            image.pixels.withUnsafeBufferPointer { src in
-                for y in rowFirst..<rowEnd {
-                    let row = y * image.width * 3
-                    let dst = (y - rowFirst) * midWidth * 3
-                    for i in 0..<outX.count {
-                        var s0 = half, s1 = half, s2 = half
-                        let start = horizontal.starts[i]
-                        for k in 0..<horizontal.counts[i] {
-                            let w = kk[i * horizontal.kernelSize + k]
-                            let p = row + (start + k) * 3
-                            s0 = s0 &+ Int32(src[p]) &* w
-                            s1 = s1 &+ Int32(src[p + 1]) &* w
-                            s2 = s2 &+ Int32(src[p + 2]) &* w
-                        }
-                        mid[dst + 3 * i] = clip8(s0)
-                        mid[dst + 3 * i + 1] = clip8(s1)
-                        mid[dst + 3 * i + 2] = clip8(s2)
-                    }
-                }
-            }
+        var result: Plane8
+        let source = Plane8(image)
+        if verticalFirst {
+            let mid = needV ? source.vertical(vertical, columns: cols) : source.crop(columns: cols, rows: rows)
+            result = needH ? mid.horizontal(horizontal, columnOffset: cols.lowerBound) : mid
         } else {
-            for y in rowFirst..<rowEnd {
-                let row = y * image.width * 3
-                mid.replaceSubrange(
-                    ((y - rowFirst) * midWidth * 3)..<((y - rowFirst + 1) * midWidth * 3),
-                    with: image.pixels[row..<(row + midWidth * 3)])
-            }
+            let mid = needH ? source.horizontal(horizontal, rows: rows) : source.crop(columns: cols, rows: rows)
+            result = needV ? mid.vertical(vertical, rowOffset: rows.lowerBound) : mid
         }
-
-        // Vertical pass (or a copy), written into the window.
-        let kk = vertical.fixedPointWeights
-        let half = Int32(1) << Int32(precisionBits - 1)
-        let ow = window.x.count
-        for (j, y) in outY.enumerated() {
-            let dstRow = (y - window.y.lowerBound) * ow * 3
-            for (i, x) in outX.enumerated() {
-                let d = dstRow + (x - window.x.lowerBound) * 3
-                let mx = needH ? i : x
-                if needV {
-                    var s0 = half, s1 = half, s2 = half
-                    let start = vertical.starts[j]
-                    for k in 0..<vertical.counts[j] {
-                        let w = kk[j * vertical.kernelSize + k]
-                        let p = ((start + k - rowFirst) * midWidth + mx) * 3
-                        s0 = s0 &+ Int32(mid[p]) &* w
-                        s1 = s1 &+ Int32(mid[p + 1]) &* w
-                        s2 = s2 &+ Int32(mid[p + 2]) &* w
-                    }
-                    out[d] = clip8(s0)
-                    out[d + 1] = clip8(s1)
-                    out[d + 2] = clip8(s2)
-                } else {
-                    let p = ((y - rowFirst) * midWidth + mx) * 3
-                    out[d] = mid[p]
-                    out[d + 1] = mid[p + 1]
-                    out[d + 2] = mid[p + 2]
-                }
-            }
+        // `result` is outY x outX; place it in the window.
+        for j in 0..<outY.count {
+            let src = j * result.width * 3
+            let dst = ((outY.lowerBound + j - window.y.lowerBound) * window.x.count
+                + outX.lowerBound - window.x.lowerBound) * 3
+            out.replaceSubrange(dst..<(dst + outX.count * 3), with: result.pixels[src..<(src + outX.count * 3)])
         }
         return RGBImage(width: window.x.count, height: window.y.count, pixels: out)
+    }
+}
+
+/// An 8-bit RGB plane for the exact resampler's passes (may be empty, unlike `RGBImage`).
+struct Plane8 {
+    var width: Int
+    var height: Int
+    var pixels: [UInt8]
+
+    init(width: Int, height: Int, pixels: [UInt8]) {
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+
+    init(_ image: RGBImage) {
+        self.init(width: image.width, height: image.height, pixels: image.pixels)
+    }
+
+    /// The sub-plane `columns` x `rows`.
+    func crop(columns: Range<Int>, rows: Range<Int>) -> Plane8 {
+        var out = [UInt8]()
+        out.reserveCapacity(columns.count * rows.count * 3)
+        for y in rows {
+            let start = (y * width + columns.lowerBound) * 3
+            out.append(contentsOf: pixels[start..<(start + columns.count * 3)])
+        }
+        return Plane8(width: columns.count, height: rows.count, pixels: out)
+    }
+
+    /// Pillow's horizontal 8-bit pass over `rows` (all rows when nil): one output column per
+    /// tap set of `axis`, whose starts are input columns minus `columnOffset`.
+    func horizontal(_ axis: ResampleAxis, rows: Range<Int>? = nil, columnOffset: Int = 0) -> Plane8 {
+        let rows = rows ?? 0..<height
+        let kk = axis.fixedPointWeights
+        let half = Int32(1) << Int32(Resampler.precisionBits - 1)
+        var out = [UInt8](repeating: 0, count: rows.count * axis.count * 3)
+        pixels.withUnsafeBufferPointer { src in
+            for (j, y) in rows.enumerated() {
+                let row = y * width * 3
+                for i in 0..<axis.count {
+                    var s0 = half, s1 = half, s2 = half
+                    let start = axis.starts[i] - columnOffset
+                    for k in 0..<axis.counts[i] {
+                        let w = kk[i * axis.kernelSize + k]
+                        let p = row + (start + k) * 3
+                        s0 = s0 &+ Int32(src[p]) &* w
+                        s1 = s1 &+ Int32(src[p + 1]) &* w
+                        s2 = s2 &+ Int32(src[p + 2]) &* w
+                    }
+                    let d = (j * axis.count + i) * 3
+                    out[d] = Resampler.clip8(s0)
+                    out[d + 1] = Resampler.clip8(s1)
+                    out[d + 2] = Resampler.clip8(s2)
+                }
+            }
+        }
+        return Plane8(width: axis.count, height: rows.count, pixels: out)
+    }
+
+    /// Pillow's vertical 8-bit pass over `columns` (all when nil): one output row per tap set of
+    /// `axis`, whose starts are input rows minus `rowOffset`.
+    func vertical(_ axis: ResampleAxis, columns: Range<Int>? = nil, rowOffset: Int = 0) -> Plane8 {
+        let columns = columns ?? 0..<width
+        let kk = axis.fixedPointWeights
+        let half = Int32(1) << Int32(Resampler.precisionBits - 1)
+        var out = [UInt8](repeating: 0, count: axis.count * columns.count * 3)
+        pixels.withUnsafeBufferPointer { src in
+            for j in 0..<axis.count {
+                let start = axis.starts[j] - rowOffset
+                for (i, x) in columns.enumerated() {
+                    var s0 = half, s1 = half, s2 = half
+                    for k in 0..<axis.counts[j] {
+                        let w = kk[j * axis.kernelSize + k]
+                        let p = ((start + k) * width + x) * 3
+                        s0 = s0 &+ Int32(src[p]) &* w
+                        s1 = s1 &+ Int32(src[p + 1]) &* w
+                        s2 = s2 &+ Int32(src[p + 2]) &* w
+                    }
+                    let d = (j * columns.count + i) * 3
+                    out[d] = Resampler.clip8(s0)
+                    out[d + 1] = Resampler.clip8(s1)
+                    out[d + 2] = Resampler.clip8(s2)
+                }
+            }
+        }
+        return Plane8(width: columns.count, height: axis.count, pixels: out)
     }
 }
 

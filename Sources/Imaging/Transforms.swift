@@ -55,7 +55,7 @@ public struct TrainTransform: Sendable, Equatable {
         var flip = false
         let minimum = reducedDecoding ? (size, size) : (Int.max / 16, Int.max / 16)
         let region = try ImageDecoder.decode(
-            bytes, source: source, options: decode, minimumSize: minimum
+            bytes, source: source, options: decode, minimumSize: minimum, workspace: workspace
         ) { width, height in
             let crop = Geometry.randomResizedCrop(
                 width: width, height: height, scale: scale, ratio: ratio, using: &generator)
@@ -75,6 +75,7 @@ public struct TrainTransform: Sendable, Equatable {
             region.image, box: box, valid: valid, width: size, height: size, filter: filter,
             flip: flip, normalization: normalization, workspace: workspace,
             output: output.baseAddress!)
+        workspace.recycle(region)
     }
 
     /// Augments an already decoded image into `output` (same draws as `apply`).
