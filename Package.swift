@@ -57,6 +57,10 @@ let package = Package(
             dependencies: ["Imaging"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
+        .testTarget(
+            name: "catlipTests",
+            dependencies: ["Imaging", "catlip"],
+            swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,168 @@
+import Foundation
+import Imaging
+import XCTest
+
+/// The command line as users see it: JSON on stdout, one-line errors naming the file on stderr,
+/// non-zero exit status on failure. Runs the `catlip` binary built next to the tests.
+final class CLITests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("catlip-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Runs `catlip` with `arguments`; returns (status, stdout, stderr).
+    func catlip(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let binary = Bundle.main.bundleURL.appendingPathComponent("catlip")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw XCTSkip("catlip binary not built at \(binary.path) (run swift build --build-tests)")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (
+            process.terminationStatus, String(decoding: outData, as: UTF8.self),
+            String(decoding: errData, as: UTF8.self)
+        )
+    }
+
+    /// A 30x20 test PNG with a gradient.
+    func writeSample(_ name: String = "sample.png") throws -> String {
+        var pixels = [UInt8](repeating: 0, count: 30 * 20 * 3)
+        for y in 0..<20 {
+            for x in 0..<30 {
+                pixels[(y * 30 + x) * 3] = UInt8(x * 8)
+                pixels[(y * 30 + x) * 3 + 1] = UInt8(y * 12)
+                pixels[(y * 30 + x) * 3 + 2] = 77
+            }
+        }
+        let path = directory.appendingPathComponent(name).path
+        let png = try PNGEncoder.encode(RGBImage(width: 30, height: 20, pixels: pixels), source: path)
+        try Data(png).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testInfoPrintsJSON() throws {
+        let path = try writeSample()
+        let result = try catlip(["image", "info", path])
+        XCTAssertEqual(result.status, 0, result.err)
+        let json = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+        XCTAssertEqual(json["format"] as? String, "png")
+        XCTAssertEqual(json["width"] as? Int, 30)
+        XCTAssertEqual(json["height"] as? Int, 20)
+        XCTAssertEqual(json["channels"] as? Int, 3)
+        XCTAssertEqual(json["bit_depth"] as? Int, 8)
+        XCTAssertEqual(json["orientation"] as? Int, 1)
+    }
+
+    func testConvertResizesAndCrops() throws {
+        let path = try writeSample()
+        let out = directory.appendingPathComponent("out.png").path
+        let result = try catlip(["image", "convert", path, "--out", out, "--resize", "10", "--center-crop", "8"])
+        XCTAssertEqual(result.status, 0, result.err)
+        let image = try ImageDecoder.decode(readFileBytes(out), source: out)
+        XCTAssertEqual([image.width, image.height], [8, 8])
+        let expected = try ImageDecoder.decode(readFileBytes(path), source: path)
+            .resizedShorterSide(to: 10, centerCrop: (8, 8))
+        XCTAssertEqual(image, expected)
+    }
+
+    func testConvertWithoutOptionsRoundTrips() throws {
+        let path = try writeSample()
+        let out = directory.appendingPathComponent("copy.png").path
+        XCTAssertEqual(try catlip(["image", "convert", path, "--out", out]).status, 0)
+        XCTAssertEqual(
+            try ImageDecoder.decode(readFileBytes(out), source: out),
+            try ImageDecoder.decode(readFileBytes(path), source: path))
+    }
+
+    /// Each failure: non-zero status, nothing on stdout, one line on stderr naming the input.
+    func assertFails(_ arguments: [String], mentioning words: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try catlip(arguments)
+        XCTAssertNotEqual(result.status, 0, file: file, line: line)
+        XCTAssertEqual(result.out, "", file: file, line: line)
+        let lines = result.err.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "stderr: \(result.err)", file: file, line: line)
+        for word in words {
+            XCTAssertTrue(result.err.contains(word), "'\(word)' not in: \(result.err)", file: file, line: line)
+        }
+    }
+
+    func testBadInputsFailWithOneLineNamingTheFile() throws {
+        let text = directory.appendingPathComponent("notes.jpg").path
+        try Data("just some text\n".utf8).write(to: URL(fileURLWithPath: text))
+        try assertFails(["image", "info", text], mentioning: [text, "unsupported format"])
+
+        let empty = directory.appendingPathComponent("empty.png").path
+        try Data().write(to: URL(fileURLWithPath: empty))
+        try assertFails(["image", "convert", empty, "--out", empty + ".png"], mentioning: [empty, "empty file"])
+
+        let missing = directory.appendingPathComponent("missing.png").path
+        try assertFails(["image", "info", missing], mentioning: [missing, "No such file"])
+
+        let sample = try writeSample()
+        let bytes = try readFileBytes(sample)
+        let truncated = directory.appendingPathComponent("truncated.png").path
+        try Data(bytes.prefix(bytes.count / 2)).write(to: URL(fileURLWithPath: truncated))
+        try assertFails(["image", "convert", truncated, "--out", truncated + ".out.png"], mentioning: [truncated])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: truncated + ".out.png"), "no output on failure")
+
+        try assertFails(["image", "info", directory.path], mentioning: [directory.path, "directory"])
+    }
+
+    func testUnwritableOutputNamesTheOutput() throws {
+        let sample = try writeSample()
+        let out = directory.appendingPathComponent("no/such/dir/out.png").path
+        try assertFails(["image", "convert", sample, "--out", out], mentioning: [out])
+    }
+
+    /// Usage errors: the first stderr line says what is wrong (usage help follows it).
+    func testInvalidOptionsAreRejected() throws {
+        let sample = try writeSample()
+        let out = directory.appendingPathComponent("o.png").path
+        for (arguments, word) in [
+            (["--resize", "0"], "--resize"), (["--background", "blue"], "--background"),
+            (["--filter", "nearest"], "nearest"),
+        ] {
+            let result = try catlip(["image", "convert", sample, "--out", out] + arguments)
+            XCTAssertNotEqual(result.status, 0)
+            let first = result.err.split(separator: "\n").first.map(String.init) ?? ""
+            XCTAssertTrue(first.contains(word), "'\(word)' not in: \(first)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    func testPixelLimitOption() throws {
+        let sample = try writeSample()
+        let out = directory.appendingPathComponent("o.png").path
+        try assertFails(["image", "convert", sample, "--out", out, "--max-pixels", "100"], mentioning: [sample, "600 pixels"])
+    }
+
+    func testBenchPipelineReportsErrorsAndRate() throws {
+        _ = try writeSample("a.png")
+        try Data("not an image".utf8).write(to: directory.appendingPathComponent("b.jpg"))
+        let result = try catlip([
+            "bench", "pipeline", "--images", directory.path, "--size", "16", "--threads", "2", "--repeats", "1",
+        ])
+        XCTAssertEqual(result.status, 0, result.err)
+        let json = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+        XCTAssertEqual(json["images"] as? Int, 2)
+        XCTAssertEqual(json["errors"] as? Int, 1)
+        XCTAssertGreaterThan(json["images_per_s"] as? Double ?? 0, 0)
+    }
+}
