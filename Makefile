@@ -34,9 +34,15 @@ setup-python: setup
 build: setup
 	swift build -c release --product catlip
 
+# XCTest only (no Swift Testing suites here), then one closing line: "tests: N passed, N failed".
 test: setup
 	swift build --build-tests
-	swift test --skip-build
+	@set -o pipefail; swift test --skip-build --disable-swift-testing 2>&1 | tee .build/test.log; status=$$?; \
+	summary=$$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" .build/test.log | tail -n 1); \
+	total=$$(echo "$$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); \
+	failed=$$(echo "$$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/'); \
+	if [ -z "$$summary" ]; then echo "tests: no XCTest summary found"; exit 1; fi; \
+	echo "tests: $$((total - failed)) passed, $$failed failed"; exit $$status
 
 # The main job. Until training lands: photo-like JPEGs through the image pipeline.
 demo: build setup-python

@@ -105,6 +105,20 @@ public enum ImageDecoder {
         }
     }
 
+    /// Decodes a whole image, upright, for a caller that will resize it to at least
+    /// `minimumSize`: a JPEG is reduced in the DCT domain by the strongest of 1/2, 1/4, 1/8 that
+    /// keeps both sides at least that large (much cheaper than decoding at full size and
+    /// resizing); a PNG is decoded at full size. The region's `box` is the whole image in the
+    /// returned pixels' coordinates.
+    public static func decode(
+        _ bytes: [UInt8], source: String, options: DecodeOptions = DecodeOptions(),
+        minimumSize: (width: Int, height: Int)
+    ) throws -> DecodedRegion {
+        try decode(bytes, source: source, options: options, minimumSize: minimumSize) {
+            Rect(x0: 0, y0: 0, x1: Double($0), y1: Double($1))
+        }
+    }
+
     /// Decodes the part of an image needed to resample the upright rectangle `crop` (full-size
     /// coordinates) to `minimumSize`: for a JPEG, only the rows and iMCU columns under the
     /// rectangle, at the strongest DCT-domain reduction (1/2, 1/4, 1/8) that keeps the rectangle

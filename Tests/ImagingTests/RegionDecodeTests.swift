@@ -80,6 +80,25 @@ final class RegionDecodeTests: XCTestCase {
         XCTAssertTrue(seen.isSuperset(of: [2, 4, 8]), "reductions exercised: \(seen.sorted())")
     }
 
+    /// Whole-image reduced decoding: the strongest reduction keeping both sides large enough.
+    func testWholeImageReducedDecode() throws {
+        for orientation in Self.orientations {
+            let (path, bytes) = try fixture(orientation)
+            let full = try ImageDecoder.decode(bytes, source: path)
+            for (minimum, scale) in [(200, 1), (100, 1), (70, 2), (60, 2), (50, 2), (30, 4), (17, 8), (1, 8)] {
+                let region = try ImageDecoder.decode(bytes, source: path, minimumSize: (minimum, minimum))
+                XCTAssertEqual(region.scaleDenominator, scale, "\(path) minimum \(minimum)")
+                // 203x141 upright: the shorter side 141 bounds the reduction.
+                XCTAssertGreaterThanOrEqual(region.box.height, Double(min(minimum, 141)))
+                XCTAssertEqual(region.box.width * Double(scale), 203, accuracy: 1e-9)
+                let got = region.image.resized(width: 20, height: 14, box: region.box)
+                let want = full.resized(width: 20, height: 14)
+                let diffs = zip(got.pixels, want.pixels).map { abs(Int($0) - Int($1)) }
+                XCTAssertLessThan(Double(diffs.reduce(0, +)) / Double(diffs.count), 3.0, path)
+            }
+        }
+    }
+
     func testScaleDenominatorIsStrongestThatKeepsTheSize() {
         XCTAssertEqual(ImageDecoder.scaleDenominator(width: 500, height: 375, minimumWidth: 224, minimumHeight: 224), 1)
         XCTAssertEqual(ImageDecoder.scaleDenominator(width: 500, height: 448, minimumWidth: 224, minimumHeight: 224), 2)
