@@ -27,6 +27,8 @@ let package = Package(
     products: [
         .executable(name: "catlip", targets: ["catlip"]),
         .library(name: "Imaging", targets: ["Imaging"]),
+        .library(name: "WordNet", targets: ["WordNet"]),
+        .library(name: "Shards", targets: ["Shards"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
@@ -45,10 +47,19 @@ let package = Package(
             name: "Imaging",
             dependencies: ["CImageCodecs"],
             swiftSettings: strict + releaseFlags),
+        .target(
+            name: "WordNet",
+            swiftSettings: strict + releaseFlags),
+        .target(
+            name: "Shards",
+            dependencies: ["Imaging", "WordNet"],
+            swiftSettings: strict + releaseFlags),
         .executableTarget(
             name: "catlip",
             dependencies: [
                 "Imaging",
+                "WordNet",
+                "Shards",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict + releaseFlags),
@@ -56,6 +67,15 @@ let package = Package(
             name: "ImagingTests",
             dependencies: ["Imaging"],
             resources: [.copy("Fixtures")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "WordNetTests",
+            dependencies: ["WordNet"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ShardsTests",
+            dependencies: ["Shards"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",

@@ -3,12 +3,13 @@ import Dispatch
 import Foundation
 import Imaging
 import Synchronization
+import WordNet
 
 /// `catlip bench ...`: throughput measurements printed as one JSON line each.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure throughput; prints one JSON line.",
-        subcommands: [Pipeline.self])
+        subcommands: [Pipeline.self, Labels.self])
 
     /// `catlip bench pipeline`: decode + RandomResizedCrop + flip + float CHW over a folder.
     struct Pipeline: ParsableCommand {
@@ -90,6 +91,62 @@ struct BenchCommand: ParsableCommand {
                 }
             }
             return failures.load(ordering: .relaxed)
+        }
+    }
+}
+
+extension BenchCommand {
+    /// `catlip bench labels`: captions per second through clean-up, tokenising and labelling.
+    struct Labels: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Captions per second through the labeller (one caption per line of "
+                + "--captions), and the WordNet load time.")
+
+        @OptionGroup var wordnet: WordNetOptions
+
+        @Option(help: "Text file, one caption per line.")
+        var captions: String
+
+        @Option(help: "Worker threads.")
+        var threads: Int = 2
+
+        @Option(help: "Timed passes (the median is reported).")
+        var repeats: Int = 3
+
+        func validate() throws {
+            if threads < 1 { throw ValidationError("--threads must be positive") }
+            if repeats < 1 { throw ValidationError("--repeats must be positive") }
+        }
+
+        func run() throws {
+            let loadStart = DispatchTime.now().uptimeNanoseconds
+            let database = try wordnet.load()
+            let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
+            guard let data = FileManager.default.contents(atPath: captions) else {
+                throw CLIError("\(captions): cannot read")
+            }
+            let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+                .map(String.init)
+            let mode = wordnet.mode
+            var rates: [Double] = []
+            var labelled = 0, labels = 0
+            for _ in 0..<repeats {
+                // Fresh labellers each pass: their token memo starts empty, as in a real run.
+                let start = DispatchTime.now().uptimeNanoseconds
+                let counts = parallelMap(count: lines.count, threads: threads, makeState: {
+                    Labeller(database: database, mode: mode)
+                }) { labeller, i in labeller.synsets(lines[i]).count }
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                rates.append(Double(lines.count) / seconds)
+                labelled = counts.filter { $0 > 0 }.count
+                labels = counts.reduce(0, +)
+            }
+            printJSON([
+                "bench": "labels", "captions": lines.count, "threads": threads, "mode": mode.rawValue,
+                "captions_per_s": (rates.sorted()[rates.count / 2]).rounded(),
+                "runs": rates.map { $0.rounded() }, "wordnet_load_s": (loadSeconds * 1000).rounded() / 1000,
+                "captions_with_labels": labelled, "labels": labels,
+            ])
         }
     }
 }

@@ -1,0 +1,170 @@
+/// How captions become synsets.
+public enum LabelMode: String, Sendable, CaseIterable, Codable {
+    /// corenet's rule, which the released CatLIP vocabulary follows: every token is lemmatised
+    /// as a noun, its first noun sense is taken, and kept only when the lemma is that synset's
+    /// head lemma. ("An image of black dog." gives image, black, dog.)
+    case corenet
+    /// The paper's intent without a POS-tagger model: WordNet's multi-word nouns first (longest
+    /// match), single tokens only when their most frequent use is as a noun (tagged-sense
+    /// counts), and the sense chosen for pictures: the most frequent sense in a concrete
+    /// lexicographer file, keyed by the synset whatever its head lemma.
+    case nouns
+}
+
+/// One synset found in a caption, with why it was taken.
+public struct CaptionLabel: Sendable, Equatable {
+    /// The synset.
+    public var synset: SynsetID
+    /// The caption text that produced it (a token, or underscore-joined tokens).
+    public var text: String
+    /// The lemma it was looked up as.
+    public var lemma: String
+    /// Why this sense: "first sense, head lemma", "first concrete sense (noun.animal), sense 2
+    /// of 7", ...
+    public var reason: String
+}
+
+/// Labels captions with WordNet noun synsets. One labeller per thread: it memoises token
+/// results (captions repeat their words), so it is not shared; the database is.
+public final class Labeller {
+    /// The database.
+    public let database: WordNetDatabase
+    /// The rule applied.
+    public let mode: LabelMode
+    /// Longest multi-word lemma tried in `nouns` mode, in words.
+    public let maximumPhraseWords = 4
+
+    private var tokenCache: [String: CaptionLabel?] = [:]
+    private let phrasePrefixes: Set<String>
+
+    /// A labeller over `database` applying `mode`.
+    public init(database: WordNetDatabase, mode: LabelMode = .corenet) {
+        self.database = database
+        self.mode = mode
+        // First words of multi-word noun lemmas, to try phrases only where one can start.
+        var prefixes = Set<String>()
+        if mode == .nouns {
+            for lemma in database.nounIndex.keys where lemma.contains("_") {
+                if let first = lemma.split(separator: "_").first { prefixes.insert(String(first)) }
+            }
+        }
+        phrasePrefixes = prefixes
+    }
+
+    /// The synsets of `caption`, in order of first appearance, duplicates collapsed.
+    public func synsets(_ caption: String) -> [SynsetID] {
+        labels(caption).map(\.synset)
+    }
+
+    /// The labels of `caption` with their reasons, in order of first appearance, duplicates
+    /// collapsed.
+    public func labels(_ caption: String) -> [CaptionLabel] {
+        let tokens = Tokenizer.tokenize(CaptionText.clean(caption))
+        var out: [CaptionLabel] = []
+        func add(_ label: CaptionLabel) {
+            if !out.contains(where: { $0.synset == label.synset }) { out.append(label) }
+        }
+        var i = 0
+        while i < tokens.count {
+            if mode == .nouns, let (label, length) = phrase(tokens, at: i) {
+                add(label)
+                i += length
+                continue
+            }
+            if let label = token(tokens[i]) { add(label) }
+            i += 1
+        }
+        return out
+    }
+
+    /// A multi-word lemma starting at `tokens[i]`, longest first.
+    private func phrase(_ tokens: [Substring], at i: Int) -> (CaptionLabel, Int)? {
+        guard phrasePrefixes.contains(String(tokens[i])) else { return nil }
+        var length = min(maximumPhraseWords, tokens.count - i)
+        while length >= 2 {
+            let words = tokens[i..<(i + length)]
+            if words.allSatisfy({ $0.first?.isLetter ?? false }) {
+                let text = words.joined(separator: "_")
+                let lemma = database.lemmatize(text, as: .noun)
+                if database.contains(lemma, as: .noun) {
+                    let (synset, reason) = pictureSense(lemma)
+                    return (CaptionLabel(synset: synset, text: text, lemma: lemma, reason: reason), length)
+                }
+            }
+            length -= 1
+        }
+        return nil
+    }
+
+    /// The label of one token, memoised.
+    private func token(_ token: Substring) -> CaptionLabel? {
+        let key = String(token)  // a String key: a Substring would keep its whole caption alive
+        if let cached = tokenCache[key] { return cached }
+        let result: CaptionLabel?
+        switch mode {
+        case .corenet: result = corenetLabel(token)
+        case .nouns: result = nounsLabel(token)
+        }
+        if tokenCache.count > 200_000 { tokenCache.removeAll(keepingCapacity: true) }
+        tokenCache[key] = result
+        return result
+    }
+
+    private func corenetLabel(_ token: Substring) -> CaptionLabel? {
+        let word = String(token)
+        let lemma = database.lemmatize(word, as: .noun)
+        guard let first = database.nounSynsets(lemma).first else { return nil }
+        guard database.headLemma(first) == lemma else { return nil }
+        return CaptionLabel(synset: first, text: word, lemma: lemma, reason: "first sense, head lemma")
+    }
+
+    private func nounsLabel(_ token: Substring) -> CaptionLabel? {
+        guard let c = token.first, c.isLetter, !Self.stopWords.contains(token) else { return nil }
+        let word = String(token)
+        let lemma = database.lemmatize(word, as: .noun)
+        guard let nounCount = database.taggedSenseCount(lemma, as: .noun) else { return nil }
+        for pos in [PartOfSpeech.verb, .adjective, .adverb] {
+            let other = database.lemmatize(word, as: pos)
+            if let count = database.taggedSenseCount(other, as: pos), count > nounCount {
+                return nil  // used more often as a verb, adjective or adverb
+            }
+        }
+        let (synset, reason) = pictureSense(lemma)
+        return CaptionLabel(synset: synset, text: word, lemma: lemma, reason: reason)
+    }
+
+    /// Lexicographer files of things a picture can show.
+    static let concreteFiles: Set<Int> = [5, 6, 8, 13, 17, 20, 27]  // animal, artifact, body, food, object, plant, substance
+
+    /// The sense of `lemma` for pictures: the most frequent sense in a concrete lexicographer
+    /// file, else the most frequent sense.
+    func pictureSense(_ lemma: String) -> (SynsetID, String) {
+        let senses = database.nounSynsets(lemma)
+        precondition(!senses.isEmpty, "pictureSense needs a noun lemma")
+        if senses.count == 1 { return (senses[0], "only sense (\(database.lexicographerFile(senses[0])))") }
+        for (n, s) in senses.enumerated() where Self.concreteFiles.contains(database.lexicographerFileNumber(s)) {
+            let file = database.lexicographerFile(s)
+            return (s, n == 0 ? "first sense, concrete (\(file))"
+                : "first concrete sense (\(file)), sense \(n + 1) of \(senses.count)")
+        }
+        return (senses[0], "first sense (\(database.lexicographerFile(senses[0]))), no concrete sense")
+    }
+
+    /// Function words a POS tagger would never tag as nouns, though WordNet lists some of them
+    /// as nouns ("a" is ampere, "it" information technology, "us" the United States).
+    static let stopWords: Set<Substring> = [
+        "a", "an", "the", "and", "or", "but", "nor", "so", "yet", "of", "in", "on", "at", "to",
+        "for", "from", "by", "with", "without", "about", "above", "below", "under", "over",
+        "into", "onto", "out", "up", "down", "off", "through", "between", "among", "against",
+        "during", "before", "after", "near", "around", "behind", "beside", "across", "along",
+        "i", "me", "my", "we", "us", "our", "you", "your", "he", "him", "his", "she", "her",
+        "it", "its", "they", "them", "their", "this", "that", "these", "those", "who", "whom",
+        "whose", "which", "what", "where", "when", "why", "how", "is", "are", "was", "were",
+        "be", "been", "being", "am", "do", "does", "did", "have", "has", "had", "will", "would",
+        "can", "could", "shall", "should", "may", "might", "must", "not", "no", "yes", "as",
+        "if", "than", "then", "there", "here", "all", "any", "some", "each", "every", "both",
+        "few", "more", "most", "other", "such", "only", "own", "same", "too", "very", "just",
+        "also", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "'s", "n't", "'re", "'ll", "'ve", "'m", "'d", "via", "per", "vs",
+    ]
+}

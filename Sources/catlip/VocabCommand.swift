@@ -1,0 +1,197 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Shards
+import WordNet
+
+/// Options shared by the commands that read WordNet.
+struct WordNetOptions: ParsableArguments {
+    @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
+    var directory: String = WordNetDatabase.defaultDirectory
+
+    @Option(help: "Labelling rule: corenet (the released CatLIP vocabulary's) or nouns.")
+    var mode: LabelMode = .corenet
+
+    /// Loads the database, turning a failure into a one-line error.
+    func load() throws -> WordNetDatabase {
+        try cliRun { try WordNetDatabase(directory: directory) }
+    }
+}
+
+extension LabelMode: ExpressibleByArgument {}
+
+/// `catlip vocab ...`: captions to synsets, vocabularies and label caches.
+struct VocabCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vocab",
+        abstract: "Label captions with WordNet synsets; build vocabularies and label caches.",
+        subcommands: [Label.self, Build.self, Import.self, Cache.self])
+
+    /// `catlip vocab label "caption" ...`: JSON lines with the synsets of each caption.
+    struct Label: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print one JSON line per caption: its synsets (wnid, name, lemma, "
+                + "lexicographer file, the caption text matched, why this sense).",
+            discussion: "Captions come from the arguments, or one per line from standard input.")
+
+        @OptionGroup var wordnet: WordNetOptions
+
+        @Option(help: "A vocab.tsv: adds each synset's class index (null when not in it).")
+        var vocab: String?
+
+        @Argument(help: "Captions.")
+        var captions: [String] = []
+
+        func run() throws {
+            let database = try wordnet.load()
+            let vocabulary = try vocab.map { path in try cliRun { try Vocabulary.load(path: path, database: database) } }
+            let labeller = Labeller(database: database, mode: wordnet.mode)
+            var input = captions
+            if input.isEmpty {
+                while let line = readLine(strippingNewline: true) { input.append(line) }
+            }
+            for caption in input {
+                var synsets: [[String: Any]] = []
+                for label in labeller.labels(caption) {
+                    var entry: [String: Any] = [
+                        "wnid": database.wnid(label.synset), "name": database.name(label.synset),
+                        "lemma": label.lemma, "text": label.text,
+                        "lexname": database.lexicographerFile(label.synset), "reason": label.reason,
+                    ]
+                    if let vocabulary {
+                        entry["class_index"] = vocabulary.classIndex(wnid: database.wnid(label.synset)) ?? NSNull()
+                    }
+                    synsets.append(entry)
+                }
+                printJSON(["caption": caption, "synsets": synsets])
+            }
+        }
+    }
+
+    /// `catlip vocab build`: count synsets over a manifest's captions, keep the frequent ones.
+    struct Build: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Count synsets over all captions and write vocab.tsv (descending count, "
+                + "ties by wnid), keeping synsets seen at least --min-count times.")
+
+        @OptionGroup var wordnet: WordNetOptions
+
+        @Option(help: "Manifest (TSV path<TAB>caption, or JSONL) whose captions are counted.")
+        var data: String
+
+        @Option(name: .customLong("min-count"), help: "Drop synsets seen in fewer captions (CatLIP: 500).")
+        var minCount: Int = 500
+
+        @Option(name: .customLong("max-size"), help: "Keep at most this many classes.")
+        var maxSize: Int?
+
+        @Option(help: "Output vocab.tsv.")
+        var out: String
+
+        @Option(help: "Worker threads.")
+        var threads: Int = 2
+
+        func validate() throws {
+            if minCount < 1 { throw ValidationError("--min-count must be at least 1") }
+            if let m = maxSize, m < 1 { throw ValidationError("--max-size must be positive") }
+            if threads < 1 { throw ValidationError("--threads must be positive") }
+        }
+
+        func run() throws {
+            let database = try wordnet.load()
+            let manifest = try cliRun { try Manifest(path: data) }
+            for problem in manifest.problems.prefix(20) { printError("skipped \(problem)") }
+            let captions = manifest.samples.map(\.caption)
+            let mode = wordnet.mode
+            let perCaption = parallelMap(count: captions.count, threads: threads, makeState: {
+                Labeller(database: database, mode: mode)
+            }) { labeller, i in labeller.synsets(captions[i]) }
+            var counts: [SynsetID: Int] = [:]
+            var unlabelled = 0
+            for synsets in perCaption {
+                if synsets.isEmpty { unlabelled += 1 }
+                for s in synsets { counts[s, default: 0] += 1 }
+            }
+            let vocabulary = Vocabulary.build(
+                counts: counts, database: database, minimumCount: minCount, maximumSize: maxSize)
+            try cliRun { try vocabulary.write(path: out) }
+            printJSON([
+                "captions": captions.count, "captions_without_label": unlabelled,
+                "skipped_lines": manifest.problems.count, "synsets_seen": counts.count,
+                "classes": vocabulary.count, "mode": mode.rawValue, "out": out,
+            ])
+        }
+    }
+
+    /// `catlip vocab import`: a corenet key listing as vocab.tsv.
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Convert a listing of corenet vocabulary keys (n5928118, one per line, "
+                + "optionally with a count) into vocab.tsv in the same order.")
+
+        @OptionGroup var wordnet: WordNetOptions
+
+        @Argument(help: "The key listing.")
+        var keys: String
+
+        @Option(help: "Output vocab.tsv.")
+        var out: String
+
+        func run() throws {
+            let database = try wordnet.load()
+            let vocabulary = try cliRun { try Vocabulary.load(path: keys, database: database) }
+            try cliRun { try vocabulary.write(path: out) }
+            printJSON(["classes": vocabulary.count, "out": out])
+        }
+    }
+
+    /// `catlip vocab cache`: precompute every sample's class indices.
+    struct Cache: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Label every caption of a manifest once under a vocabulary and store the "
+                + "class indices beside it (MANIFEST.labels), for training to read.")
+
+        @OptionGroup var wordnet: WordNetOptions
+
+        @Option(help: "Manifest (TSV or JSONL).")
+        var data: String
+
+        @Option(help: "The vocab.tsv the class indices refer to.")
+        var vocab: String
+
+        @Option(help: "Output file (default: the manifest's path + .labels).")
+        var out: String?
+
+        @Option(help: "Worker threads.")
+        var threads: Int = 2
+
+        func run() throws {
+            let database = try wordnet.load()
+            let vocabulary = try cliRun { try Vocabulary.load(path: vocab, database: database) }
+            let manifest = try cliRun { try Manifest(path: data) }
+            for problem in manifest.problems.prefix(20) { printError("skipped \(problem)") }
+            let cache = LabelCache.build(
+                keys: manifest.samples.map(\.key), captions: manifest.samples.map(\.caption),
+                vocabulary: vocabulary, database: database, mode: wordnet.mode, threads: threads)
+            let path = out ?? data + ".labels"
+            try cliRun { try cache.write(path: path) }
+            let unlabelled = (0..<cache.count).filter { cache.labels(at: $0).isEmpty }.count
+            printJSON([
+                "samples": cache.count, "samples_without_label": unlabelled,
+                "skipped_lines": manifest.problems.count, "classes": vocabulary.count, "out": path,
+            ])
+        }
+    }
+}
+
+/// One JSON object on one line of standard output (keys sorted).
+func printJSON(_ object: [String: Any]) {
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// A line on standard error.
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
