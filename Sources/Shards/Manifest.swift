@@ -1,4 +1,5 @@
 import Foundation
+import WordNet
 
 /// One image-caption sample of a manifest.
 public struct ManifestSample: Sendable, Equatable {
@@ -52,15 +53,14 @@ public struct Manifest: Sendable {
         func resolve(_ image: String) -> String {
             image.hasPrefix("/") ? image : base + "/" + image
         }
-        let text = String(decoding: data, as: UTF8.self)
-        let firstChar = text.first(where: { !$0.isWhitespace })
+        let lines = textLines(data)
+        let firstChar = lines.lazy.compactMap { $0.first(where: { !$0.isWhitespace }) }.first
         let jsonl = path.hasSuffix(".jsonl") || path.hasSuffix(".json") || firstChar == "{"
         var samples: [ManifestSample] = []
         var problems: [ManifestProblem] = []
         var number = 0
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in lines {
             number += 1
-            let line = line.hasSuffix("\r") ? line.dropLast() : line
             if line.allSatisfy({ $0.isWhitespace }) { continue }
             if jsonl {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]

@@ -5,8 +5,8 @@ public enum LabelMode: String, Sendable, CaseIterable, Codable {
     /// head lemma. ("An image of black dog." gives image, black, dog.)
     case corenet
     /// The paper's intent without a POS-tagger model: WordNet's multi-word nouns first (longest
-    /// match), single tokens only when their most frequent use is as a noun (tagged-sense
-    /// counts), and the sense chosen for pictures: the most frequent sense in a concrete
+    /// match), single tokens only when their most frequent use is as a noun (semantic-concordance
+    /// counts; see `Labeller.isMostlyNoun`), and the sense chosen for pictures: the most frequent sense in a concrete
     /// lexicographer file, keyed by the synset whatever its head lemma.
     case nouns
 }
@@ -79,7 +79,8 @@ public final class Labeller {
 
     /// A multi-word lemma starting at `tokens[i]`, longest first.
     private func phrase(_ tokens: [Substring], at i: Int) -> (CaptionLabel, Int)? {
-        guard phrasePrefixes.contains(String(tokens[i])) else { return nil }
+        // Not from a function word: "the street" is not The Street.
+        guard !Self.stopWords.contains(tokens[i]), phrasePrefixes.contains(String(tokens[i])) else { return nil }
         var length = min(maximumPhraseWords, tokens.count - i)
         while length >= 2 {
             let words = tokens[i..<(i + length)]
@@ -122,15 +123,35 @@ public final class Labeller {
         guard let c = token.first, c.isLetter, !Self.stopWords.contains(token) else { return nil }
         let word = String(token)
         let lemma = database.lemmatize(word, as: .noun)
-        guard let nounCount = database.taggedSenseCount(lemma, as: .noun) else { return nil }
-        for pos in [PartOfSpeech.verb, .adjective, .adverb] {
-            let other = database.lemmatize(word, as: pos)
-            if let count = database.taggedSenseCount(other, as: pos), count > nounCount {
-                return nil  // used more often as a verb, adjective or adverb
-            }
-        }
+        guard database.contains(lemma, as: .noun) else { return nil }
+        guard isMostlyNoun(word, nounLemma: lemma) else { return nil }
         let (synset, reason) = pictureSense(lemma)
         return CaptionLabel(synset: synset, text: word, lemma: lemma, reason: reason)
+    }
+
+    /// Whether `word` is used as a noun in captions, judged by WordNet's semantic-concordance
+    /// frequencies (cntlist.rev) of its lemma in each part of speech: a noun when it is tagged
+    /// as a noun at least as often as as a verb, adjective or adverb ("dog" stays, "black" and
+    /// "runs" drop out). Text underrates picture nouns that double as verbs (bear, duck, seal,
+    /// watch: tagged mostly as verbs), so a word whose most frequent noun sense is concrete is
+    /// kept unless its adjective use outweighs its noun use (colours stay out).
+    func isMostlyNoun(_ word: String, nounLemma: String) -> Bool {
+        let noun = database.usageCounts(nounLemma).noun
+        var verb: UInt32 = 0, adjective: UInt32 = 0, adverb: UInt32 = 0
+        for pos in [PartOfSpeech.verb, .adjective, .adverb] {
+            let lemma = database.lemmatize(word, as: pos)
+            guard database.contains(lemma, as: pos) else { continue }
+            let counts = database.usageCounts(lemma)
+            switch pos {
+            case .verb: verb = counts.verb
+            case .adjective: adjective = counts.adjective
+            case .adverb: adverb = counts.adverb
+            case .noun: break
+            }
+        }
+        if noun >= verb && noun >= adjective && noun >= adverb { return true }
+        guard let first = database.nounSynsets(nounLemma).first else { return false }
+        return Self.concreteFiles.contains(database.lexicographerFileNumber(first)) && adjective <= noun
     }
 
     /// Lexicographer files of things a picture can show.

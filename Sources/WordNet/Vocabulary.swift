@@ -83,7 +83,7 @@ public struct Vocabulary: Sendable, Equatable {
         var entries: [Entry] = []
         var seen = Set<String>()
         var lineNumber = 0
-        for rawLine in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+        for rawLine in textLines(data) {
             lineNumber += 1
             let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }

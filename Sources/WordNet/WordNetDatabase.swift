@@ -79,6 +79,21 @@ public final class WordNetDatabase: Sendable {
     let otherIndex: [PartOfSpeech: [String: UInt32]]
     /// Morphy's exception lists: inflected form -> base forms.
     let exceptions: [PartOfSpeech: [String: [String]]]
+    /// Semantic-concordance frequencies (cntlist.rev) summed per lemma: noun, verb, adjective
+    /// (with satellites), adverb.
+    let frequencies: [String: UsageCounts]
+
+    /// How often a lemma was tagged in each part of speech in WordNet's semantic concordance.
+    public struct UsageCounts: Sendable, Equatable {
+        /// Tags as a noun.
+        public var noun: UInt32 = 0
+        /// Tags as a verb.
+        public var verb: UInt32 = 0
+        /// Tags as an adjective (head or satellite).
+        public var adjective: UInt32 = 0
+        /// Tags as an adverb.
+        public var adverb: UInt32 = 0
+    }
 
     struct NounEntry: Sendable {
         var synsets: [SynsetID]
@@ -236,6 +251,27 @@ public final class WordNetDatabase: Sendable {
             exceptions[pos] = map
         }
         self.exceptions = exceptions
+
+        // cntlist.rev: sense_key sense_number tag_count, sense_key = lemma%ss_type:...
+        var frequencies: [String: UsageCounts] = [:]
+        let counts = try read("cntlist.rev")
+        for line in counts.split(separator: 10) {
+            let fields = line.split(separator: 32)
+            guard fields.count == 3, let percent = fields[0].firstIndex(of: UInt8(ascii: "%")),
+                percent + 1 < fields[0].endIndex, let tags = UInt32(String(decoding: fields[2], as: UTF8.self))
+            else { continue }
+            let lemma = String(decoding: fields[0][..<percent], as: UTF8.self)
+            var entry = frequencies[lemma] ?? UsageCounts()
+            switch fields[0][percent + 1] {
+            case UInt8(ascii: "1"): entry.noun += tags
+            case UInt8(ascii: "2"): entry.verb += tags
+            case UInt8(ascii: "3"), UInt8(ascii: "5"): entry.adjective += tags
+            case UInt8(ascii: "4"): entry.adverb += tags
+            default: continue
+            }
+            frequencies[lemma] = entry
+        }
+        self.frequencies = frequencies
     }
 
     static func binarySearch(_ sorted: [UInt32], _ value: UInt32) -> SynsetID? {
@@ -270,6 +306,12 @@ public final class WordNetDatabase: Sendable {
     /// `lemma` as `pos`, or nil when WordNet has no such `pos` entry.
     public func taggedSenseCount(_ lemma: String, as pos: PartOfSpeech) -> UInt32? {
         pos == .noun ? nounIndex[lemma]?.taggedSenseCount : otherIndex[pos]?[lemma]
+    }
+
+    /// How often `lemma` was tagged as each part of speech in the semantic concordance
+    /// (cntlist.rev; zeros when never).
+    public func usageCounts(_ lemma: String) -> UsageCounts {
+        frequencies[lemma] ?? UsageCounts()
     }
 
     /// The exception-list base forms of an irregular `form` (e.g. mice -> mouse).

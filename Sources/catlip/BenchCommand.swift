@@ -125,8 +125,7 @@ extension BenchCommand {
             guard let data = FileManager.default.contents(atPath: captions) else {
                 throw CLIError("\(captions): cannot read")
             }
-            let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-                .map(String.init)
+            let lines = textLines(data)
             let mode = wordnet.mode
             var rates: [Double] = []
             var labelled = 0, labels = 0

@@ -155,3 +155,200 @@ final class LabellerTests: XCTestCase {
         XCTAssertEqual(differences, [], "\(differences.count) of \(total) differ")
     }
 }
+
+final class NounsModeTests: XCTestCase {
+    let db = sharedDatabase
+
+    func labels(_ caption: String) -> [CaptionLabel] {
+        Labeller(database: db, mode: .nouns).labels(caption)
+    }
+
+    func testAdjectivesAndVerbsDropOutNounsStay() {
+        XCTAssertEqual(labels("An image of black dog.").map(\.lemma), ["image", "dog"])
+        XCTAssertEqual(labels("the dog runs fast").map(\.lemma), ["dog"])
+        XCTAssertEqual(labels("a red car is sitting in the street").map(\.lemma), ["car", "street"])
+        // crane: its first noun sense is a person and it is tagged only as a verb: dropped.
+        XCTAssertEqual(labels("a crane").map(\.lemma), [])
+    }
+
+    func testMultiWordLemmasLongestFirst() {
+        XCTAssertEqual(labels("two hot dogs and ice cream").map(\.lemma), ["hot_dog", "ice_cream"])
+        XCTAssertEqual(labels("a teddy bear on a bed").map(\.lemma), ["teddy_bear", "bed"])
+        XCTAssertEqual(labels("polar bear").map(\.lemma), ["polar_bear"])
+    }
+
+    func testConcreteSensesForPictures() {
+        let wanted: [(String, String)] = [
+            ("tiger", "noun.animal"), ("whale", "noun.animal"), ("bear", "noun.animal"),
+            ("dolphin", "noun.animal"), ("pig", "noun.animal"), ("robot", "noun.artifact"),
+            ("duck", "noun.animal"), ("apple", "noun.food"), ("watch", "noun.artifact"),
+            // WordNet's most frequent concrete sense of seal is the stamp, not the animal.
+            ("seal", "noun.artifact"),
+        ]
+        for (word, file) in wanted {
+            let l = labels(word)
+            XCTAssertEqual(l.count, 1, word)
+            XCTAssertEqual(l.first.map { db.lexicographerFile($0.synset) }, file, "\(word): \(l.first?.reason ?? "")")
+        }
+        // corenet's rule drops these (first sense not headed by the word).
+        let corenet = Labeller(database: db, mode: .corenet)
+        for word in ["dolphin", "robot", "pig"] { XCTAssertEqual(corenet.synsets(word), [], word) }
+    }
+
+    func testReasonIsReported() throws {
+        let tiger = try XCTUnwrap(labels("tiger").first)
+        XCTAssertEqual(db.wnid(tiger.synset), "n02129604")
+        XCTAssertEqual(tiger.reason, "first concrete sense (noun.animal), sense 2 of 2")
+    }
+}
+
+final class CaptionEdgeCaseTests: XCTestCase {
+    let db = sharedDatabase
+
+    func testCleanUp() {
+        XCTAssertEqual(CaptionText.clean("  A <b>Dog</b>%20on+the   MAT\n"), "a dog on the mat")
+        XCTAssertEqual(CaptionText.clean("cafÃ© table"), "café table")
+        XCTAssertEqual(CaptionText.clean("ＤＯＧ ﬁsh “quoted”"), "dog fish \"quoted\"")
+        XCTAssertEqual(CaptionText.clean("100% sure & <unclosed"), "100% sure & <unclosed")
+        XCTAssertEqual(CaptionText.clean("fish &amp; chips"), "fish & chips")
+    }
+
+    func testTokenizer() {
+        func t(_ s: String) -> [String] { Tokenizer.tokenize(s).map(String.init) }
+        XCTAssertEqual(t("the dog's toy, a cat."), ["the", "dog", "'s", "toy", ",", "a", "cat", "."])
+        XCTAssertEqual(t("don't (t-shirt) 3,000 a.m."), ["do", "n't", "(", "t-shirt", ")", "3,000", "a.m."])
+        XCTAssertEqual(t("wow!! dog...cat \"hi\""), ["wow", "!", "!", "dog", "...", "cat", "\"", "hi", "\""])
+        XCTAssertEqual(t(""), [])
+    }
+
+    /// Hostile captions never crash and give no labels (or few), whatever the mode.
+    func testHostileCaptions() {
+        let invalidUTF8 = String(decoding: [0xFF, 0xFE, 0x64, 0x6F, 0x67, 0xC3], as: UTF8.self)
+        let huge = String(repeating: "dog cat ", count: 200_000)  // 1.6 MB
+        let captions = [
+            "", "   ", "🐶🐱🎉", "猫と犬", "собака и кошка", invalidUTF8, huge, "%", "%zz%2", "<<<>>>",
+            String(repeating: "'", count: 1000), String(repeating: "a-", count: 5000), "\u{0}\u{1}dog",
+        ]
+        for mode in LabelMode.allCases {
+            let labeller = Labeller(database: db, mode: mode)
+            for caption in captions { _ = labeller.labels(caption) }
+            XCTAssertEqual(labeller.synsets(""), [])
+            XCTAssertEqual(labeller.synsets("🐶🐱🎉"), [])
+            XCTAssertEqual(labeller.synsets(huge).map { db.headLemma($0) }, ["dog", "cat"])
+        }
+        XCTAssertLessThanOrEqual(CaptionText.clean(huge).utf8.count, CaptionText.maximumBytes)
+    }
+
+    func testEmojiNamesConcreteSenses() throws {
+        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+        let names = try String(contentsOf: root.appendingPathComponent("emoji_names.txt"), encoding: .utf8)
+            .split(separator: "\n").map(String.init)
+        XCTAssertGreaterThan(names.count, 400)
+        func concrete(_ mode: LabelMode) -> Int {
+            let labeller = Labeller(database: db, mode: mode)
+            return names.filter { name in
+                labeller.synsets(name).contains { Labeller.concreteFiles.contains(db.lexicographerFileNumber($0)) }
+            }.count
+        }
+        let corenet = concrete(.corenet), nouns = concrete(.nouns)
+        print("emoji names with a concrete label: corenet \(corenet), nouns \(nouns) of \(names.count)")
+        XCTAssertGreaterThan(nouns, corenet + 50)
+    }
+}
+
+final class VocabularyTests: XCTestCase {
+    let db = sharedDatabase
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("vocab-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    /// Counts over a small caption set, checked by hand: dog 3, cat 2 (cats), mat 1, image 1.
+    func testBuildCountsExactly() throws {
+        let captions = ["a dog on a mat", "dogs and cats", "an image of a dog and a dog", "the cat", ""]
+        let labeller = Labeller(database: db, mode: .corenet)
+        var counts: [SynsetID: Int] = [:]
+        for c in captions { for s in labeller.synsets(c) { counts[s, default: 0] += 1 } }
+        let vocabulary = Vocabulary.build(counts: counts, database: db, minimumCount: 1)
+        XCTAssertEqual(vocabulary.entries.map(\.wnid), ["n02084071", "n02121620", "n03727837", "n05928118"])
+        XCTAssertEqual(vocabulary.entries.map(\.count), [3, 2, 1, 1])
+        XCTAssertEqual(vocabulary.entries[0].lemmas, ["dog", "domestic_dog", "Canis_familiaris"])
+        let two = Vocabulary.build(counts: counts, database: db, minimumCount: 2)
+        XCTAssertEqual(two.count, 2)
+        XCTAssertEqual(Vocabulary.build(counts: counts, database: db, minimumCount: 1, maximumSize: 3).count, 3)
+
+        let path = directory.appendingPathComponent("vocab.tsv").path
+        try vocabulary.write(path: path)
+        XCTAssertEqual(
+            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first,
+            "n02084071\t3\tdog,domestic_dog,Canis_familiaris")
+        XCTAssertEqual(try Vocabulary.load(path: path, database: db), vocabulary)
+    }
+
+    func testCorenetKeysAreAccepted() throws {
+        let path = directory.appendingPathComponent("keys.txt").path
+        try Data("n5928118\nn2084071 17\n".utf8).write(to: URL(fileURLWithPath: path))
+        let v = try Vocabulary.load(path: path, database: db)
+        XCTAssertEqual(v.entries.map(\.wnid), ["n05928118", "n02084071"])
+        XCTAssertEqual(v.entries.map(\.count), [0, 17])
+        XCTAssertEqual(v.entries[1].lemmas.first, "dog")
+        XCTAssertEqual(v.classIndex(wnid: "n2084071"), 1)
+    }
+
+    func testBadVocabularyLinesNameTheLine() throws {
+        for (text, fragment) in [
+            ("n02084071\t3\tdog\nhello\t1\tx\n", ":2: 'hello' is not a wnid"),
+            ("n02084071\nn2084071\n", ":2: duplicate n02084071"),
+            ("n02084071\tmany\tdog\n", ":1: count 'many'"),
+            ("n99999999\t1\tx\n", ":1: n99999999 is not a WordNet 3.0 noun synset"),
+        ] {
+            let path = directory.appendingPathComponent("v.tsv").path
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try Vocabulary.load(path: path, database: db)) { error in
+                XCTAssertTrue(String(describing: error).contains(fragment), "\(error)")
+            }
+        }
+    }
+
+    func testLabelCacheRoundTripAndInvalidation() throws {
+        let vocabulary = Vocabulary(entries: [
+            .init(wnid: "n02084071", count: 3, lemmas: ["dog"]), .init(wnid: "n02121620", count: 2, lemmas: ["cat"]),
+        ])
+        let keys = ["a.jpg", "b.jpg", "c.jpg"]
+        let cache = LabelCache.build(
+            keys: keys, captions: ["cats chasing a dog", "nothing here", "dog dog"], vocabulary: vocabulary,
+            database: db, mode: .corenet, threads: 2)
+        XCTAssertEqual(cache.labels(for: "a.jpg").map(Array.init), [0, 1])
+        XCTAssertEqual(cache.labels(for: "b.jpg").map(Array.init), [])
+        XCTAssertEqual(cache.labels(for: "c.jpg").map(Array.init), [0])
+        XCTAssertNil(cache.labels(for: "zzz"))
+
+        let path = directory.appendingPathComponent("m.tsv.labels").path
+        try cache.write(path: path)
+        let fingerprint = LabelCache.fingerprint(vocabulary: vocabulary, mode: .corenet)
+        XCTAssertEqual(try LabelCache.load(path: path, expectedFingerprint: fingerprint), cache)
+
+        // Another vocabulary order, or another mode: refused, naming the file.
+        let swapped = Vocabulary(entries: vocabulary.entries.reversed())
+        for other in [
+            LabelCache.fingerprint(vocabulary: swapped, mode: .corenet),
+            LabelCache.fingerprint(vocabulary: vocabulary, mode: .nouns),
+        ] {
+            XCTAssertNotEqual(other, fingerprint)
+            XCTAssertThrowsError(try LabelCache.load(path: path, expectedFingerprint: other)) { error in
+                XCTAssertTrue(String(describing: error).contains(path))
+                XCTAssertTrue(String(describing: error).contains("another vocabulary"))
+            }
+        }
+        // Damaged files: every truncation is an error, never a crash.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        for cut in stride(from: 0, to: bytes.count, by: 3) {
+            try bytes.prefix(cut).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try LabelCache.load(path: path, expectedFingerprint: fingerprint))
+        }
+    }
+}
