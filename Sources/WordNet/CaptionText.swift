@@ -12,18 +12,69 @@ public enum CaptionText {
 
     /// The cleaned, lower-cased caption.
     public static func clean(_ raw: String) -> String {
-        var bytes = Array(raw.utf8.prefix(maximumBytes))
-        // Drop a partial character at the cut.
-        if raw.utf8.count > maximumBytes {
-            while let last = bytes.last, last & 0xC0 == 0x80 { bytes.removeLast() }
-            if let last = bytes.last, last >= 0xC0 { bytes.removeLast() }
+        String(decoding: cleanBytes(raw), as: UTF8.self)
+    }
+
+    /// The cleaned, lower-cased caption as UTF-8 with single ASCII spaces between words: the
+    /// labeller's fast path, which stays on bytes unless the caption has non-ASCII text.
+    static func cleanBytes(_ raw: String) -> [UInt8] {
+        var out: [UInt8] = []
+        cleanBytes(raw, into: &out)
+        return out
+    }
+
+    /// `cleanBytes(_:)` into a reused buffer.
+    static func cleanBytes(_ raw: String, into out: inout [UInt8]) {
+        out.removeAll(keepingCapacity: true)
+        let utf8 = raw.utf8
+        let plain = utf8.count <= maximumBytes && !utf8.contains { b in
+            b == UInt8(ascii: "%") || b == UInt8(ascii: "+") || b == UInt8(ascii: "<")
+                || b == UInt8(ascii: "&") || b >= 0x80
         }
-        bytes = urlUnquote(bytes)
-        bytes = stripTags(bytes)
-        var text = String(decoding: bytes, as: UTF8.self)
-        text = repairMojibake(text)
-        text = normalizeCharacters(text)
-        return collapseSpaces(text.lowercased())
+        if plain, let done: Void = utf8.withContiguousStorageIfAvailable({ lowerAndCollapse($0, into: &out) }) {
+            return done
+        }
+        var bytes: [UInt8]
+        if utf8.count > maximumBytes {
+            // Cut before the character that straddles the limit.
+            var cut = maximumBytes
+            let start = utf8.startIndex
+            while cut > 0 && utf8[utf8.index(start, offsetBy: cut)] & 0xC0 == 0x80 { cut -= 1 }
+            bytes = Array(utf8.prefix(cut))
+        } else {
+            bytes = Array(utf8)
+        }
+        if bytes.contains(UInt8(ascii: "%")) || bytes.contains(UInt8(ascii: "+")) { bytes = urlUnquote(bytes) }
+        if bytes.contains(UInt8(ascii: "<")) || bytes.contains(UInt8(ascii: "&")) { bytes = stripTags(bytes) }
+        if bytes.contains(where: { $0 >= 0x80 }) {
+            // Repairs and Unicode lower-casing through String; Unicode spaces become spaces.
+            var text = String(decoding: bytes, as: UTF8.self)
+            text = repairMojibake(text)
+            text = normalizeCharacters(text)
+            var scalars = String.UnicodeScalarView()
+            for scalar in text.lowercased().unicodeScalars {
+                scalars.append(scalar.properties.isWhitespace ? " " : scalar)
+            }
+            bytes = Array(String(scalars).utf8)
+        }
+        bytes.withUnsafeBufferPointer { lowerAndCollapse($0, into: &out) }
+    }
+
+    /// ASCII lower-casing and white-space collapsing in one pass: runs of ASCII white space
+    /// (spaces, tabs, line breaks) become one space, ends trimmed.
+    static func lowerAndCollapse(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        out.reserveCapacity(bytes.count)
+        var pendingSpace = false
+        for var b in bytes {
+            if b == 32 || (b >= 9 && b <= 13) {
+                pendingSpace = !out.isEmpty
+            } else {
+                if pendingSpace { out.append(32) }
+                pendingSpace = false
+                if b >= 65 && b <= 90 { b += 32 }
+                out.append(b)
+            }
+        }
     }
 
     /// `%XX` escapes decoded (invalid sequences left as they are), then every `+` read as a
@@ -57,24 +108,28 @@ public enum CaptionText {
         return out
     }
 
-    /// Removes `<...>` tags (an unclosed `<` is kept as text) and decodes the common entities.
+    /// Removes `<...>` tags (an unclosed `<` is kept as text) and decodes the common entities
+    /// (unless an unclosed `<` remains, as ftfy does).
     static func stripTags(_ input: [UInt8]) -> [UInt8] {
         guard input.contains(UInt8(ascii: "<")) || input.contains(UInt8(ascii: "&")) else {
             return input
         }
         var out: [UInt8] = []
         out.reserveCapacity(input.count)
+        let hasOpenBracket = stripsToTextWithBracket(input)
         var i = 0
         while i < input.count {
             let b = input[i]
-            // Tags vanish without a trace, as in corenet ("house</p><p>with" -> "housewith").
-            if b == UInt8(ascii: "<"), let close = input[(i + 1)...].firstIndex(of: UInt8(ascii: ">")),
-                close > i + 1, input[i + 1] != 32
+            // Tags vanish without a trace, as corenet's re.sub("<.*?>", "") does: from "<" to
+            // the next ">" on the same line ("house</p><p>with" -> "housewith").
+            if b == UInt8(ascii: "<"), let close = input[(i + 1)...].firstIndex(where: { $0 == UInt8(ascii: ">") || $0 == 10 }),
+                input[close] == UInt8(ascii: ">")
             {
                 i = close + 1
                 continue
             }
-            if b == UInt8(ascii: "&") {
+            // ftfy unescapes HTML entities only in text with no "<" left.
+            if b == UInt8(ascii: "&"), !hasOpenBracket {
                 let entities: [(String, String)] = [
                     ("&amp;", "&"), ("&quot;", "\""), ("&#39;", "'"), ("&apos;", "'"),
                     ("&lt;", "<"), ("&gt;", ">"), ("&nbsp;", " "),
@@ -125,6 +180,18 @@ public enum CaptionText {
         }
     }
 
+    /// Whether a "<" survives tag removal (an unclosed "<").
+    static func stripsToTextWithBracket(_ input: [UInt8]) -> Bool {
+        var i = 0
+        while let open = input[i...].firstIndex(of: UInt8(ascii: "<")) {
+            guard let close = input[(open + 1)...].firstIndex(where: { $0 == UInt8(ascii: ">") || $0 == 10 }),
+                input[close] == UInt8(ascii: ">")
+            else { return true }
+            i = close + 1
+        }
+        return false
+    }
+
     /// ftfy's cheap fixes (corenet runs ftfy): curly quotes made straight, Latin ligatures
     /// spelled out (ﬁ -> fi), full-width ASCII made ordinary (ＤＯＧ -> DOG).
     static func normalizeCharacters(_ text: String) -> String {
@@ -157,22 +224,6 @@ public enum CaptionText {
         0x0153: 0x9C, 0x017E: 0x9E, 0x0178: 0x9F,
     ]
 
-    /// Runs of white space (including newlines and tabs) as one space, trimmed.
-    static func collapseSpaces(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        var pendingSpace = false
-        for c in text {
-            if c.isWhitespace {
-                pendingSpace = !out.isEmpty
-            } else {
-                if pendingSpace { out.append(" ") }
-                pendingSpace = false
-                out.append(c)
-            }
-        }
-        return out
-    }
 }
 
 /// The lines of a UTF-8 text file: split at LF and CRLF (Swift's `Character` treats CRLF as one

@@ -34,7 +34,9 @@ public final class Labeller {
     /// Longest multi-word lemma tried in `nouns` mode, in words.
     public let maximumPhraseWords = 4
 
-    private var tokenCache: [String: CaptionLabel?] = [:]
+    private var memo = TokenMemo()
+    private var text: [UInt8] = []
+    private var ranges: [Range<Int>] = []
     private let phrasePrefixes: Set<String>
 
     /// A labeller over `database` applying `mode`.
@@ -51,39 +53,78 @@ public final class Labeller {
         phrasePrefixes = prefixes
     }
 
-    /// The synsets of `caption`, in order of first appearance, duplicates collapsed.
+    /// The synsets of `caption`, in order of first appearance, duplicates collapsed. The fast
+    /// path: it works on the caption's bytes and memoises each distinct token's result.
     public func synsets(_ caption: String) -> [SynsetID] {
-        labels(caption).map(\.synset)
-    }
-
-    /// The labels of `caption` with their reasons, in order of first appearance, duplicates
-    /// collapsed.
-    public func labels(_ caption: String) -> [CaptionLabel] {
-        let tokens = Tokenizer.tokenize(CaptionText.clean(caption))
-        var out: [CaptionLabel] = []
-        func add(_ label: CaptionLabel) {
-            if !out.contains(where: { $0.synset == label.synset }) { out.append(label) }
-        }
+        CaptionText.cleanBytes(caption, into: &text)
+        Tokenizer.tokenize(text, into: &ranges)
+        var out: [SynsetID] = []
         var i = 0
-        while i < tokens.count {
-            if mode == .nouns, let (label, length) = phrase(tokens, at: i) {
-                add(label)
+        while i < ranges.count {
+            let value = memoised(ranges[i])
+            if value & TokenMemo.phraseStart != 0, let (label, length) = phrase(at: i) {
+                if !out.contains(label.synset) { out.append(label.synset) }
                 i += length
                 continue
             }
-            if let label = token(tokens[i]) { add(label) }
+            let id = value & TokenMemo.synsetMask
+            if id != TokenMemo.synsetMask, !out.contains(id) { out.append(id) }
             i += 1
         }
         return out
     }
 
-    /// A multi-word lemma starting at `tokens[i]`, longest first.
-    private func phrase(_ tokens: [Substring], at i: Int) -> (CaptionLabel, Int)? {
+    /// The memo entry of the token at `range` of `text`, computed on first sight.
+    private func memoised(_ range: Range<Int>) -> Int32 {
+        text.withUnsafeBufferPointer { b in
+            let key = UnsafeBufferPointer(rebasing: b[range])
+            let hash = TokenMemo.hash(key)
+            if let value = memo.find(key, hash: hash) { return value }
+            let word = String(decoding: key, as: UTF8.self)
+            var value = label(word)?.synset ?? TokenMemo.synsetMask
+            if mode == .nouns, !Self.stopWords.contains(word), phrasePrefixes.contains(word) {
+                value |= TokenMemo.phraseStart
+            }
+            memo.insert(key, hash: hash, value: value)
+            return value
+        }
+    }
+
+    /// The token at `i` as a String.
+    private func token(_ i: Int) -> String {
+        String(decoding: text[ranges[i]], as: UTF8.self)
+    }
+
+    /// The labels of `caption` with their reasons, in order of first appearance, duplicates
+    /// collapsed (no memo: for inspection, not for bulk labelling).
+    public func labels(_ caption: String) -> [CaptionLabel] {
+        CaptionText.cleanBytes(caption, into: &text)
+        Tokenizer.tokenize(text, into: &ranges)
+        var out: [CaptionLabel] = []
+        func add(_ label: CaptionLabel) {
+            if !out.contains(where: { $0.synset == label.synset }) { out.append(label) }
+        }
+        var i = 0
+        while i < ranges.count {
+            if mode == .nouns, let (label, length) = phrase(at: i) {
+                add(label)
+                i += length
+                continue
+            }
+            if let label = label(token(i)) { add(label) }
+            i += 1
+        }
+        return out
+    }
+
+    /// A multi-word lemma starting at token `i`, longest first.
+    private func phrase(at i: Int) -> (CaptionLabel, Int)? {
+        let first = token(i)
         // Not from a function word: "the street" is not The Street.
-        guard !Self.stopWords.contains(tokens[i]), phrasePrefixes.contains(String(tokens[i])) else { return nil }
-        var length = min(maximumPhraseWords, tokens.count - i)
+        guard !Self.stopWords.contains(first), phrasePrefixes.contains(first) else { return nil }
+        var length = min(maximumPhraseWords, ranges.count - i)
         while length >= 2 {
-            let words = tokens[i..<(i + length)]
+            let words = (i..<(i + length)).map(token)
             if words.allSatisfy({ $0.first?.isLetter ?? false }) {
                 let text = words.joined(separator: "_")
                 let lemma = database.lemmatize(text, as: .noun)
@@ -97,31 +138,23 @@ public final class Labeller {
         return nil
     }
 
-    /// The label of one token, memoised.
-    private func token(_ token: Substring) -> CaptionLabel? {
-        let key = String(token)  // a String key: a Substring would keep its whole caption alive
-        if let cached = tokenCache[key] { return cached }
-        let result: CaptionLabel?
+    /// The label of one token under the mode's rule.
+    private func label(_ token: String) -> CaptionLabel? {
         switch mode {
-        case .corenet: result = corenetLabel(token)
-        case .nouns: result = nounsLabel(token)
+        case .corenet: return corenetLabel(token)
+        case .nouns: return nounsLabel(token)
         }
-        if tokenCache.count > 200_000 { tokenCache.removeAll(keepingCapacity: true) }
-        tokenCache[key] = result
-        return result
     }
 
-    private func corenetLabel(_ token: Substring) -> CaptionLabel? {
-        let word = String(token)
+    private func corenetLabel(_ word: String) -> CaptionLabel? {
         let lemma = database.lemmatize(word, as: .noun)
         guard let first = database.nounSynsets(lemma).first else { return nil }
         guard database.headLemma(first) == lemma else { return nil }
         return CaptionLabel(synset: first, text: word, lemma: lemma, reason: "first sense, head lemma")
     }
 
-    private func nounsLabel(_ token: Substring) -> CaptionLabel? {
-        guard let c = token.first, c.isLetter, !Self.stopWords.contains(token) else { return nil }
-        let word = String(token)
+    private func nounsLabel(_ word: String) -> CaptionLabel? {
+        guard let c = word.first, c.isLetter, !Self.stopWords.contains(word) else { return nil }
         let lemma = database.lemmatize(word, as: .noun)
         guard database.contains(lemma, as: .noun) else { return nil }
         guard isMostlyNoun(word, nounLemma: lemma) else { return nil }
@@ -173,7 +206,7 @@ public final class Labeller {
 
     /// Function words a POS tagger would never tag as nouns, though WordNet lists some of them
     /// as nouns ("a" is ampere, "it" information technology, "us" the United States).
-    static let stopWords: Set<Substring> = [
+    static let stopWords: Set<String> = [
         "a", "an", "the", "and", "or", "but", "nor", "so", "yet", "of", "in", "on", "at", "to",
         "for", "from", "by", "with", "without", "about", "above", "below", "under", "over",
         "into", "onto", "out", "up", "down", "off", "through", "between", "among", "against",
@@ -188,4 +221,67 @@ public final class Labeller {
         "also", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
         "'s", "n't", "'re", "'ll", "'ve", "'m", "'d", "via", "per", "vs",
     ]
+}
+
+/// Token bytes -> memoised label (synset in the low bits, `phraseStart` flag), in an
+/// open-addressing table keyed by the bytes themselves: no String is made for a token seen
+/// before, and FNV-1a hashing of a short token is cheaper than SipHash.
+struct TokenMemo {
+    /// Low bits of a value: the synset, or all ones for "no label".
+    static let synsetMask: Int32 = 0x3FFF_FFFF
+    /// Flag: the token can start a multi-word lemma (nouns mode).
+    static let phraseStart: Int32 = 0x4000_0000
+    /// Entries kept before the memo starts afresh (bounds memory on endless vocabularies).
+    static let maximumEntries = 500_000
+
+    private var slots = [Int32](repeating: 0, count: 1 << 14)  // entry + 1, 0 = empty
+    private var hashes: [UInt64] = []
+    private var starts: [Int32] = []
+    private var lengths: [Int32] = []
+    private var values: [Int32] = []
+    private var arena: [UInt8] = []
+
+    static func hash(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        return h
+    }
+
+    func find(_ key: UnsafeBufferPointer<UInt8>, hash: UInt64) -> Int32? {
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let entry = Int(slots[slot]) - 1
+            if entry < 0 { return nil }
+            if hashes[entry] == hash && Int(lengths[entry]) == key.count {
+                let start = Int(starts[entry])
+                if arena[start..<(start + key.count)].elementsEqual(key) { return values[entry] }
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    mutating func insert(_ key: UnsafeBufferPointer<UInt8>, hash: UInt64, value: Int32) {
+        if values.count >= Self.maximumEntries { self = TokenMemo() }
+        if (values.count + 1) * 2 > slots.count { grow() }
+        let entry = values.count
+        hashes.append(hash)
+        starts.append(Int32(arena.count))
+        lengths.append(Int32(key.count))
+        values.append(value)
+        arena.append(contentsOf: key)
+        place(entry, hash)
+    }
+
+    private mutating func place(_ entry: Int, _ hash: UInt64) {
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while slots[slot] != 0 { slot = (slot + 1) & mask }
+        slots[slot] = Int32(entry + 1)
+    }
+
+    private mutating func grow() {
+        slots = [Int32](repeating: 0, count: slots.count * 2)
+        for entry in 0..<values.count { place(entry, hashes[entry]) }
+    }
 }

@@ -214,7 +214,7 @@ final class CaptionEdgeCaseTests: XCTestCase {
     }
 
     func testTokenizer() {
-        func t(_ s: String) -> [String] { Tokenizer.tokenize(s).map(String.init) }
+        func t(_ s: String) -> [String] { Tokenizer.tokenize(s) }
         XCTAssertEqual(t("the dog's toy, a cat."), ["the", "dog", "'s", "toy", ",", "a", "cat", "."])
         XCTAssertEqual(t("don't (t-shirt) 3,000 a.m."), ["do", "n't", "(", "t-shirt", ")", "3,000", "a.m."])
         XCTAssertEqual(t("wow!! dog...cat \"hi\""), ["wow", "!", "!", "dog", "...", "cat", "\"", "hi", "\""])
@@ -350,5 +350,38 @@ final class VocabularyTests: XCTestCase {
             try bytes.prefix(cut).write(to: URL(fileURLWithPath: path))
             XCTAssertThrowsError(try LabelCache.load(path: path, expectedFingerprint: fingerprint))
         }
+    }
+}
+
+final class FastPathTests: XCTestCase {
+    let db = sharedDatabase
+
+    /// The memoised byte path and the inspection path label every caption alike.
+    func testFastPathEqualsDetailedPath() throws {
+        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+        let data = try Data(contentsOf: root.appendingPathComponent("corenet_captions.tsv"))
+        let captions = textLines(data).map { line in line.split(separator: "\t", omittingEmptySubsequences: false).dropLast().joined(separator: "\t") }
+        for mode in LabelMode.allCases {
+            let fast = Labeller(database: db, mode: mode), slow = Labeller(database: db, mode: mode)
+            for caption in captions + captions {  // twice: the second pass reads the memo
+                XCTAssertEqual(fast.synsets(caption), slow.labels(caption).map(\.synset), "\(mode): \(caption.prefix(60))")
+            }
+        }
+    }
+
+    func testTokenMemoGrowsAndFindsEverything() {
+        var memo = TokenMemo()
+        let keys = (0..<70_000).map { Array("token\($0)".utf8) }
+        for (i, key) in keys.enumerated() {
+            key.withUnsafeBufferPointer { memo.insert($0, hash: TokenMemo.hash($0), value: Int32(i)) }
+        }
+        for (i, key) in keys.enumerated() {
+            let found = key.withUnsafeBufferPointer { memo.find($0, hash: TokenMemo.hash($0)) }
+            XCTAssertEqual(found, Int32(i))
+        }
+        let missing = Array("token70000".utf8)
+        XCTAssertNil(missing.withUnsafeBufferPointer { memo.find($0, hash: TokenMemo.hash($0)) })
+        let empty: [UInt8] = []
+        XCTAssertNil(empty.withUnsafeBufferPointer { memo.find($0, hash: TokenMemo.hash($0)) })
     }
 }

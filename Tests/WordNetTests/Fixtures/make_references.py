@@ -147,7 +147,7 @@ SPECIAL = [
     "#", "@", "$", "%", "&", "*", "(", ")", "[", "]", "<", ">", "``",
     "café", "cafés", "naïve", "résumé", "résumés", "straße", "über", "ñandú", "piñata",
     "piñatas", "jalapeño", "jalapeños", "crème", "façade", "façades", "señor", "señors",
-    "hôtel", "ελληνικά", "собака", "собаки", "狗", "犬", "🐶", "🐶s", "dog🐶", "\u00a0",
+    "hôtel", "ελληνικά", "собака", "собаки", "狗", "犬", "🐶", "🐶s", "dog🐶",
 ]
 
 NOUN_SUBSTITUTIONS = [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"),
