@@ -35,6 +35,7 @@ public final class Labeller {
     public let maximumPhraseWords = 4
 
     private var memo = TokenMemo()
+    private var phraseMemo: [String: String?] = [:]  // joined words -> noun lemma or nil
     private var text: [UInt8] = []
     private var ranges: [Range<Int>] = []
     private let phrasePrefixes: Set<String>
@@ -127,8 +128,16 @@ public final class Labeller {
             let words = (i..<(i + length)).map(token)
             if words.allSatisfy({ $0.first?.isLetter ?? false }) {
                 let text = words.joined(separator: "_")
-                let lemma = database.lemmatize(text, as: .noun)
-                if database.contains(lemma, as: .noun) {
+                let lemma: String?
+                if let known = phraseMemo[text] {
+                    lemma = known
+                } else {
+                    let candidate = database.lemmatize(text, as: .noun)
+                    lemma = database.contains(candidate, as: .noun) ? candidate : nil
+                    if phraseMemo.count > 200_000 { phraseMemo.removeAll(keepingCapacity: true) }
+                    phraseMemo[text] = .some(lemma)
+                }
+                if let lemma {
                     let (synset, reason) = pictureSense(lemma)
                     return (CaptionLabel(synset: synset, text: text, lemma: lemma, reason: reason), length)
                 }
