@@ -197,20 +197,26 @@ public final class Labeller {
     }
 
     /// Lexicographer files of things a picture can show.
-    static let concreteFiles: Set<Int> = [5, 6, 8, 13, 17, 20, 27]  // animal, artifact, body, food, object, plant, substance
+    /// animal, artifact, body, food, object, plant, shape, substance.
+    static let concreteFiles: Set<Int> = [5, 6, 8, 13, 17, 20, 25, 27]
 
     /// The sense of `lemma` for pictures: the most frequent sense in a concrete lexicographer
-    /// file, else the most frequent sense.
+    /// file that the word names among its first three lemmas, else the most frequent sense.
     func pictureSense(_ lemma: String) -> (SynsetID, String) {
         let senses = database.nounSynsets(lemma)
         precondition(!senses.isEmpty, "pictureSense needs a noun lemma")
         if senses.count == 1 { return (senses[0], "only sense (\(database.lexicographerFile(senses[0])))") }
-        for (n, s) in senses.enumerated() where Self.concreteFiles.contains(database.lexicographerFileNumber(s)) {
+        // A concrete sense counts only where the word is one of its first three names: shape's
+        // first concrete sense is the human body, where "shape" is the ninth synonym.
+        for (n, s) in senses.enumerated()
+        where Self.concreteFiles.contains(database.lexicographerFileNumber(s))
+            && database.lemmas(s).prefix(3).contains(where: { $0.lowercased() == lemma })
+        {
             let file = database.lexicographerFile(s)
             return (s, n == 0 ? "first sense, concrete (\(file))"
                 : "first concrete sense (\(file)), sense \(n + 1) of \(senses.count)")
         }
-        return (senses[0], "first sense (\(database.lexicographerFile(senses[0]))), no concrete sense")
+        return (senses[0], "first sense (\(database.lexicographerFile(senses[0]))), no concrete sense it names")
     }
 
     /// Function words a POS tagger would never tag as nouns, though WordNet lists some of them
