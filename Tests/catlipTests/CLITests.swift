@@ -165,4 +165,47 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(json["errors"] as? Int, 1)
         XCTAssertGreaterThan(json["images_per_s"] as? Double ?? 0, 0)
     }
+
+    // MARK: - vocab
+
+    func testVocabLabelPrintsJSONLines() throws {
+        let result = try catlip(["vocab", "label", "An image of black dog.", "two hot dogs", "--mode", "corenet"])
+        XCTAssertEqual(result.status, 0, result.err)
+        let lines = result.out.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        let first = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        let synsets = try XCTUnwrap(first["synsets"] as? [[String: Any]])
+        XCTAssertEqual(synsets.map { $0["wnid"] as? String }, ["n05928118", "n04960277", "n02084071"])
+        XCTAssertEqual(synsets.last?["reason"] as? String, "first sense, head lemma")
+        let nouns = try catlip(["vocab", "label", "--mode", "nouns", "two hot dogs"])
+        XCTAssertTrue(nouns.out.contains("\"lemma\":\"hot_dog\""), nouns.out)
+    }
+
+    func testVocabBuildAndCacheOnAManifest() throws {
+        let manifest = directory.appendingPathComponent("m.tsv").path
+        try Data("a.jpg\ta dog on a mat\nb.jpg\tdogs and cats\nc.jpg\t!!! ???\nbroken line\n".utf8)
+            .write(to: URL(fileURLWithPath: manifest))
+        let vocab = directory.appendingPathComponent("vocab.tsv").path
+        let build = try catlip(["vocab", "build", "--data", manifest, "--min-count", "1", "--out", vocab])
+        XCTAssertEqual(build.status, 0, build.err)
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(build.out.utf8)) as? [String: Any])
+        XCTAssertEqual(summary["captions"] as? Int, 3)
+        XCTAssertEqual(summary["captions_without_label"] as? Int, 1)
+        XCTAssertEqual(summary["skipped_lines"] as? Int, 1)
+        XCTAssertTrue(build.err.contains("m.tsv:4"), build.err)
+        let tsv = try String(contentsOfFile: vocab, encoding: .utf8)
+        XCTAssertTrue(tsv.hasPrefix("n02084071\t2\tdog,"), tsv)
+
+        let cache = try catlip(["vocab", "cache", "--data", manifest, "--vocab", vocab])
+        XCTAssertEqual(cache.status, 0, cache.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: manifest + ".labels"))
+    }
+
+    func testVocabErrorsNameTheProblem() throws {
+        try assertFails(["vocab", "label", "--wordnet", "/nonexistent/wn", "dog"], mentioning: ["/nonexistent/wn", "make setup"])
+        try assertFails(["vocab", "build", "--data", "/nonexistent/m.tsv", "--out", "/tmp/x.tsv"], mentioning: ["/nonexistent/m.tsv"])
+        let bad = directory.appendingPathComponent("bad.tsv").path
+        try Data("n02084071\t1\tdog\nnot-a-wnid\n".utf8).write(to: URL(fileURLWithPath: bad))
+        try assertFails(["vocab", "label", "--vocab", bad, "dog"], mentioning: [bad + ":2"])
+    }
 }
