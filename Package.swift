@@ -75,7 +75,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "ShardsTests",
-            dependencies: ["Shards"],
+            dependencies: ["Shards", "Imaging", "WordNet"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",
