@@ -14,7 +14,7 @@ export CATLIP_TARGET_CPU
 CATLIP := .build/release/catlip
 DEMO_DIR := .demo
 
-.PHONY: setup setup-python build test demo bench-pipeline clean
+.PHONY: setup setup-python build test demo data bench-pipeline clean
 
 setup:
 	@missing=""; \
@@ -53,6 +53,11 @@ demo: build setup-python
 	$(CATLIP) image info $(DEMO_DIR)/00000-224.png
 	$(CATLIP) bench pipeline --images $(DEMO_DIR)/photos --size 224 --threads 2
 	$(CATLIP) bench pipeline --images $(DEMO_DIR)/photos --size 64 --threads 2
+
+# The real corpus: OpenClipArt drawings with their titles and keywords, as train/val shards in
+# data/openclipart (installs Debian's openclipart-png and openclipart-svg when missing).
+data: build
+	python3 datasets/openclipart/build.py --out data/openclipart --catlip $(CATLIP)
 
 # The pipeline benchmark of BENCHMARKS.md (500 photos; the peer is run by hand, see there).
 bench-pipeline: build setup-python

@@ -76,6 +76,7 @@ let package = Package(
         .testTarget(
             name: "ShardsTests",
             dependencies: ["Shards", "Imaging", "WordNet"],
+            resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",

@@ -455,6 +455,8 @@ final class LoaderEngine: @unchecked Sendable {
 
     /// Decodes, augments and labels one sample into its slot (no lock held).
     private func process(_ item: WorkItem, buffer: BatchBuffer, workspace: ResampleWorkspace) -> Outcome {
+        if case .missing(let reason) = item.sample.image { return .failure(reason) }
+        if item.sample.caption.allSatisfy({ $0.isWhitespace }) { return .failure("missing or empty caption") }
         guard let labels = labelsOf(item.sample.key) else { return .failure("no labels") }
         let bytes: [UInt8]
         switch item.sample.image {

@@ -1,3 +1,4 @@
+import Foundation
 import Imaging
 
 /// Where a sample's image comes from: bytes already read (a tar member) or a file to read.
@@ -80,11 +81,14 @@ public struct ManifestSource: SampleSource {
     public let path: String
     /// Whether to shuffle (evaluation keeps file order).
     public let shuffle: Bool
+    /// The manifest lines that were skipped.
+    public let problems: [ManifestProblem]
 
     /// A source over a manifest's samples.
     public init(manifest: Manifest, shuffle: Bool = true) {
         samples = manifest.samples
         path = manifest.path
+        problems = manifest.problems
         self.shuffle = shuffle
     }
 
@@ -132,5 +136,123 @@ public struct ShuffleBuffer<Element> {
         items.seededShuffle(&generator)
         defer { items.removeAll() }
         return items
+    }
+}
+
+/// A folder of images with sidecar captions (`photo.jpg` + `photo.txt`), recursively, as a
+/// sample source; keys are paths relative to the folder. Images are recognised by extension
+/// here (jpg, jpeg, png) and by content when decoded.
+public struct FolderSource: SampleSource {
+    /// The folder.
+    public let root: String
+    /// Relative image paths, sorted.
+    public let images: [String]
+    /// Whether to shuffle per epoch.
+    public let shuffle: Bool
+
+    /// Lists the images under `root`; throws when the folder cannot be read.
+    public init(root: String, shuffle: Bool = true) throws {
+        guard let enumerator = FileManager.default.enumerator(atPath: root) else {
+            throw ManifestError(path: root, message: "cannot read the folder")
+        }
+        var images: [String] = []
+        while let relative = enumerator.nextObject() as? String {
+            let lower = relative.lowercased()
+            if lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg") || lower.hasSuffix(".png") {
+                images.append(relative)
+            }
+        }
+        self.root = root
+        self.images = images.sorted()
+        self.shuffle = shuffle
+    }
+
+    /// Number of images.
+    public var count: Int? { images.count }
+
+    /// The epoch's permutation of the images, each with its sidecar caption (empty if none).
+    public func forEachSample(seed: UInt64, epoch: Int, _ body: (StreamSample) throws -> Bool) throws {
+        var order = Array(images.indices)
+        if shuffle {
+            var g = Seeds.generator(seed: seed, epoch: epoch, purpose: Seeds.order)
+            order.seededShuffle(&g)
+        }
+        for i in order {
+            let relative = images[i]
+            let path = root + "/" + relative
+            let stem = (path as NSString).deletingPathExtension
+            let caption = FileManager.default.contents(atPath: stem + ".txt").map {
+                String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            } ?? ""
+            guard try body(StreamSample(key: relative, source: root, image: .file(path), caption: caption)) else { return }
+        }
+    }
+}
+
+/// Tar shards (webdataset / img2dataset layout) as a sample source: shard order shuffled per
+/// epoch, then a shuffle buffer over the samples, both seeded by (seed, epoch). A shard that
+/// cannot be opened is an error unless `skipBadShards`; damage inside a shard ends that shard
+/// and is reported as a skipped pseudo-sample (`<shard>@offset`) with the reason.
+public struct ShardSource: SampleSource {
+    /// The shard paths, in pattern order.
+    public let shards: [String]
+    /// Whether to shuffle (shards, then samples in a buffer).
+    public let shuffle: Bool
+    /// Samples held by the shuffle buffer.
+    public let shuffleBuffer: Int
+    /// Whether an unopenable shard is skipped (and reported) instead of failing the epoch.
+    public let skipBadShards: Bool
+
+    /// Shards from brace patterns (`data/{00000..00099}.tar`), `::`- or space-separated.
+    public init(patterns: String, shuffle: Bool = true, shuffleBuffer: Int = 1000, skipBadShards: Bool = false) throws {
+        shards = try expandShardList(patterns)
+        guard !shards.isEmpty else { throw ShardPatternError(pattern: patterns, message: "names no shard") }
+        self.shuffle = shuffle
+        self.shuffleBuffer = shuffleBuffer
+        self.skipBadShards = skipBadShards
+    }
+
+    /// Unknown until read.
+    public var count: Int? { nil }
+
+    /// The epoch's samples.
+    public func forEachSample(seed: UInt64, epoch: Int, _ body: (StreamSample) throws -> Bool) throws {
+        var order = shards
+        if shuffle {
+            var g = Seeds.generator(seed: seed, epoch: epoch, purpose: Seeds.order)
+            order.seededShuffle(&g)
+        }
+        var buffer = ShuffleBuffer<StreamSample>(
+            capacity: shuffle ? shuffleBuffer : 1,
+            generator: Seeds.generator(seed: seed, epoch: epoch, purpose: Seeds.shuffleBuffer))
+        var stopped = false
+        func emit(_ sample: StreamSample) throws {
+            if let out = buffer.push(sample), !stopped { stopped = !(try body(out)) }
+        }
+        for shard in order where !stopped {
+            let reader: ShardSampleReader
+            do {
+                reader = try ShardSampleReader(path: shard)
+            } catch {
+                guard skipBadShards else { throw error }
+                try emit(StreamSample(key: "<shard>", source: shard, image: .missing("unreadable shard"), caption: ""))
+                continue
+            }
+            while !stopped {
+                let sample: ShardSample?
+                do {
+                    sample = try reader.next()
+                } catch let error as TarError {
+                    if !error.isFatal { continue }
+                    let reason = error.problem == .truncated ? "truncated shard" : "corrupt shard"
+                    try emit(StreamSample(key: "<shard>@\(error.offset)", source: shard, image: .missing(reason), caption: ""))
+                    break
+                }
+                guard let sample else { break }
+                let image: ImagePayload = sample.imageBytes.map { .bytes($0.bytes) } ?? .missing("no image member")
+                try emit(StreamSample(key: sample.key, source: shard, image: image, caption: sample.caption ?? ""))
+            }
+        }
+        for sample in buffer.drain() where !stopped { stopped = !(try body(sample)) }
     }
 }

@@ -76,7 +76,7 @@ struct VocabCommand: ParsableCommand {
 
         @OptionGroup var wordnet: WordNetOptions
 
-        @Option(help: "Manifest (TSV path<TAB>caption, or JSONL) whose captions are counted.")
+        @Option(help: "Manifest (TSV/JSONL), shards ('DIR/{00000..00009}.tar') or folder whose captions are counted.")
         var data: String
 
         @Option(name: .customLong("min-count"), help: "Drop synsets seen in fewer captions (CatLIP: 500).")
@@ -99,9 +99,8 @@ struct VocabCommand: ParsableCommand {
 
         func run() throws {
             let database = try wordnet.load()
-            let manifest = try cliRun { try Manifest(path: data) }
-            for problem in manifest.problems.prefix(20) { printError("skipped \(problem)") }
-            let captions = manifest.samples.map(\.caption)
+            let source = try openSource(data, shuffle: false)
+            let captions = try cliRun { try LabelFiles.captions(of: source) }.map(\.caption)
             let mode = wordnet.mode
             let perCaption = parallelMap(count: captions.count, threads: threads, makeState: {
                 Labeller(database: database, mode: mode)
@@ -117,8 +116,8 @@ struct VocabCommand: ParsableCommand {
             try cliRun { try vocabulary.write(path: out) }
             printJSON([
                 "captions": captions.count, "captions_without_label": unlabelled,
-                "skipped_lines": manifest.problems.count, "synsets_seen": counts.count,
-                "classes": vocabulary.count, "mode": mode.rawValue, "out": out,
+                "synsets_seen": counts.count, "classes": vocabulary.count, "mode": mode.rawValue, "out": out,
+                "skipped_lines": (source as? ManifestSource)?.problems.count ?? 0,
             ])
         }
     }
@@ -148,18 +147,18 @@ struct VocabCommand: ParsableCommand {
     /// `catlip vocab cache`: precompute every sample's class indices.
     struct Cache: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Label every caption of a manifest once under a vocabulary and store the "
-                + "class indices beside it (MANIFEST.labels), for training to read.")
+            abstract: "Label every caption once under a vocabulary and store the class indices "
+                + "beside the data (M.tsv.labels, or NNNNN.tar.labels per shard), for training to read.")
 
         @OptionGroup var wordnet: WordNetOptions
 
-        @Option(help: "Manifest (TSV or JSONL).")
+        @Option(help: "Manifest (TSV/JSONL) or shards ('DIR/{00000..00009}.tar').")
         var data: String
 
         @Option(help: "The vocab.tsv the class indices refer to.")
         var vocab: String
 
-        @Option(help: "Output file (default: the manifest's path + .labels).")
+        @Option(help: "Output file for a manifest (default: its path + .labels).")
         var out: String?
 
         @Option(help: "Worker threads.")
@@ -168,17 +167,26 @@ struct VocabCommand: ParsableCommand {
         func run() throws {
             let database = try wordnet.load()
             let vocabulary = try cliRun { try Vocabulary.load(path: vocab, database: database) }
-            let manifest = try cliRun { try Manifest(path: data) }
-            for problem in manifest.problems.prefix(20) { printError("skipped \(problem)") }
-            let cache = LabelCache.build(
-                keys: manifest.samples.map(\.key), captions: manifest.samples.map(\.caption),
-                vocabulary: vocabulary, database: database, mode: wordnet.mode, threads: threads)
-            let path = out ?? data + ".labels"
-            try cliRun { try cache.write(path: path) }
-            let unlabelled = (0..<cache.count).filter { cache.labels(at: $0).isEmpty }.count
+            let source = try openSource(data, shuffle: false)
+            let files = LabelFiles.dataFiles(of: source)
+            guard !files.isEmpty else { throw CLIError("\(data): label caches are kept for manifests and shards") }
+            let samples = try cliRun { try LabelFiles.captions(of: source) }
+            var written: [String] = []
+            var total = 0, unlabelled = 0
+            for file in files {
+                let mine = samples.filter { $0.file == file }
+                let cache = LabelCache.build(
+                    keys: mine.map(\.key), captions: mine.map(\.caption), vocabulary: vocabulary,
+                    database: database, mode: wordnet.mode, threads: threads)
+                let path = files.count == 1 ? (out ?? LabelFiles.path(for: file)) : LabelFiles.path(for: file)
+                try cliRun { try cache.write(path: path) }
+                written.append(path)
+                total += cache.count
+                unlabelled += (0..<cache.count).filter { cache.labels(at: $0).isEmpty }.count
+            }
             printJSON([
-                "samples": cache.count, "samples_without_label": unlabelled,
-                "skipped_lines": manifest.problems.count, "classes": vocabulary.count, "out": path,
+                "samples": total, "samples_without_label": unlabelled, "classes": vocabulary.count,
+                "files": written.count, "out": written.count == 1 ? written[0] : written.first.map { $0 + " ..." } ?? "",
             ])
         }
     }

@@ -168,4 +168,65 @@ final class LoaderTests: XCTestCase {
         XCTAssertEqual(out.sorted(), Array(0..<100))
         XCTAssertNotEqual(out, Array(0..<100))
     }
+
+    // MARK: - Shards
+
+    /// Writes the generated PNGs as two shards; returns the pattern.
+    func writeShards(truncateSecond: Bool = false) throws -> String {
+        let dir = Self.directory.appendingPathComponent("shards-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for shard in 0..<2 {
+            let path = dir.appendingPathComponent(String(format: "%05d.tar", shard)).path
+            let writer = try TarWriter(path: path)
+            for i in stride(from: shard, to: Self.sampleCount, by: 2) {
+                let key = String(format: "img%03d", i)
+                try writer.add(name: key + ".png", data: try readFileBytes(Self.directory.appendingPathComponent(key + ".png").path))
+                try writer.add(name: key + ".txt", data: Array("caption \(i)".utf8))
+            }
+            try writer.add(name: "nocap.png", data: try readFileBytes(Self.directory.appendingPathComponent("img001.png").path))
+            try writer.finish()
+            if truncateSecond && shard == 1 {
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+                try bytes.prefix(bytes.count / 2 + 100).write(to: URL(fileURLWithPath: path))
+            }
+        }
+        return dir.path + "/{00000..00001}.tar"
+    }
+
+    func shardLoader(_ pattern: String, threads: Int, skipBad: Bool = false) throws -> BatchLoader {
+        let source = try ShardSource(patterns: pattern, shuffleBuffer: 5, skipBadShards: skipBad)
+        let config = LoaderConfig(batchSize: 6, transform: TrainTransform(size: 10), classCount: 10, threads: threads, seed: 9)
+        return BatchLoader(source: source, config: config, labels: Self.labels)
+    }
+
+    func testShardsGiveTheSameBatchesWhateverTheThreadCount() throws {
+        let pattern = try writeShards()
+        let one = try drain(shardLoader(pattern, threads: 1))
+        let four = try drain(shardLoader(pattern, threads: 4))
+        XCTAssertEqual(one, four)
+        XCTAssertEqual(Set(one.flatMap(\.keys)).count, Self.sampleCount)
+        let l = try shardLoader(pattern, threads: 2)
+        _ = try drain(l)
+        XCTAssertEqual(l.skipped.counts["missing or empty caption"], 2, l.skipped.description)
+    }
+
+    func testDamagedShardIsReportedNotFatal() throws {
+        let pattern = try writeShards(truncateSecond: true)
+        let l = try shardLoader(pattern, threads: 2)
+        let keys = try drain(l).flatMap(\.keys)
+        XCTAssertGreaterThan(keys.count, Self.sampleCount / 2)
+        XCTAssertLessThan(keys.count, Self.sampleCount)
+        XCTAssertEqual(l.skipped.counts["truncated shard"], 1, l.skipped.description)
+    }
+
+    func testMissingShardFailsTheEpochUnlessSkipped() throws {
+        let pattern = try writeShards()
+        let withMissing = pattern.replacingOccurrences(of: "{00000..00001}", with: "{00000..00002}")
+        XCTAssertThrowsError(try drain(shardLoader(withMissing, threads: 2))) { error in
+            XCTAssertTrue(String(describing: error).contains("00002.tar"), "\(error)")
+        }
+        let l = try shardLoader(withMissing, threads: 2, skipBad: true)
+        XCTAssertEqual(try drain(l).flatMap(\.keys).count, Self.sampleCount)
+        XCTAssertEqual(l.skipped.counts["unreadable shard"], 1)
+    }
 }
