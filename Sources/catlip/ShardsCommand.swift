@@ -230,6 +230,9 @@ struct ShardsCommand: ParsableCommand {
                     "max": captionLengths.last!,
                 ],
             ])
+            if let first = unreadableShards.first {
+                throw CLIError("\(unreadableShards.count) of \(shards.count) shards cannot be read (first: \(first))")
+            }
         }
     }
 }

@@ -208,4 +208,50 @@ final class CLITests: XCTestCase {
         try Data("n02084071\t1\tdog\nnot-a-wnid\n".utf8).write(to: URL(fileURLWithPath: bad))
         try assertFails(["vocab", "label", "--vocab", bad, "dog"], mentioning: [bad + ":2"])
     }
+
+    // MARK: - shards
+
+    func testShardsCreateInfoAndLoader() throws {
+        var lines = ""
+        for i in 0..<5 { lines += try writeSample("s\(i).png") + "\tdog number \(i)\n" }
+        let text = directory.appendingPathComponent("t.jpg").path
+        try Data("text".utf8).write(to: URL(fileURLWithPath: text))
+        lines += text + "\ta cat\n"
+        let manifest = directory.appendingPathComponent("m.tsv").path
+        try Data(lines.utf8).write(to: URL(fileURLWithPath: manifest))
+        let out = directory.appendingPathComponent("shards").path
+        let create = try catlip(["shards", "create", "--manifest", manifest, "--out", out, "--per-shard", "2"])
+        XCTAssertEqual(create.status, 0, create.err)
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(create.out.utf8)) as? [String: Any])
+        XCTAssertEqual(summary["samples"] as? Int, 5)
+        XCTAssertEqual(summary["shards"] as? Int, 3)
+        XCTAssertEqual(summary["skipped"] as? Int, 1)
+        XCTAssertTrue(create.err.contains("t.jpg"), create.err)
+
+        let pattern = out + "/{00000..00002}.tar"
+        let info = try catlip(["shards", "info", pattern])
+        XCTAssertEqual(info.status, 0, info.err)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(info.out.utf8)) as? [String: Any])
+        XCTAssertEqual(report["samples"] as? Int, 5)
+        XCTAssertEqual(report["bad_samples"] as? Int, 0)
+        XCTAssertEqual((report["formats"] as? [String: Int])?["png"], 5)
+
+        // Same bytes for the same input: shards are deterministic.
+        let again = directory.appendingPathComponent("again").path
+        XCTAssertEqual(try catlip(["shards", "create", "--manifest", manifest, "--out", again, "--per-shard", "2"]).status, 0)
+        for n in ["00000.tar", "00001.tar", "00002.tar"] {
+            XCTAssertEqual(
+                try Data(contentsOf: URL(fileURLWithPath: out + "/" + n)),
+                try Data(contentsOf: URL(fileURLWithPath: again + "/" + n)), n)
+        }
+
+        let loader = try catlip(["bench", "loader", "--data", pattern, "--size", "8", "--batch", "2", "--repeats", "1"])
+        XCTAssertEqual(loader.status, 0, loader.err)
+        XCTAssertTrue(loader.out.contains("\"images\":5"), loader.out)
+
+        let missing = try catlip(["shards", "info", out + "/{00000..00003}.tar"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.err.contains("00003.tar"), missing.err)
+        XCTAssertTrue(missing.err.contains("1 of 4 shards cannot be read"), missing.err)
+    }
 }
