@@ -51,6 +51,10 @@ let package = Package(
             name: "WordNet",
             swiftSettings: strict + releaseFlags),
         .target(
+            name: "ViT",
+            dependencies: ["COpenBLAS"],
+            swiftSettings: strict + releaseFlags),
+        .target(
             name: "Shards",
             dependencies: ["Imaging", "WordNet"],
             swiftSettings: strict + releaseFlags),
@@ -76,6 +80,11 @@ let package = Package(
         .testTarget(
             name: "ShardsTests",
             dependencies: ["Shards", "Imaging", "WordNet"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ViTTests",
+            dependencies: ["ViT"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(

@@ -1,0 +1,170 @@
+/// Offsets of one block's saved activations.
+struct BlockActivationOffsets {
+    var ln1 = 0, ln1Mean = 0, ln1Rstd = 0  // (B, T, D), (B, T), (B, T)
+    var qkv = 0  // (B, T, 3A)
+    var att = 0  // (B, NH, T, T) softmax probabilities
+    var attnOut = 0  // (B, T, A) heads side by side, before proj
+    var xMid = 0  // (B, T, D) residual stream after attention
+    var ln2 = 0, ln2Mean = 0, ln2Rstd = 0  // (B, T, D), (B, T), (B, T)
+    var fc1 = 0  // (B, T, H) before GELU
+    var gelu = 0  // (B, T, H)
+    var xOut = 0  // (B, T, D) residual stream after the MLP
+}
+
+/// Every buffer a forward and backward pass of one batch shape needs, planned once and held in
+/// two arenas: saved activations (`forwardArena`) and backward scratch (`backwardArena`). After
+/// construction a training step allocates nothing. `byteCount` is the memory it holds.
+///
+/// The batch shape includes the image size: at a size other than the model's, the position
+/// embedding is resampled to the new patch grid in every forward pass (timm's 2-D
+/// interpolation) and its gradient is mapped back through the transpose, which is how
+/// variable-resolution batches train one set of weights.
+public final class ViTActivations {
+    /// Images per batch B.
+    public let batchSize: Int
+    /// Image side S of this batch shape.
+    public let imageSize: Int
+    /// Patches per side, floor(S / P).
+    public let gridSize: Int
+    /// Patch tokens N.
+    public let numPatches: Int
+    /// Tokens T = N + prefix.
+    public let tokens: Int
+    /// Resamples pos_embed when the grid differs from the model's (nil otherwise).
+    public let resampler: PositionEmbeddingResampler?
+    /// Whether the buffers support `backward` (false: inference only, every block reuses one
+    /// set of buffers and there is no backward arena).
+    public let training: Bool
+    /// Saved forward activations.
+    public let forwardArena: FloatArena
+    /// Gradients of activations (reused block after block).
+    public let backwardArena: FloatArena
+
+    // forward (offsets into forwardArena)
+    let posEmbed: Int  // (T, D) resampled pos_embed (used with a resampler)
+    let patches: Int  // (B, N, C·P·P) unfolded images
+    let patchEmbed: Int  // (B, N, D)
+    let x0: Int  // (B, T, D) embeddings + pos_embed: block 0 input
+    let blocks: [BlockActivationOffsets]
+    let pooled: Int  // (B, D) class token or patch mean, before the final norm
+    let normMean: Int, normRstd: Int  // (B), (B)
+    let preLogits: Int  // (B, D)
+    let logits: Int  // (B, V)
+
+    // backward (offsets into backwardArena)
+    let dresid: Int  // (B, T, D) gradient of the residual stream
+    let dln: Int  // (B, T, D) gradient of a LayerNorm output
+    let dqkv: Int  // (B, T, 3·Amax)
+    let datt: Int  // (B, NHmax, T, T)
+    let dattnOut: Int  // (B, T, Amax)
+    let dgelu: Int  // (B, T, Hmax)
+    let dfc1: Int  // (B, T, Hmax)
+    let dpatchEmbed: Int  // (B, N, D)
+    let dpooled: Int  // (B, D)
+    let dpreLogits: Int  // (B, D)
+    let dlogits: Int  // (B, V)
+    let dposEmbed: Int  // (T, D) gradient of the resampled pos_embed
+
+    /// Plans and allocates the buffers for `batchSize` images of side `imageSize` (the model's
+    /// by default) through `model`. With `training` false only the forward pass is possible and
+    /// the blocks share one set of buffers (a block's output may overwrite its input, which is
+    /// dead by then), so memory does not grow with depth. Traps when the image is smaller than
+    /// one patch.
+    public init(
+        model: ViTModel, batchSize: Int, imageSize: Int? = nil, training: Bool = true,
+        interpolation: PositionInterpolation = .bicubic, antialias: Bool = true
+    ) {
+        precondition(batchSize >= 1)
+        let S = imageSize ?? model.imageSize
+        precondition(S >= model.patchSize, "image size \(S) is smaller than a patch")
+        let B = batchSize
+        let G = S / model.patchSize
+        let (N, D, V) = (G * G, model.dim, model.numClasses)
+        let T = N + model.prefixTokens
+        self.imageSize = S
+        self.gridSize = G
+        self.numPatches = N
+        self.tokens = T
+        let resampler =
+            G == model.gridSize
+            ? nil
+            : PositionEmbeddingResampler(
+                prefix: model.prefixTokens, oldGrid: model.gridSize, newGrid: G, dim: D,
+                mode: interpolation, antialias: antialias)
+        self.resampler = resampler
+        let patchDim = model.channels * model.patchSize * model.patchSize
+        var f = ArenaPlanner()
+        posEmbed = f.take(resampler == nil ? 0 : T * D)
+        patches = f.take(B * N * patchDim)
+        patchEmbed = f.take(B * N * D)
+        x0 = f.take(B * T * D)
+        func plan(_ A: Int, _ H: Int, _ NH: Int) -> BlockActivationOffsets {
+            var o = BlockActivationOffsets()
+            o.ln1 = f.take(B * T * D)
+            o.ln1Mean = f.take(B * T)
+            o.ln1Rstd = f.take(B * T)
+            o.qkv = f.take(B * T * 3 * A)
+            o.att = f.take(B * NH * T * T)
+            o.attnOut = f.take(B * T * A)
+            o.xMid = f.take(B * T * D)
+            o.ln2 = f.take(B * T * D)
+            o.ln2Mean = f.take(B * T)
+            o.ln2Rstd = f.take(B * T)
+            o.fc1 = f.take(B * T * H)
+            o.gelu = f.take(B * T * H)
+            o.xOut = f.take(B * T * D)
+            return o
+        }
+        let maxA = model.blocks.map(\.attentionWidth).max()!
+        let maxH = model.blocks.map(\.mlpHidden).max()!
+        let maxNH = model.blocks.map(\.numHeads).max()!
+        if training {
+            blocks = model.blocks.map { plan($0.attentionWidth, $0.mlpHidden, $0.numHeads) }
+        } else {
+            // one set, sized for the widest block
+            blocks = Array(repeating: plan(maxA, maxH, maxNH), count: model.blocks.count)
+        }
+        pooled = f.take(B * D)
+        normMean = f.take(B)
+        normRstd = f.take(B)
+        preLogits = f.take(B * D)
+        logits = f.take(B * V)
+
+        self.training = training
+        var g = ArenaPlanner()
+        let Bg = training ? B : 0  // no backward buffers for inference
+        dresid = g.take(Bg * T * D)
+        dln = g.take(Bg * T * D)
+        dqkv = g.take(Bg * T * 3 * maxA)
+        datt = g.take(Bg * maxNH * T * T)
+        dattnOut = g.take(Bg * T * maxA)
+        dgelu = g.take(Bg * T * maxH)
+        dfc1 = g.take(Bg * T * maxH)
+        dpatchEmbed = g.take(Bg * N * D)
+        dpooled = g.take(Bg * D)
+        dpreLogits = g.take(Bg * D)
+        dlogits = g.take(Bg * V)
+        dposEmbed = g.take(resampler == nil || !training ? 0 : T * D)
+
+        self.batchSize = B
+        forwardArena = FloatArena(count: f.count)
+        backwardArena = FloatArena(count: g.count)
+    }
+
+    /// Bytes held by both arenas (the resampler's scratch aside).
+    public var byteCount: Int { (forwardArena.count + backwardArena.count) * 4 }
+
+    @inline(__always) func fwd(_ offset: Int) -> UnsafeMutablePointer<Float> {
+        forwardArena.base + offset
+    }
+
+    @inline(__always) func bwd(_ offset: Int) -> UnsafeMutablePointer<Float> {
+        backwardArena.base + offset
+    }
+
+    /// Logits (B, V) of the last forward pass.
+    public var logitsPointer: UnsafeMutablePointer<Float> { fwd(logits) }
+    /// Pooled, normalised features (B, D) of the last forward pass (timm's
+    /// `forward_head(pre_logits=True)`): the embedding `catlip embed` writes.
+    public var preLogitsPointer: UnsafeMutablePointer<Float> { fwd(preLogits) }
+}

@@ -1,0 +1,126 @@
+import Dispatch
+import Foundation
+
+/// One timed run of the engine on synthetic batches (what `catlip bench train|infer` reports;
+/// the PyTorch peer is Benchmarks/peers/vit_torch.py, which times the same steps).
+public struct ViTBenchResult: Sendable, Codable, Equatable {
+    /// "train" or "infer".
+    public var mode: String
+    /// Batch size / median step time.
+    public var imagesPerSecond: Double
+    /// Median, fastest and slowest timed step, in milliseconds.
+    public var stepMsMedian: Double
+    /// Fastest timed step (ms).
+    public var stepMsMin: Double
+    /// Slowest timed step (ms).
+    public var stepMsMax: Double
+    /// Achieved GFLOP/s from the analytic count (`ViTBench.forwardFlopsPerImage`).
+    public var gflops: Double
+    /// Analytic GFLOP per image per step (3x forward for training).
+    public var gflopPerImage: Double
+    /// Peak resident memory of the whole process (getrusage), MB.
+    public var peakRssMb: Double
+    /// Activation buffers planned for the batch, MB.
+    public var activationMb: Double
+    /// Trainable parameters.
+    public var parameters: Int
+    /// Worker threads (`Parallelism.threads`).
+    public var threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case mode
+        case imagesPerSecond = "images_per_s"
+        case stepMsMedian = "step_ms_median"
+        case stepMsMin = "step_ms_min"
+        case stepMsMax = "step_ms_max"
+        case gflops
+        case gflopPerImage = "gflop_per_image"
+        case peakRssMb = "peak_rss_mb"
+        case activationMb = "activation_mb"
+        case parameters, threads
+    }
+}
+
+/// Synthetic-batch timing of training steps and inference.
+public enum ViTBench {
+    /// Forward FLOPs per image (multiply-add = 2), counting the matrix products only, as the
+    /// PyTorch peer does: patch embedding N·(C·P·P)·D, per block T·D·3A (qkv) + 2·T·T·A
+    /// (attention) + T·A·D (proj) + 2·T·D·H (MLP), head D·V. Training counts 3x this.
+    public static func forwardFlopsPerImage(_ config: ModelConfig) -> Double {
+        let a = config.modelArgs
+        let g = a.imgSize / a.patchSize
+        let n = Double(g * g)
+        let t = n + (a.classToken ? 1 : 0)
+        let d = Double(a.embedDim)
+        var macs = n * Double(a.inChans * a.patchSize * a.patchSize) * d
+        for b in config.blocks {
+            let (aw, h) = (Double(b.attentionWidth), Double(b.mlpHidden))
+            macs += t * d * 3 * aw + 2 * t * t * aw + t * aw * d + 2 * t * d * h
+        }
+        macs += d * Double(a.numClasses)
+        return 2 * macs
+    }
+
+    /// Peak resident set size of this process in MB.
+    public static func peakRssMb() -> Double {
+        var usage = rusage()
+        #if canImport(Glibc)
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+        #else
+            getrusage(RUSAGE_SELF, &usage)
+        #endif
+        return Double(usage.ru_maxrss) / 1024
+    }
+
+    /// Times `steps` steps after `warmup` untimed ones on one synthetic batch (images uniform
+    /// in [0, 1), about 5 positive classes per image, seeded). Training steps are zero grads,
+    /// forward, loss, backward, clipping at 1.0 and AdamW (lr 1e-3, weight decay 0.2);
+    /// inference is the forward pass.
+    public static func run(
+        config: ModelConfig, batchSize: Int, train: Bool, steps: Int = 20, warmup: Int = 3,
+        seed: UInt64 = 0
+    ) throws -> ViTBenchResult {
+        precondition(steps >= 1 && warmup >= 0 && batchSize >= 1)
+        let model = try ViTModel(config: config, seed: seed)
+        let acts = model.makeActivations(batchSize: batchSize, training: train)
+        let (c, s, v) = (model.channels, model.imageSize, model.numClasses)
+        var rng = SeededGenerator(seed: seed &+ 1)
+        let images = (0..<(batchSize * c * s * s)).map { _ in Float(rng.nextUnit()) }
+        var targets = [Float](repeating: 0, count: batchSize * v)
+        for b in 0..<batchSize {
+            for _ in 0..<5 { targets[b * v + Int(rng.next() % UInt64(v))] = 1 }
+        }
+        let optimizer = AdamW(model: model)
+        var times: [Double] = []
+        times.reserveCapacity(steps)
+        images.withUnsafeBufferPointer { img in
+            targets.withUnsafeBufferPointer { tgt in
+                for step in 0..<(warmup + steps) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    model.forward(images: img.baseAddress!, activations: acts)
+                    if train {
+                        _ = model.loss(targets: tgt.baseAddress!, activations: acts)
+                        model.zeroGradients()
+                        model.backward(targets: tgt.baseAddress!, activations: acts)
+                        clipGradientNorm(model, maxNorm: 1)
+                        optimizer.update(model, lr: 1e-3)
+                    }
+                    let t1 = DispatchTime.now().uptimeNanoseconds
+                    if step >= warmup { times.append(Double(t1 - t0) / 1e6) }
+                }
+            }
+        }
+        times.sort()
+        let median =
+            times.count % 2 == 1
+            ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+        let perImage = forwardFlopsPerImage(config) * (train ? 3 : 1) / 1e9
+        return ViTBenchResult(
+            mode: train ? "train" : "infer",
+            imagesPerSecond: Double(batchSize) / (median / 1000),
+            stepMsMedian: median, stepMsMin: times.first!, stepMsMax: times.last!,
+            gflops: perImage * Double(batchSize) / (median / 1000), gflopPerImage: perImage,
+            peakRssMb: peakRssMb(), activationMb: Double(acts.byteCount) / 1e6,
+            parameters: model.layout.parameterCount, threads: Parallelism.threads)
+    }
+}

@@ -1,0 +1,314 @@
+extension ViTModel {
+
+    /// Makes the activation buffers for batches of `batchSize` images of side `imageSize`
+    /// (the model's by default; another size resamples pos_embed on the fly); `training` false
+    /// plans forward-only buffers that do not grow with depth.
+    public func makeActivations(batchSize: Int, imageSize: Int? = nil, training: Bool = true)
+        -> ViTActivations
+    {
+        ViTActivations(model: self, batchSize: batchSize, imageSize: imageSize, training: training)
+    }
+
+    @inline(__always)
+    func linearForward(
+        _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+        _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+        rows: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        switch backend {
+        case .naive:
+            Kernels.linearForwardNaive(
+                out: out, inp: inp, weight: weight, bias: bias, rows: rows,
+                inFeatures: inFeatures, outFeatures: outFeatures)
+        case .fast:
+            Kernels.linearForward(
+                out: out, inp: inp, weight: weight, bias: bias, rows: rows,
+                inFeatures: inFeatures, outFeatures: outFeatures)
+        }
+    }
+
+    /// Linear backward; `fresh` says the input gradient buffer holds garbage and is to be
+    /// overwritten (the naive path zeroes it and accumulates, the fast path writes with beta 0).
+    @inline(__always)
+    func linearBackward(
+        _ dinp: UnsafeMutablePointer<Float>?, _ dweight: UnsafeMutablePointer<Float>,
+        _ dbias: UnsafeMutablePointer<Float>?, _ dout: UnsafePointer<Float>,
+        _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+        rows: Int, inFeatures: Int, outFeatures: Int, fresh: Bool = false
+    ) {
+        switch backend {
+        case .naive:
+            if fresh, let dinp { dinp.update(repeating: 0, count: rows * inFeatures) }
+            Kernels.linearBackwardNaive(
+                dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, inp: inp, weight: weight,
+                rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+        case .fast:
+            Kernels.linearBackward(
+                dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, inp: inp, weight: weight,
+                rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: !fresh)
+        }
+    }
+
+    @inline(__always)
+    func layerNormForward(
+        _ out: UnsafeMutablePointer<Float>, _ mean: UnsafeMutablePointer<Float>,
+        _ rstd: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+        _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int
+    ) {
+        switch backend {
+        case .naive:
+            Kernels.layerNormForwardNaive(
+                out: out, mean: mean, rstd: rstd, inp: inp, weight: weight, bias: bias,
+                rows: rows, dim: dim)
+        case .fast:
+            Kernels.layerNormForward(
+                out: out, mean: mean, rstd: rstd, inp: inp, weight: weight, bias: bias,
+                rows: rows, dim: dim)
+        }
+    }
+
+    @inline(__always)
+    func layerNormBackward(
+        _ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMutablePointer<Float>,
+        _ dbias: UnsafeMutablePointer<Float>, _ dout: UnsafePointer<Float>,
+        _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+        _ mean: UnsafePointer<Float>, _ rstd: UnsafePointer<Float>, rows: Int
+    ) {
+        switch backend {
+        case .naive:
+            Kernels.layerNormBackwardNaive(
+                dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, inp: inp, weight: weight,
+                mean: mean, rstd: rstd, rows: rows, dim: dim)
+        case .fast:
+            Kernels.layerNormBackward(
+                dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, inp: inp, weight: weight,
+                mean: mean, rstd: rstd, rows: rows, dim: dim)
+        }
+    }
+
+    @inline(__always)
+    func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+        switch backend {
+        case .naive: Kernels.addInPlace(y, x, count: count)
+        case .fast: Kernels.addInPlaceParallel(y, x, count: count)
+        }
+    }
+
+    /// The forward pass of a batch of images (B, C, S, S), float32 in C order, B =
+    /// `acts.batchSize`, S = `acts.imageSize`: fills the saved activations, `preLogitsPointer`
+    /// (B, D) and `logitsPointer` (B, V). Allocates nothing.
+    public func forward(images: UnsafePointer<Float>, activations acts: ViTActivations) {
+        let B = acts.batchSize
+        let (N, T, D, V) = (acts.numPatches, acts.tokens, dim, numClasses)
+        let patchDim = channels * patchSize * patchSize
+        let p = parameters.base
+        let o = layout.offsets
+
+        // patch embedding: unfold, then a GEMM against the conv weight seen as (D, C·P·P)
+        Kernels.unfoldPatches(
+            out: acts.fwd(acts.patches), images: images, batch: B, channels: channels,
+            imageSize: acts.imageSize, patchSize: patchSize)
+        var posEmbed = p + o.posEmbed
+        if let r = acts.resampler {
+            r.forward(out: acts.fwd(acts.posEmbed), inp: posEmbed)
+            posEmbed = acts.fwd(acts.posEmbed)
+        }
+        linearForward(
+            acts.fwd(acts.patchEmbed), acts.fwd(acts.patches), p + o.patchWeight,
+            p + o.patchBias, rows: B * N, inFeatures: patchDim, outFeatures: D)
+        Kernels.embedForward(
+            out: acts.fwd(acts.x0), patches: acts.fwd(acts.patchEmbed),
+            clsToken: o.clsToken.map { UnsafePointer(p + $0) }, posEmbed: posEmbed,
+            batch: B, numPatches: N, dim: D)
+
+        var x = acts.fwd(acts.x0)
+        for (l, g) in blocks.enumerated() {
+            let w = o.blocks[l]
+            let a = acts.blocks[l]
+            let (A, H, NH, hd) = (g.attentionWidth, g.mlpHidden, g.numHeads, g.headDim)
+            let rows = B * T
+            // x + proj(attn(norm1(x)))
+            layerNormForward(
+                acts.fwd(a.ln1), acts.fwd(a.ln1Mean), acts.fwd(a.ln1Rstd), x, p + w.norm1Weight,
+                p + w.norm1Bias, rows: rows)
+            linearForward(
+                acts.fwd(a.qkv), acts.fwd(a.ln1), p + w.qkvWeight,
+                w.qkvBias.map { UnsafePointer(p + $0) }, rows: rows, inFeatures: D,
+                outFeatures: 3 * A)
+            switch backend {
+            case .naive:
+                Kernels.attentionForwardNaive(
+                    out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
+                    batch: B, tokens: T, heads: NH, headDim: hd)
+            case .fast:
+                Kernels.attentionForward(
+                    out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
+                    batch: B, tokens: T, heads: NH, headDim: hd)
+            }
+            linearForward(
+                acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias,
+                rows: rows, inFeatures: A, outFeatures: D)
+            addInPlace(acts.fwd(a.xMid), x, count: rows * D)
+            // x + fc2(gelu(fc1(norm2(x))))
+            layerNormForward(
+                acts.fwd(a.ln2), acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), acts.fwd(a.xMid),
+                p + w.norm2Weight, p + w.norm2Bias, rows: rows)
+            linearForward(
+                acts.fwd(a.fc1), acts.fwd(a.ln2), p + w.fc1Weight, p + w.fc1Bias,
+                rows: rows, inFeatures: D, outFeatures: H)
+            switch backend {
+            case .naive:
+                Kernels.geluForwardNaive(
+                    out: acts.fwd(a.gelu), inp: acts.fwd(a.fc1), count: rows * H)
+            case .fast:
+                Kernels.geluForward(out: acts.fwd(a.gelu), inp: acts.fwd(a.fc1), count: rows * H)
+            }
+            linearForward(
+                acts.fwd(a.xOut), acts.fwd(a.gelu), p + w.fc2Weight, p + w.fc2Bias,
+                rows: rows, inFeatures: H, outFeatures: D)
+            addInPlace(acts.fwd(a.xOut), acts.fwd(a.xMid), count: rows * D)
+            x = acts.fwd(a.xOut)
+        }
+
+        // pooling, then the final norm (`norm` on the class token, or `fc_norm` on the mean: the
+        // norm is per token, so normalising only the pooled row equals timm's norm-then-select)
+        Kernels.poolForward(
+            out: acts.fwd(acts.pooled), inp: x, avg: avgPool, prefix: prefixTokens, batch: B,
+            tokens: T, dim: D)
+        layerNormForward(
+            acts.fwd(acts.preLogits), acts.fwd(acts.normMean), acts.fwd(acts.normRstd),
+            acts.fwd(acts.pooled), p + o.finalNormWeight, p + o.finalNormBias, rows: B)
+        linearForward(
+            acts.fwd(acts.logits), acts.fwd(acts.preLogits), p + o.headWeight, p + o.headBias,
+            rows: B, inFeatures: D, outFeatures: V)
+    }
+
+    /// The loss of the last forward pass against multi-hot targets (B, V): BCE with logits summed
+    /// over classes and averaged over the batch.
+    public func loss(targets: UnsafePointer<Float>, activations acts: ViTActivations) -> Float {
+        switch backend {
+        case .naive:
+            return Kernels.bceForwardNaive(
+                logits: acts.fwd(acts.logits), targets: targets, batch: acts.batchSize,
+                classes: numClasses)
+        case .fast:
+            return Kernels.bceForward(
+                logits: acts.fwd(acts.logits), targets: targets, batch: acts.batchSize,
+                classes: numClasses)
+        }
+    }
+
+    /// The backward pass of the last forward pass through the loss against `targets` (B, V):
+    /// ACCUMULATES every parameter gradient into `gradients` (call `zeroGradients()` first for a
+    /// fresh step). Allocates nothing.
+    public func backward(targets: UnsafePointer<Float>, activations acts: ViTActivations) {
+        precondition(acts.training, "activations planned for inference only")
+        let B = acts.batchSize
+        let (N, T, D, V) = (acts.numPatches, acts.tokens, dim, numClasses)
+        let patchDim = channels * patchSize * patchSize
+        let p = parameters.base
+        let gp = gradients.base
+        let o = layout.offsets
+        // only the buffers that accumulate across layers start at zero; the per-block scratch
+        // is overwritten (fast path) or zeroed right before use (naive path)
+        acts.bwd(acts.dresid).update(repeating: 0, count: B * T * D)
+        acts.bwd(acts.dpooled).update(repeating: 0, count: B * D)
+        acts.bwd(acts.dpreLogits).update(repeating: 0, count: B * D)
+        acts.bwd(acts.dlogits).update(repeating: 0, count: B * V)
+        acts.bwd(acts.dpatchEmbed).update(repeating: 0, count: B * N * D)
+        if acts.resampler != nil { acts.bwd(acts.dposEmbed).update(repeating: 0, count: T * D) }
+
+        // loss and head
+        switch backend {
+        case .naive:
+            Kernels.bceBackwardNaive(
+                dlogits: acts.bwd(acts.dlogits), logits: acts.fwd(acts.logits), targets: targets,
+                batch: B, classes: V)
+        case .fast:
+            Kernels.bceBackward(
+                dlogits: acts.bwd(acts.dlogits), logits: acts.fwd(acts.logits), targets: targets,
+                batch: B, classes: V)
+        }
+        linearBackward(
+            acts.bwd(acts.dpreLogits), gp + o.headWeight, gp + o.headBias, acts.bwd(acts.dlogits),
+            acts.fwd(acts.preLogits), p + o.headWeight, rows: B, inFeatures: D, outFeatures: V)
+        // final norm and pooling
+        layerNormBackward(
+            acts.bwd(acts.dpooled), gp + o.finalNormWeight, gp + o.finalNormBias,
+            acts.bwd(acts.dpreLogits), acts.fwd(acts.pooled), p + o.finalNormWeight,
+            acts.fwd(acts.normMean), acts.fwd(acts.normRstd), rows: B)
+        let dresid = acts.bwd(acts.dresid)
+        Kernels.poolBackward(
+            dinp: dresid, dout: acts.bwd(acts.dpooled), avg: avgPool, prefix: prefixTokens,
+            batch: B, tokens: T, dim: D)
+
+        // blocks in reverse; dresid carries dL/d(residual stream) downwards
+        let rows = B * T
+        for l in stride(from: blocks.count - 1, through: 0, by: -1) {
+            let g = blocks[l]
+            let w = o.blocks[l]
+            let gw = o.blocks[l]
+            let a = acts.blocks[l]
+            let (A, H, NH, hd) = (g.attentionWidth, g.mlpHidden, g.numHeads, g.headDim)
+            let xIn = l == 0 ? acts.fwd(acts.x0) : acts.fwd(acts.blocks[l - 1].xOut)
+            let dln = acts.bwd(acts.dln)
+            let dgelu = acts.bwd(acts.dgelu)
+            let dfc1 = acts.bwd(acts.dfc1)
+            let dattnOut = acts.bwd(acts.dattnOut)
+            let dqkv = acts.bwd(acts.dqkv)
+            // MLP: xOut = xMid + fc2(gelu(fc1(ln2(xMid))))
+            linearBackward(
+                dgelu, gp + gw.fc2Weight, gp + gw.fc2Bias, dresid, acts.fwd(a.gelu),
+                p + w.fc2Weight, rows: rows, inFeatures: H, outFeatures: D, fresh: true)
+            switch backend {
+            case .naive:
+                dfc1.update(repeating: 0, count: rows * H)
+                Kernels.geluBackwardNaive(
+                    dinp: dfc1, inp: acts.fwd(a.fc1), dout: dgelu, count: rows * H)
+            case .fast:
+                Kernels.geluBackward(
+                    dinp: dfc1, inp: acts.fwd(a.fc1), dout: dgelu, count: rows * H,
+                    accumulate: false)
+            }
+            linearBackward(
+                dln, gp + gw.fc1Weight, gp + gw.fc1Bias, dfc1, acts.fwd(a.ln2), p + w.fc1Weight,
+                rows: rows, inFeatures: D, outFeatures: H, fresh: true)
+            layerNormBackward(
+                dresid, gp + gw.norm2Weight, gp + gw.norm2Bias, dln, acts.fwd(a.xMid),
+                p + w.norm2Weight, acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), rows: rows)
+            // attention: xMid = xIn + proj(attn(ln1(xIn)))
+            linearBackward(
+                dattnOut, gp + gw.projWeight, gp + gw.projBias, dresid, acts.fwd(a.attnOut),
+                p + w.projWeight, rows: rows, inFeatures: A, outFeatures: D, fresh: true)
+            switch backend {
+            case .naive:
+                dqkv.update(repeating: 0, count: rows * 3 * A)
+                Kernels.attentionBackwardNaive(
+                    dqkv: dqkv, datt: acts.bwd(acts.datt), dout: dattnOut, qkv: acts.fwd(a.qkv),
+                    att: acts.fwd(a.att), batch: B, tokens: T, heads: NH, headDim: hd)
+            case .fast:
+                Kernels.attentionBackward(
+                    dqkv: dqkv, datt: acts.bwd(acts.datt), dout: dattnOut, qkv: acts.fwd(a.qkv),
+                    att: acts.fwd(a.att), batch: B, tokens: T, heads: NH, headDim: hd,
+                    accumulate: false)
+            }
+            linearBackward(
+                dln, gp + gw.qkvWeight, gw.qkvBias.map { gp + $0 }, dqkv, acts.fwd(a.ln1),
+                p + w.qkvWeight, rows: rows, inFeatures: D, outFeatures: 3 * A, fresh: true)
+            layerNormBackward(
+                dresid, gp + gw.norm1Weight, gp + gw.norm1Bias, dln, xIn, p + w.norm1Weight,
+                acts.fwd(a.ln1Mean), acts.fwd(a.ln1Rstd), rows: rows)
+        }
+
+        // embeddings and patch projection (no gradient for the images)
+        let dposEmbed = acts.resampler == nil ? gp + o.posEmbed : acts.bwd(acts.dposEmbed)
+        Kernels.embedBackward(
+            dpatches: acts.bwd(acts.dpatchEmbed), dclsToken: o.clsToken.map { gp + $0 },
+            dposEmbed: dposEmbed, dout: dresid, batch: B, numPatches: N, dim: D)
+        acts.resampler?.backward(dinp: gp + o.posEmbed, dout: dposEmbed)
+        linearBackward(
+            nil, gp + o.patchWeight, gp + o.patchBias, acts.bwd(acts.dpatchEmbed),
+            acts.fwd(acts.patches), p + o.patchWeight, rows: B * N, inFeatures: patchDim,
+            outFeatures: D)
+    }
+}

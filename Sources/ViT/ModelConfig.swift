@@ -1,0 +1,485 @@
+import Foundation
+
+/// A model configuration that is unreadable or inconsistent: the file and the problem.
+public struct ModelConfigError: Error, CustomStringConvertible, Equatable {
+    /// The config file (or "<config>" for an in-memory value).
+    public var path: String
+    /// What is wrong, in words.
+    public var problem: String
+
+    /// `path: problem`.
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// OpenELM-style layer-wise scaling (catlip's own `model_args` key `layer_scaling`; timm has no
+/// equivalent): per block, the head count and MLP width grow linearly over depth.
+public struct LayerScaling: Codable, Sendable, Equatable {
+    /// The head dimension h, the same in every block; widths are multiples of it.
+    public var headDim: Int
+    /// `[alpha_min, alpha_max]`: attention width factor at the first and last block.
+    public var alpha: [Double]
+    /// `[beta_min, beta_max]`: MLP width factor at the first and last block.
+    public var beta: [Double]
+
+    /// A scaling from its three settings.
+    public init(headDim: Int, alpha: [Double], beta: [Double]) {
+        self.headDim = headDim
+        self.alpha = alpha
+        self.beta = beta
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case headDim = "head_dim"
+        case alpha, beta
+    }
+}
+
+/// timm's `VisionTransformer` keyword arguments (`model_args` of a hub config.json), with timm's
+/// defaults for keys that are absent. Keys catlip does not implement are accepted only at their
+/// timm default values (e.g. `reg_tokens: 0`, `no_embed_class: false`); other unknown keys are
+/// ignored.
+public struct ModelArgs: Codable, Sendable, Equatable {
+    /// Square input image side S (timm accepts an int or `[S, S]`).
+    public var imgSize: Int
+    /// Patch side P (convolution kernel = stride = P); the grid is floor(S / P) per side.
+    public var patchSize: Int
+    /// Input channels (3 for RGB).
+    public var inChans: Int
+    /// Classes V of the head Linear(D, V).
+    public var numClasses: Int
+    /// Pooling: "token" (final norm, class token) or "avg" (mean of patch tokens, then fc_norm).
+    public var globalPool: String
+    /// Embedding dimension D.
+    public var embedDim: Int
+    /// Number of blocks.
+    public var depth: Int
+    /// Heads per block (ignored with layer scaling).
+    public var numHeads: Int
+    /// MLP hidden width = int(mlpRatio * D) (ignored with layer scaling).
+    public var mlpRatio: Double
+    /// Whether attn.qkv has a bias.
+    public var qkvBias: Bool
+    /// Whether a class token is prepended.
+    public var classToken: Bool
+    /// Optional layer-wise scaling.
+    public var layerScaling: LayerScaling?
+
+    /// Arguments with timm's defaults for everything not given (ViT-B/16 at 224 px, 1000 classes).
+    public init(
+        imgSize: Int = 224, patchSize: Int = 16, inChans: Int = 3, numClasses: Int = 1000,
+        globalPool: String = "token", embedDim: Int = 768, depth: Int = 12, numHeads: Int = 12,
+        mlpRatio: Double = 4.0, qkvBias: Bool = true, classToken: Bool = true,
+        layerScaling: LayerScaling? = nil
+    ) {
+        self.imgSize = imgSize
+        self.patchSize = patchSize
+        self.inChans = inChans
+        self.numClasses = numClasses
+        self.globalPool = globalPool
+        self.embedDim = embedDim
+        self.depth = depth
+        self.numHeads = numHeads
+        self.mlpRatio = mlpRatio
+        self.qkvBias = qkvBias
+        self.classToken = classToken
+        self.layerScaling = layerScaling
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case imgSize = "img_size"
+        case patchSize = "patch_size"
+        case inChans = "in_chans"
+        case numClasses = "num_classes"
+        case globalPool = "global_pool"
+        case embedDim = "embed_dim"
+        case depth
+        case numHeads = "num_heads"
+        case mlpRatio = "mlp_ratio"
+        case qkvBias = "qkv_bias"
+        case classToken = "class_token"
+        case layerScaling = "layer_scaling"
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Decodes timm keyword arguments; `img_size` may be an int or a square `[S, S]` list.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ModelArgs()
+        if let s = try? c.decodeIfPresent(Int.self, forKey: .imgSize) {
+            imgSize = s
+        } else if let list = try c.decodeIfPresent([Int].self, forKey: .imgSize) {
+            guard list.count == 2, list[0] == list[1] else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .imgSize, in: c,
+                    debugDescription: "img_size \(list) must be an int or a square [S, S]")
+            }
+            imgSize = list[0]
+        } else {
+            imgSize = d.imgSize
+        }
+        patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
+        inChans = try c.decodeIfPresent(Int.self, forKey: .inChans) ?? d.inChans
+        numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses) ?? d.numClasses
+        globalPool = try c.decodeIfPresent(String.self, forKey: .globalPool) ?? d.globalPool
+        embedDim = try c.decodeIfPresent(Int.self, forKey: .embedDim) ?? d.embedDim
+        depth = try c.decodeIfPresent(Int.self, forKey: .depth) ?? d.depth
+        numHeads = try c.decodeIfPresent(Int.self, forKey: .numHeads) ?? d.numHeads
+        mlpRatio = try c.decodeIfPresent(Double.self, forKey: .mlpRatio) ?? d.mlpRatio
+        qkvBias = try c.decodeIfPresent(Bool.self, forKey: .qkvBias) ?? d.qkvBias
+        classToken = try c.decodeIfPresent(Bool.self, forKey: .classToken) ?? d.classToken
+        layerScaling = try c.decodeIfPresent(LayerScaling.self, forKey: .layerScaling)
+
+        // timm options that change the architecture: accepted only at their defaults.
+        let any = try decoder.container(keyedBy: AnyKey.self)
+        func reject(_ key: String, _ why: String) -> DecodingError {
+            DecodingError.dataCorruptedError(
+                forKey: AnyKey(stringValue: key), in: any,
+                debugDescription: "model_args.\(key) \(why) is not supported by catlip")
+        }
+        for key in ["no_embed_class", "pre_norm", "qk_norm", "dynamic_img_pad"] {
+            if let v = try? any.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: key)), v {
+                throw reject(key, "= true")
+            }
+        }
+        if let v = try? any.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: "proj_bias")),
+            !v
+        {
+            throw reject("proj_bias", "= false")
+        }
+        if let v = try? any.decodeIfPresent(Int.self, forKey: AnyKey(stringValue: "reg_tokens")),
+            v != 0
+        {
+            throw reject("reg_tokens", "= \(v)")
+        }
+        if let v = try? any.decodeIfPresent(Double.self, forKey: AnyKey(stringValue: "init_values"))
+        {
+            throw reject("init_values", "= \(v) (LayerScale)")
+        }
+        if let v = try? any.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: "fc_norm")),
+            v != (globalPool == "avg")
+        {
+            throw reject("fc_norm", "= \(v) with global_pool '\(globalPool)'")
+        }
+        if let v = try? any.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "pos_embed")),
+            v != "learn"
+        {
+            throw reject("pos_embed", "= '\(v)'")
+        }
+    }
+
+    /// Encodes with timm's keyword names (`layer_scaling` only when set).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(imgSize, forKey: .imgSize)
+        try c.encode(patchSize, forKey: .patchSize)
+        try c.encode(inChans, forKey: .inChans)
+        try c.encode(numClasses, forKey: .numClasses)
+        try c.encode(globalPool, forKey: .globalPool)
+        try c.encode(embedDim, forKey: .embedDim)
+        try c.encode(depth, forKey: .depth)
+        try c.encode(numHeads, forKey: .numHeads)
+        try c.encode(mlpRatio, forKey: .mlpRatio)
+        try c.encode(qkvBias, forKey: .qkvBias)
+        try c.encode(classToken, forKey: .classToken)
+        try c.encodeIfPresent(layerScaling, forKey: .layerScaling)
+    }
+}
+
+/// timm's `pretrained_cfg`: how images are prepared for the model at evaluation time.
+public struct PretrainedConfig: Codable, Sendable, Equatable {
+    /// `[C, H, W]` of the evaluation input.
+    public var inputSize: [Int]
+    /// Per-channel mean subtracted from [0, 1] pixels (CatLIP: 0).
+    public var mean: [Double]
+    /// Per-channel divisor after the mean (CatLIP: 1).
+    public var std: [Double]
+    /// Centre-crop fraction: resize the short side to S / cropPct, then crop S.
+    public var cropPct: Double
+    /// Resize filter name ("bilinear", "bicubic").
+    public var interpolation: String
+    /// Crop mode ("center"), when given.
+    public var cropMode: String?
+    /// Classes, when given.
+    public var numClasses: Int?
+    /// Name of the first layer, when given ("patch_embed.proj").
+    public var firstConv: String?
+    /// Name of the classifier, when given ("head").
+    public var classifier: String?
+
+    /// A configuration; defaults are CatLIP's (no normalisation, crop 0.875, bilinear).
+    public init(
+        inputSize: [Int], mean: [Double] = [0, 0, 0], std: [Double] = [1, 1, 1],
+        cropPct: Double = 0.875, interpolation: String = "bilinear", cropMode: String? = "center",
+        numClasses: Int? = nil, firstConv: String? = "patch_embed.proj",
+        classifier: String? = "head"
+    ) {
+        self.inputSize = inputSize
+        self.mean = mean
+        self.std = std
+        self.cropPct = cropPct
+        self.interpolation = interpolation
+        self.cropMode = cropMode
+        self.numClasses = numClasses
+        self.firstConv = firstConv
+        self.classifier = classifier
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case inputSize = "input_size"
+        case mean, std
+        case cropPct = "crop_pct"
+        case interpolation
+        case cropMode = "crop_mode"
+        case numClasses = "num_classes"
+        case firstConv = "first_conv"
+        case classifier
+    }
+
+    /// Decodes, with CatLIP's defaults for absent keys except `input_size`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        inputSize = try c.decode([Int].self, forKey: .inputSize)
+        mean = try c.decodeIfPresent([Double].self, forKey: .mean) ?? [0, 0, 0]
+        std = try c.decodeIfPresent([Double].self, forKey: .std) ?? [1, 1, 1]
+        cropPct = try c.decodeIfPresent(Double.self, forKey: .cropPct) ?? 0.875
+        interpolation = try c.decodeIfPresent(String.self, forKey: .interpolation) ?? "bilinear"
+        cropMode = try c.decodeIfPresent(String.self, forKey: .cropMode)
+        numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses)
+        firstConv = try c.decodeIfPresent(String.self, forKey: .firstConv)
+        classifier = try c.decodeIfPresent(String.self, forKey: .classifier)
+    }
+}
+
+/// The shape of one transformer block (its own widths under layer-wise scaling).
+public struct BlockGeometry: Sendable, Equatable {
+    /// Attention heads.
+    public var numHeads: Int
+    /// Dimension of each head.
+    public var headDim: Int
+    /// Attention width A = numHeads * headDim: qkv is Linear(D, 3A), proj is Linear(A, D).
+    public var attentionWidth: Int { numHeads * headDim }
+    /// MLP hidden width H: fc1 is Linear(D, H), fc2 is Linear(H, D).
+    public var mlpHidden: Int
+
+    /// A block shape.
+    public init(numHeads: Int, headDim: Int, mlpHidden: Int) {
+        self.numHeads = numHeads
+        self.headDim = headDim
+        self.mlpHidden = mlpHidden
+    }
+}
+
+/// A model's config.json in timm's hub layout: architecture, num_classes, num_features,
+/// global_pool, model_args (timm keyword names plus catlip's `layer_scaling`) and
+/// pretrained_cfg. Unknown keys are ignored when reading.
+public struct ModelConfig: Codable, Sendable, Equatable {
+    /// Architecture name ("vit_catlip" for models written here).
+    public var architecture: String
+    /// Classes V (equals modelArgs.numClasses).
+    public var numClasses: Int
+    /// Pooled feature width (equals modelArgs.embedDim).
+    public var numFeatures: Int
+    /// Pooling (equals modelArgs.globalPool).
+    public var globalPool: String
+    /// The VisionTransformer keyword arguments.
+    public var modelArgs: ModelArgs
+    /// Evaluation preprocessing.
+    public var pretrainedCfg: PretrainedConfig
+
+    /// A config whose top-level fields follow `modelArgs`; pretrained_cfg defaults to CatLIP's
+    /// preprocessing at the model's image size.
+    public init(
+        modelArgs: ModelArgs, architecture: String = "vit_catlip",
+        pretrainedCfg: PretrainedConfig? = nil
+    ) {
+        self.architecture = architecture
+        self.numClasses = modelArgs.numClasses
+        self.numFeatures = modelArgs.embedDim
+        self.globalPool = modelArgs.globalPool
+        self.modelArgs = modelArgs
+        self.pretrainedCfg =
+            pretrainedCfg
+            ?? PretrainedConfig(
+                inputSize: [modelArgs.inChans, modelArgs.imgSize, modelArgs.imgSize],
+                mean: Array(repeating: 0, count: modelArgs.inChans),
+                std: Array(repeating: 1, count: modelArgs.inChans),
+                numClasses: modelArgs.numClasses)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case architecture
+        case numClasses = "num_classes"
+        case numFeatures = "num_features"
+        case globalPool = "global_pool"
+        case modelArgs = "model_args"
+        case pretrainedCfg = "pretrained_cfg"
+    }
+
+    /// Decodes a hub config; absent top-level num_classes, num_features and global_pool are
+    /// taken from model_args.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelArgs = try c.decodeIfPresent(ModelArgs.self, forKey: .modelArgs) ?? ModelArgs()
+        architecture = try c.decodeIfPresent(String.self, forKey: .architecture) ?? "vit_catlip"
+        numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses) ?? modelArgs.numClasses
+        numFeatures = try c.decodeIfPresent(Int.self, forKey: .numFeatures) ?? modelArgs.embedDim
+        globalPool = try c.decodeIfPresent(String.self, forKey: .globalPool) ?? modelArgs.globalPool
+        pretrainedCfg = try c.decode(PretrainedConfig.self, forKey: .pretrainedCfg)
+    }
+
+    /// Parses and validates config.json bytes; `path` names the file in errors.
+    public static func decode(_ data: Data, path: String = "<config>") throws -> ModelConfig {
+        let config: ModelConfig
+        do {
+            config = try JSONDecoder().decode(ModelConfig.self, from: data)
+        } catch let e as DecodingError {
+            throw ModelConfigError(path: path, problem: describe(e))
+        } catch {
+            throw ModelConfigError(path: path, problem: "\(error)")
+        }
+        try config.validate(path: path)
+        return config
+    }
+
+    /// Reads and validates a config.json file.
+    public static func read(path: String) throws -> ModelConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ModelConfigError(path: path, problem: "cannot read the file")
+        }
+        return try decode(data, path: path)
+    }
+
+    /// The config as pretty-printed JSON (timm's key names), newline-terminated.
+    public func encoded() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+        var data = try e.encode(self)
+        data.append(0x0a)
+        return data
+    }
+
+    /// Writes config.json atomically.
+    public func write(path: String) throws {
+        try AtomicFile.write(path: path, bytes: Array(try encoded()))
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        func at(_ path: [any CodingKey]) -> String {
+            path.isEmpty ? "top level" : path.map { $0.stringValue }.joined(separator: ".")
+        }
+        switch e {
+        case .typeMismatch(let type, let ctx):
+            return "\(at(ctx.codingPath)): expected \(type): \(ctx.debugDescription)"
+        case .valueNotFound(let type, let ctx):
+            return "\(at(ctx.codingPath)): missing \(type) value"
+        case .keyNotFound(let key, let ctx):
+            return "\(at(ctx.codingPath + [key])): required key is missing"
+        case .dataCorrupted(let ctx):
+            return "\(at(ctx.codingPath)): \(ctx.debugDescription)"
+        @unknown default:
+            return "\(e)"
+        }
+    }
+
+    /// Checks that the config describes a model catlip can build; throws naming the problem.
+    public func validate(path: String = "<config>") throws {
+        func fail(_ problem: String) -> ModelConfigError {
+            ModelConfigError(path: path, problem: problem)
+        }
+        let a = modelArgs
+        if a.embedDim < 1 { throw fail("model_args.embed_dim must be positive, got \(a.embedDim)") }
+        if a.depth < 1 { throw fail("model_args.depth must be positive, got \(a.depth)") }
+        if a.inChans < 1 { throw fail("model_args.in_chans must be positive, got \(a.inChans)") }
+        if a.numClasses < 1 {
+            throw fail("model_args.num_classes must be positive, got \(a.numClasses)")
+        }
+        if a.patchSize < 1 {
+            throw fail("model_args.patch_size must be positive, got \(a.patchSize)")
+        }
+        if a.imgSize < a.patchSize {
+            throw fail(
+                "model_args.img_size \(a.imgSize) is smaller than patch_size \(a.patchSize)")
+        }
+        if a.globalPool != "token" && a.globalPool != "avg" {
+            throw fail("model_args.global_pool '\(a.globalPool)' must be 'token' or 'avg'")
+        }
+        if a.globalPool == "token" && !a.classToken {
+            throw fail("model_args.global_pool 'token' needs class_token true")
+        }
+        if let s = a.layerScaling {
+            if s.headDim < 1 { throw fail("layer_scaling.head_dim must be positive") }
+            if s.alpha.count != 2 || s.beta.count != 2 {
+                throw fail("layer_scaling.alpha and beta must be [min, max] pairs")
+            }
+            if !(s.alpha + s.beta).allSatisfy({ $0.isFinite && $0 > 0 }) {
+                throw fail("layer_scaling.alpha and beta must be positive")
+            }
+        } else {
+            if a.numHeads < 1 { throw fail("model_args.num_heads must be positive") }
+            if a.embedDim % a.numHeads != 0 {
+                throw fail(
+                    "model_args.embed_dim \(a.embedDim) is not divisible by num_heads "
+                        + "\(a.numHeads)")
+            }
+            if !(a.mlpRatio.isFinite && a.mlpRatio > 0) || Int(a.mlpRatio * Double(a.embedDim)) < 1
+            {
+                throw fail("model_args.mlp_ratio \(a.mlpRatio) gives no MLP width")
+            }
+        }
+        if numClasses != a.numClasses {
+            throw fail(
+                "num_classes \(numClasses) differs from model_args.num_classes \(a.numClasses)")
+        }
+        if numFeatures != a.embedDim {
+            throw fail(
+                "num_features \(numFeatures) differs from model_args.embed_dim \(a.embedDim)")
+        }
+        if globalPool != a.globalPool {
+            throw fail("global_pool '\(globalPool)' differs from model_args.global_pool")
+        }
+        let p = pretrainedCfg
+        if p.inputSize.count != 3 || p.inputSize[0] != a.inChans || p.inputSize[1] < 1
+            || p.inputSize[2] < 1
+        {
+            throw fail("pretrained_cfg.input_size \(p.inputSize) must be [\(a.inChans), H, W]")
+        }
+        if p.mean.count != a.inChans || p.std.count != a.inChans {
+            throw fail("pretrained_cfg.mean and std need \(a.inChans) values each")
+        }
+        if !p.std.allSatisfy({ $0 > 0 && $0.isFinite }) {
+            throw fail("pretrained_cfg.std must be positive")
+        }
+        if !(p.cropPct > 0 && p.cropPct <= 1) {
+            throw fail("pretrained_cfg.crop_pct \(p.cropPct) must be in (0, 1]")
+        }
+    }
+
+    /// Per-block geometry. Uniform: heads = num_heads, head_dim = D / heads, H = int(mlp_ratio
+    /// * D). With layer scaling, for block i of N (t = i / (N - 1), 0 when N = 1), in double
+    /// precision: alpha_i = amin + (amax - amin) t, beta_i likewise, heads_i = max(1,
+    /// floor(alpha_i * D / h + 0.5)), H_i = max(h, floor(beta_i * D / h + 0.5) * h).
+    public var blocks: [BlockGeometry] {
+        let a = modelArgs
+        let d = Double(a.embedDim)
+        return (0..<a.depth).map { i in
+            guard let s = a.layerScaling else {
+                return BlockGeometry(
+                    numHeads: a.numHeads, headDim: a.embedDim / a.numHeads,
+                    mlpHidden: Int(a.mlpRatio * d))
+            }
+            let h = Double(s.headDim)
+            let t = a.depth > 1 ? Double(i) / Double(a.depth - 1) : 0
+            let alpha = s.alpha[0] + (s.alpha[1] - s.alpha[0]) * t
+            let beta = s.beta[0] + (s.beta[1] - s.beta[0]) * t
+            let heads = max(1, Int(((alpha * d) / h + 0.5).rounded(.down)))
+            let hidden = max(s.headDim, Int(((beta * d) / h + 0.5).rounded(.down)) * s.headDim)
+            return BlockGeometry(numHeads: heads, headDim: s.headDim, mlpHidden: hidden)
+        }
+    }
+}

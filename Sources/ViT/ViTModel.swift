@@ -1,0 +1,173 @@
+import Foundation
+
+/// A model directory or weights file that does not fit the model: the file and the problem.
+public struct ModelLoadError: Error, CustomStringConvertible, Equatable {
+    /// The file (model.safetensors, config.json or the directory).
+    public var path: String
+    /// What is wrong, in words.
+    public var problem: String
+
+    /// `path: problem`.
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// A Vision Transformer with timm's `VisionTransformer` semantics, names and layouts: patch
+/// embedding (conv with kernel = stride = P, computed as a GEMM over unfolded patches), optional
+/// class token, learned position embedding covering the class token, pre-norm blocks (LayerNorm
+/// eps 1e-6, fused qkv attention, exact GELU MLP), `token` or `avg` pooling, head Linear(D, V).
+/// Optional OpenELM layer-wise scaling gives every block its own widths.
+///
+/// Parameters live in one contiguous arena (`parameters`) with timm's names as views
+/// (`layout`), gradients in a parallel arena of the same layout (`gradients`).
+public final class ViTModel {
+    /// The validated configuration.
+    public let config: ModelConfig
+    /// Per-block geometry.
+    public let blocks: [BlockGeometry]
+    /// Parameter names, shapes and offsets.
+    public let layout: ParameterLayout
+    /// All parameters.
+    public let parameters: FloatArena
+    /// All gradients, same layout as `parameters`; `backward` accumulates into it.
+    public let gradients: FloatArena
+    /// Implementation of the matrix products (BLAS by default; naive is the reference).
+    public var backend: ComputeBackend = .fast
+
+    /// Model width D.
+    public var dim: Int { config.modelArgs.embedDim }
+    /// Image side S.
+    public var imageSize: Int { config.modelArgs.imgSize }
+    /// Patch side P.
+    public var patchSize: Int { config.modelArgs.patchSize }
+    /// Input channels C.
+    public var channels: Int { config.modelArgs.inChans }
+    /// Patches per side, floor(S / P).
+    public var gridSize: Int { imageSize / patchSize }
+    /// Patch tokens N = grid².
+    public var numPatches: Int { gridSize * gridSize }
+    /// Tokens before the patches (1 with a class token, else 0).
+    public var prefixTokens: Int { config.modelArgs.classToken ? 1 : 0 }
+    /// Tokens T = N + prefix.
+    public var tokens: Int { numPatches + prefixTokens }
+    /// Classes V.
+    public var numClasses: Int { config.modelArgs.numClasses }
+    /// Whether pooling is `avg` (else `token`).
+    public var avgPool: Bool { config.modelArgs.globalPool == "avg" }
+
+    /// A model with zeroed parameters; throws when the config is invalid.
+    public init(config: ModelConfig) throws {
+        try config.validate()
+        self.config = config
+        self.blocks = config.blocks
+        self.layout = ParameterLayout(config: config)
+        self.parameters = FloatArena(count: layout.totalCount)
+        self.gradients = FloatArena(count: layout.totalCount)
+    }
+
+    /// A freshly initialised model: trunc-normal (std 0.02, truncated at ±2 std) for every
+    /// Linear/conv weight, cls_token and pos_embed, zero biases, LayerNorm weight 1 and bias 0,
+    /// drawn in timm's parameter order from `SeededGenerator(seed:)`.
+    public convenience init(config: ModelConfig, seed: UInt64) throws {
+        try self.init(config: config)
+        initialize(seed: seed)
+    }
+
+    /// Re-initialises every parameter as `init(config:seed:)` does.
+    public func initialize(seed: UInt64) {
+        var rng = SeededGenerator(seed: seed)
+        for s in layout.specs {
+            let p = UnsafeMutableBufferPointer(start: parameters.base + s.offset, count: s.count)
+            if s.name.hasSuffix(".weight") && s.name.contains("norm") {
+                p.update(repeating: 1)
+            } else if s.name.hasSuffix(".bias") {
+                p.update(repeating: 0)
+            } else {
+                for i in p.indices { p[i] = rng.nextTruncatedNormal(std: 0.02) }
+            }
+        }
+    }
+
+    /// The values of parameter `name` (a view into the arena); traps for an unknown name.
+    public func parameter(_ name: String) -> UnsafeMutableBufferPointer<Float> {
+        guard let s = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
+        return UnsafeMutableBufferPointer(start: parameters.base + s.offset, count: s.count)
+    }
+
+    /// The gradient of parameter `name` (a view into the gradient arena).
+    public func gradient(_ name: String) -> UnsafeMutableBufferPointer<Float> {
+        guard let s = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
+        return UnsafeMutableBufferPointer(start: gradients.base + s.offset, count: s.count)
+    }
+
+    /// Sets every gradient to zero (before a backward pass, which accumulates).
+    public func zeroGradients() { gradients.zero() }
+
+    // MARK: files
+
+    /// Copies parameters from safetensors tensors, after checking that the names and shapes are
+    /// exactly the model's: missing, unexpected and mis-shaped tensors are all reported.
+    public func loadParameters(_ file: SafeTensors, path: String = "<tensors>") throws {
+        var problems: [String] = []
+        var missing: [String] = []
+        for s in layout.specs {
+            guard let t = file.tensors[s.name] else {
+                missing.append(s.name)
+                continue
+            }
+            if t.shape != s.shape {
+                problems.append("'\(s.name)' has shape \(t.shape), the config needs \(s.shape)")
+            }
+        }
+        let extra = file.names.filter { layout.spec(named: $0) == nil }
+        func list(_ names: [String]) -> String {
+            names.count <= 8
+                ? names.joined(separator: ", ")
+                : names.prefix(8).joined(separator: ", ") + ", ... (\(names.count) in all)"
+        }
+        if !missing.isEmpty { problems.append("missing tensors: " + list(missing)) }
+        if !extra.isEmpty { problems.append("unexpected tensors: " + list(extra)) }
+        if !problems.isEmpty {
+            throw ModelLoadError(
+                path: path,
+                problem: "does not match the config: " + problems.joined(separator: "; "))
+        }
+        for s in layout.specs {
+            let values = file.tensors[s.name]!.values
+            for v in values where !v.isFinite {
+                throw ModelLoadError(path: path, problem: "'\(s.name)' holds a non-finite value")
+            }
+            values.withUnsafeBufferPointer {
+                (parameters.base + s.offset).update(from: $0.baseAddress!, count: s.count)
+            }
+        }
+    }
+
+    /// Loads a model directory: config.json (timm hub layout) and model.safetensors (timm names
+    /// and shapes). Throws naming the file and the problem.
+    public static func load(directory: String) throws -> ViTModel {
+        let config = try ModelConfig.read(path: directory + "/config.json")
+        let model = try ViTModel(config: config)
+        let path = directory + "/model.safetensors"
+        try model.loadParameters(try SafeTensors.read(path: path), path: path)
+        return model
+    }
+
+    /// Writes config.json and model.safetensors (metadata format "pt", as timm/PyTorch expect)
+    /// into `directory`, creating it if needed; each file is replaced atomically.
+    public func save(directory: String) throws {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ModelLoadError(path: directory, problem: "cannot create the directory: \(error)")
+        }
+        let entries = layout.specs.map {
+            SafeTensors.WriteEntry(
+                name: $0.name, shape: $0.shape,
+                values: UnsafeBufferPointer(start: parameters.base + $0.offset, count: $0.count))
+        }
+        try SafeTensors.write(
+            path: directory + "/model.safetensors", entries: entries, metadata: ["format": "pt"])
+        try config.write(path: directory + "/config.json")
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import XCTest
+
+@testable import ViT
+
+final class OptimizerTests: XCTestCase {
+
+    func model() throws -> ViTModel {
+        try ViTModel(
+            config: ModelConfig(
+                modelArgs: ModelArgs(
+                    imgSize: 8, patchSize: 4, numClasses: 3, embedDim: 4, depth: 1, numHeads: 1)),
+            seed: 1)
+    }
+
+    /// AdamW on single values against torch's formulas written out in double precision.
+    func testAdamWMatchesTorchFormula() throws {
+        let m = try model()
+        let opt = AdamW(model: m, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.2)
+        let w = m.layout.spec(named: "head.weight")!  // decays
+        let b = m.layout.spec(named: "head.bias")!  // does not
+        var pw = Double(m.parameters.base[w.offset])
+        var pb = Double(m.parameters.base[b.offset])
+        var (mw, vw, mb, vb) = (0.0, 0.0, 0.0, 0.0)
+        let lr = 0.01
+        for (t, (gw, gb)) in [(0.5, -2.0), (1e-9, 3.0), (-0.25, 0.0)].enumerated() {
+            m.zeroGradients()
+            m.gradients.base[w.offset] = Float(gw)
+            m.gradients.base[b.offset] = Float(gb)
+            opt.update(m, lr: Float(lr))
+            let step = Double(t + 1)
+            let bc1 = 1 - pow(0.9, step)
+            let bc2 = 1 - pow(0.999, step)
+            pw *= 1 - lr * 0.2
+            mw = 0.9 * mw + 0.1 * gw
+            vw = 0.999 * vw + 0.001 * gw * gw
+            pw -= lr / bc1 * mw / (vw.squareRoot() / bc2.squareRoot() + 1e-8)
+            mb = 0.9 * mb + 0.1 * gb
+            vb = 0.999 * vb + 0.001 * gb * gb
+            pb -= lr / bc1 * mb / (vb.squareRoot() / bc2.squareRoot() + 1e-8)
+            XCTAssertEqual(
+                Double(m.parameters.base[w.offset]), pw, accuracy: 1e-6 * max(1, abs(pw)))
+            XCTAssertEqual(
+                Double(m.parameters.base[b.offset]), pb, accuracy: 1e-6 * max(1, abs(pb)))
+        }
+        XCTAssertEqual(opt.step, 3)
+    }
+
+    func testClipping() throws {
+        let m = try model()
+        m.zeroGradients()
+        m.gradients.base[0] = 3
+        m.gradients.base[m.layout.specs.last!.offset] = 4
+        XCTAssertEqual(clipGradientNorm(m, maxNorm: 10), 5)
+        XCTAssertEqual(m.gradients.base[0], 3, "no clipping below the bound")
+        XCTAssertEqual(clipGradientNorm(m, maxNorm: 1), 5)
+        XCTAssertEqual(m.gradients.base[0], 3 / (5 + 1e-6), accuracy: 1e-7)
+        XCTAssertEqual(
+            m.gradients.base[m.layout.specs.last!.offset], 4 / (5 + 1e-6), accuracy: 1e-7)
+    }
+
+    func testEMA() throws {
+        let m = try model()
+        let ema = WeightEMA(model: m, momentum: 0.25)
+        let p0 = Array(m.parameters.buffer)
+        XCTAssertEqual(Array(ema.weights.buffer), p0)
+        for i in 0..<m.parameters.count { m.parameters.base[i] += 1 }
+        ema.update(m)
+        for i in 0..<m.parameters.count {
+            XCTAssertEqual(ema.weights.base[i], p0[i] * 0.75 + 0.25 * (p0[i] + 1), accuracy: 1e-6)
+        }
+        // with constant weights the average converges to them
+        for _ in 0..<200 { ema.update(m) }
+        for i in 0..<m.parameters.count {
+            XCTAssertEqual(ema.weights.base[i], m.parameters.base[i], accuracy: 1e-5)
+        }
+        let copy = try model()
+        ema.copy(into: copy)
+        XCTAssertEqual(Array(copy.parameters.buffer), Array(ema.weights.buffer))
+    }
+
+    /// corenet's cosine schedule: linear warm-up from warmupInitLR, then cosine with period
+    /// max_iterations - warmup + 1.
+    func testCosineSchedule() {
+        let s = CosineSchedule(
+            maxLR: 1e-3, minLR: 1e-5, warmupIterations: 10, warmupInitLR: 1e-6, maxIterations: 110)
+        XCTAssertEqual(s.learningRate(iteration: 0), 1e-6, accuracy: 1e-15)
+        XCTAssertEqual(s.learningRate(iteration: 5), 1e-6 + 5 * (1e-3 - 1e-6) / 10, accuracy: 1e-15)
+        XCTAssertEqual(s.learningRate(iteration: 10), 1e-3, accuracy: 1e-15)
+        // halfway through the cosine: (i - 10) / 101 = 1/2 is not an integer; check the formula
+        let i = 60
+        let expected = 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + cos(Double.pi * 50 / 101))
+        XCTAssertEqual(s.learningRate(iteration: i), expected, accuracy: 1e-15)
+        XCTAssertEqual(
+            s.learningRate(iteration: 110),
+            1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + cos(Double.pi * 100 / 101)), accuracy: 1e-15)
+        var previous = Double.infinity
+        for it in 10...110 {
+            let lr = s.learningRate(iteration: it)
+            XCTAssertLessThanOrEqual(lr, previous)
+            XCTAssertGreaterThanOrEqual(lr, 1e-5)
+            previous = lr
+        }
+        for it in 0..<10 {
+            XCTAssertLessThan(s.learningRate(iteration: it), s.learningRate(iteration: it + 1))
+        }
+        let noWarmup = CosineSchedule(
+            maxLR: 0.1, minLR: 0, warmupIterations: 0, warmupInitLR: 0, maxIterations: 9)
+        XCTAssertEqual(noWarmup.learningRate(iteration: 0), 0.1, accuracy: 1e-15)
+        // CatLIP ViT-B/16 defaults
+        let catlip = CosineSchedule()
+        XCTAssertEqual(catlip.learningRate(iteration: 0), 1e-6)
+        XCTAssertEqual(catlip.learningRate(iteration: 10_000), 1e-3, accuracy: 1e-15)
+    }
+}
+
+final class BenchTests: XCTestCase {
+    /// The analytic FLOP counts the PyTorch peer prints for its two reference configurations.
+    func testFlopCounts() {
+        let a = ModelConfig(
+            modelArgs: ModelArgs(
+                imgSize: 64, patchSize: 8, numClasses: 1000, embedDim: 192, depth: 6, numHeads: 3))
+        XCTAssertEqual(ViTBench.forwardFlopsPerImage(a) / 1e9, 0.3696, accuracy: 5e-4)
+        let ti = ModelConfig(
+            modelArgs: ModelArgs(
+                imgSize: 224, patchSize: 16, numClasses: 1000, embedDim: 192, depth: 12, numHeads: 3
+            ))
+        XCTAssertEqual(ViTBench.forwardFlopsPerImage(ti) / 1e9, 2.51, accuracy: 5e-3)
+    }
+
+    func testRunReportsEveryField() throws {
+        let c = ModelConfig(
+            modelArgs: ModelArgs(
+                imgSize: 16, patchSize: 8, numClasses: 7, embedDim: 8, depth: 1, numHeads: 2))
+        for train in [true, false] {
+            let r = try ViTBench.run(config: c, batchSize: 2, train: train, steps: 2, warmup: 1)
+            XCTAssertEqual(r.mode, train ? "train" : "infer")
+            XCTAssert(
+                r.imagesPerSecond > 0 && r.gflops > 0 && r.peakRssMb > 0 && r.activationMb > 0)
+            XCTAssert(r.stepMsMin <= r.stepMsMedian && r.stepMsMedian <= r.stepMsMax)
+            XCTAssertEqual(r.parameters, try ViTModel(config: c).layout.parameterCount)
+            let json = String(decoding: try JSONEncoder().encode(r), as: UTF8.self)
+            XCTAssert(json.contains("\"images_per_s\""), json)
+        }
+    }
+}
