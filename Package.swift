@@ -64,6 +64,7 @@ let package = Package(
                 "Imaging",
                 "WordNet",
                 "Shards",
+                "ViT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict + releaseFlags),
@@ -89,7 +90,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",
-            dependencies: ["Imaging", "catlip"],
+            dependencies: ["Imaging", "ViT", "catlip"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import ViT
 import XCTest
 
 /// The command line as users see it: JSON on stdout, one-line errors naming the file on stderr,
@@ -253,5 +254,60 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.err.contains("00003.tar"), missing.err)
         XCTAssertTrue(missing.err.contains("1 of 4 shards cannot be read"), missing.err)
+    }
+
+    // MARK: - models
+
+    /// A model directory written by the PyTorch fixture script.
+    var fixtureModel: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ViTTests/Fixtures/cls_uniform").path
+    }
+
+    func testEmbedMatchesTheLibraryPath() throws {
+        let a = try writeSample("a.png"), b = try writeSample("b.png")
+        let bad = directory.appendingPathComponent("bad.jpg").path
+        try Data("nope".utf8).write(to: URL(fileURLWithPath: bad))
+        let out = directory.appendingPathComponent("e.npy").path
+        let result = try catlip(["embed", "--model", fixtureModel, "--out", out, a, bad, b])
+        XCTAssertEqual(result.status, 0, result.err)
+        XCTAssertTrue(result.err.contains("bad.jpg"), result.err)
+        XCTAssertEqual(try String(contentsOfFile: out + ".paths", encoding: .utf8), a + "\n" + b + "\n")
+        let npy = try [UInt8](Data(contentsOf: URL(fileURLWithPath: out)))
+        XCTAssertEqual(Array(npy[0..<6]), [0x93] + Array("NUMPY".utf8))
+        let headerLength = Int(npy[8]) | Int(npy[9]) << 8
+        XCTAssertEqual((10 + headerLength) % 64, 0)
+        let header = String(decoding: npy[10..<(10 + headerLength)], as: UTF8.self)
+        XCTAssertTrue(header.contains("'shape': (2, 32)"), header)
+        let values = npy[(10 + headerLength)...].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        XCTAssertEqual(values.count, 64)
+
+        let model = try ViTModel.load(directory: fixtureModel)
+        let transform = EvalTransform(size: model.imageSize, cropPct: model.config.pretrainedCfg.cropPct)
+        var pixels = [Float](repeating: 0, count: 2 * transform.outputCount)
+        try pixels.withUnsafeMutableBufferPointer { buffer in
+            for (i, path) in [a, b].enumerated() {
+                try transform.apply(
+                    readFileBytes(path), source: path,
+                    into: UnsafeMutableBufferPointer(rebasing: buffer[(i * transform.outputCount)..<((i + 1) * transform.outputCount)]))
+            }
+        }
+        let expected = pixels.withUnsafeBufferPointer { ViTEmbedder(model: model, batchSize: 2).embed(images: $0.baseAddress!, count: 2) }
+        XCTAssertEqual(values.count, expected.count)
+        for (x, y) in zip(values, expected) { XCTAssertEqual(x, y, accuracy: 1e-4) }
+    }
+
+    func testBenchTrainAndInferPrintJSON() throws {
+        for mode in ["train", "infer"] {
+            let result = try catlip([
+                "bench", mode, "--image-size", "16", "--patch", "8", "--dim", "12", "--depth", "1", "--heads", "2",
+                "--vocab", "7", "--batch", "2", "--steps", "1",
+            ])
+            XCTAssertEqual(result.status, 0, result.err)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+            XCTAssertGreaterThan(json["images_per_s"] as? Double ?? 0, 0)
+            XCTAssertGreaterThan(json["gflops"] as? Double ?? 0, 0)
+        }
+        try assertFails(["embed", "--model", "/nonexistent/model", "--out", "/tmp/x.npy", "/tmp/a.png"], mentioning: ["/nonexistent/model"])
     }
 }
