@@ -53,6 +53,16 @@ public enum Seeds {
         return SeededGenerator(seed: h)
     }
 
+    /// 0..<count in the epoch's order: identity without shuffling, else a seeded permutation.
+    static func permutation(_ count: Int, seed: UInt64, epoch: Int, shuffle: Bool) -> [Int] {
+        var order = Array(0..<count)
+        if shuffle {
+            var g = generator(seed: seed, epoch: epoch, purpose: Seeds.order)
+            order.seededShuffle(&g)
+        }
+        return order
+    }
+
     /// Purposes.
     static let order: UInt64 = 1
     static let shuffleBuffer: UInt64 = 2
@@ -97,12 +107,7 @@ public struct ManifestSource: SampleSource {
 
     /// The epoch's permutation of the samples.
     public func forEachSample(seed: UInt64, epoch: Int, _ body: (StreamSample) throws -> Bool) throws {
-        var order = Array(samples.indices)
-        if shuffle {
-            var g = Seeds.generator(seed: seed, epoch: epoch, purpose: Seeds.order)
-            order.seededShuffle(&g)
-        }
-        for i in order {
+        for i in Seeds.permutation(samples.count, seed: seed, epoch: epoch, shuffle: shuffle) {
             let s = samples[i]
             guard try body(StreamSample(key: s.key, source: path, image: .file(s.imagePath), caption: s.caption)) else { return }
         }
@@ -172,12 +177,7 @@ public struct FolderSource: SampleSource {
 
     /// The epoch's permutation of the images, each with its sidecar caption (empty if none).
     public func forEachSample(seed: UInt64, epoch: Int, _ body: (StreamSample) throws -> Bool) throws {
-        var order = Array(images.indices)
-        if shuffle {
-            var g = Seeds.generator(seed: seed, epoch: epoch, purpose: Seeds.order)
-            order.seededShuffle(&g)
-        }
-        for i in order {
+        for i in Seeds.permutation(images.count, seed: seed, epoch: epoch, shuffle: shuffle) {
             let relative = images[i]
             let path = root + "/" + relative
             let stem = (path as NSString).deletingPathExtension
