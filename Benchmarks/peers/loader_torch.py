@@ -178,23 +178,7 @@ def tar_samples(path):
 
 # ---------------------------------------------------------------- torch part
 
-def _import_torchvision():
-    import torch.library
-    try:
-        import torchvision  # noqa: F401
-    except RuntimeError as e:
-        if "torchvision::nms" not in str(e) and "torchvision::qnms" not in str(e):
-            raise
-        # CUDA torchvision next to CPU torch: its compiled ops never got registered.
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        globals()["_TV_SCHEMA_LIB"] = lib  # keep the Library alive for the life of the process
-        import torchvision  # noqa: F401
-    import torchvision
-    return torchvision
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 try:
@@ -202,7 +186,9 @@ try:
 except ImportError:  # --write-shards-from alone needs no torch
     torch = None
 if torch is not None:
-    torchvision = _import_torchvision()
+    from torchvision_compat import import_torchvision  # noqa: E402
+
+    torchvision = import_torchvision()
     from torchvision import transforms as T  # noqa: E402
     from torchvision.transforms import InterpolationMode  # noqa: E402
     import PIL  # noqa: E402

@@ -49,28 +49,10 @@ import time
 import torch
 import torch.library
 
-_TV_SCHEMA_LIB = None  # keep the Library alive for the life of the process
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torchvision_compat import import_torchvision  # noqa: E402
 
-
-def _import_torchvision():
-    global _TV_SCHEMA_LIB
-    try:
-        import torchvision  # noqa: F401
-    except RuntimeError as e:
-        if "torchvision::nms" not in str(e) and "torchvision::qnms" not in str(e):
-            raise
-        # CUDA torchvision next to CPU torch: its compiled ops never got registered.
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        _TV_SCHEMA_LIB = torch.library.Library("torchvision", "DEF")
-        _TV_SCHEMA_LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _TV_SCHEMA_LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        import torchvision  # noqa: F401
-    import torchvision
-    return torchvision
-
-
-torchvision = _import_torchvision()
+torchvision = import_torchvision()
 from torchvision import transforms as T  # noqa: E402
 from torchvision.transforms import InterpolationMode  # noqa: E402
 

@@ -74,26 +74,10 @@ import torch
 import torch.library
 from PIL import Image
 
-_TV_SCHEMA_LIB = None  # keeps the schema Library alive
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "Benchmarks", "peers"))
+from torchvision_compat import import_torchvision  # noqa: E402
 
-
-def _import_torchvision():
-    global _TV_SCHEMA_LIB
-    try:
-        import torchvision  # noqa: F401
-    except RuntimeError as e:
-        if "torchvision::nms" not in str(e) and "torchvision::qnms" not in str(e):
-            raise
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        _TV_SCHEMA_LIB = torch.library.Library("torchvision", "DEF")
-        _TV_SCHEMA_LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _TV_SCHEMA_LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    import torchvision
-    return torchvision
-
-
-torchvision = _import_torchvision()
+torchvision = import_torchvision()
 import torchvision.transforms as T  # noqa: E402
 import torchvision.transforms.functional as F  # noqa: E402
 from torchvision.transforms import InterpolationMode  # noqa: E402

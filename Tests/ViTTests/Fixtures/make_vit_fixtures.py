@@ -531,22 +531,11 @@ def kernel_fixtures():
 
 # ---------------------------------------------------------------- timm cross-check
 
-_TV_SCHEMA_LIB = None  # keeps the schema Library alive
-
-
 def _import_timm():
-    global _TV_SCHEMA_LIB
-    try:
-        import torchvision  # noqa: F401
-    except RuntimeError as e:
-        if "torchvision::nms" not in str(e) and "torchvision::qnms" not in str(e):
-            raise
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        _TV_SCHEMA_LIB = torch.library.Library("torchvision", "DEF")
-        _TV_SCHEMA_LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _TV_SCHEMA_LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        import torchvision  # noqa: F401
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "Benchmarks", "peers"))
+    from torchvision_compat import import_torchvision
+
+    import_torchvision()
     import timm
     from timm.models._hub import load_model_config_from_path
     from timm.models.vision_transformer import VisionTransformer
