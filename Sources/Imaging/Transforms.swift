@@ -53,7 +53,8 @@ public struct TrainTransform: Sendable, Equatable {
     ) throws {
         precondition(output.count >= outputCount, "output buffer too small")
         var flip = false
-        let minimum = reducedDecoding ? (size, size) : (Int.max / 16, Int.max / 16)
+        // An unreachable minimum keeps the decode at full scale.
+        let minimum = reducedDecoding ? (size, size) : (Int.max, Int.max)
         let region = try ImageDecoder.decode(
             bytes, source: source, options: decode, minimumSize: minimum, workspace: workspace
         ) { width, height in
