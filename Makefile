@@ -54,10 +54,19 @@ demo: build setup-python
 	$(CATLIP) bench pipeline --images $(DEMO_DIR)/photos --size 224 --threads 2
 	$(CATLIP) bench pipeline --images $(DEMO_DIR)/photos --size 64 --threads 2
 
-# The real corpus: OpenClipArt drawings with their titles and keywords, as train/val shards in
-# data/openclipart (installs Debian's openclipart-png and openclipart-svg when missing).
+# The real corpora: OpenClipArt drawings with their titles and keywords, as train/val shards in
+# data/openclipart (installs Debian's openclipart-png and openclipart-svg when missing); the named
+# object drawings (OpenMoji, EmojiOne, OpenClipArt objects; 10% held out as the ImageFolder
+# data/objects/heldout) in data/objects; and SCENES captioned scenes composed from them, with
+# the single drawings, as shards in data/scenes (issue 6; reproducible from SCENE_SEED).
+SCENES ?= 100000
+SCENE_SIZE ?= 64
+SCENE_SEED ?= 0
 data: build
 	python3 datasets/openclipart/build.py --out data/openclipart --catlip $(CATLIP)
+	python3 datasets/objects/build.py --out data/objects
+	$(CATLIP) datasets compose --objects data/objects/objects.jsonl --out data/scenes \
+	  --scenes $(SCENES) --size $(SCENE_SIZE) --seed $(SCENE_SEED) --threads 2
 
 # The pipeline benchmark of BENCHMARKS.md (500 photos; the peer is run by hand, see there).
 bench-pipeline: build setup-python

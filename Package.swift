@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "Imaging", targets: ["Imaging"]),
         .library(name: "WordNet", targets: ["WordNet"]),
         .library(name: "Shards", targets: ["Shards"]),
+        .library(name: "Corpus", targets: ["Corpus"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
@@ -58,12 +59,17 @@ let package = Package(
             name: "Shards",
             dependencies: ["Imaging", "WordNet"],
             swiftSettings: strict + releaseFlags),
+        .target(
+            name: "Corpus",
+            dependencies: ["Imaging", "Shards", "WordNet"],
+            swiftSettings: strict + releaseFlags),
         .executableTarget(
             name: "catlip",
             dependencies: [
                 "Imaging",
                 "WordNet",
                 "Shards",
+                "Corpus",
                 "ViT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -87,6 +93,10 @@ let package = Package(
             name: "ViTTests",
             dependencies: ["ViT"],
             resources: [.copy("Fixtures")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CorpusTests",
+            dependencies: ["Corpus", "Imaging", "Shards", "WordNet"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",
