@@ -57,6 +57,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from apt_install import apt_install  # noqa: E402
 import xml.etree.ElementTree as ET
 import zipfile
 
@@ -118,19 +121,10 @@ def ensure_packages(args, summary):
     if args.no_install:
         summary["packages"]["error"] = "missing and --no-install given"
         return False
-    prefix = [] if os.geteuid() == 0 else ["sudo"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = prefix + ["apt-get", "install", "-y", "--no-install-recommends"] + missing
-
-    def run(cmd):
-        log("$ " + " ".join(cmd))
-        return subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, env=env).returncode
-
-    if run(install) != 0:
-        run(prefix + ["apt-get", "update"])
-        if run(install) != 0:
-            summary["packages"]["error"] = "apt-get install failed: " + " ".join(missing)
-            return False
+    error = apt_install(missing, log)
+    if error:
+        summary["packages"]["error"] = error
+        return False
     still = [pkg for pkg, path in PACKAGES if not os.path.exists(path)]
     if still:
         summary["packages"]["error"] = "installed but files still missing: " + " ".join(still)

@@ -60,6 +60,9 @@ import struct
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from apt_install import apt_install  # noqa: E402
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,27 +104,10 @@ def ensure_packages(args, summary):
     if args.no_install:
         summary["packages"]["error"] = "missing and --no-install given"
         return False
-    if shutil.which("apt-get") is None:
-        summary["packages"]["error"] = "apt-get not found; install " + " ".join(missing) + " by hand"
+    error = apt_install(missing, log)
+    if error:
+        summary["packages"]["error"] = error
         return False
-    prefix = []
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        if shutil.which("sudo") is None:
-            summary["packages"]["error"] = "not root and no sudo: apt-get install -y " + " ".join(missing)
-            return False
-        prefix = ["sudo"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = prefix + ["apt-get", "install", "-y", "--no-install-recommends"] + missing
-
-    def run(cmd):
-        log("$ " + " ".join(cmd))
-        return subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, env=env).returncode
-
-    if run(install) != 0:
-        run(prefix + ["apt-get", "update"])
-        if run(install) != 0:
-            summary["packages"]["error"] = "apt-get install failed: " + " ".join(missing)
-            return False
     summary["packages"]["installed"] = missing
     still = [pkg for pkg, attr in PACKAGES if not _nonempty_dir(getattr(args, attr))]
     if still:
