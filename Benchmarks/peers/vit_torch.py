@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch peer for `catlip bench train|infer` (the ViT engine's speed bars, issue 4).
+r"""PyTorch peer for `catlip bench train|infer` (the ViT engine's speed bars, issue 4).
 
 Runs the same Vision Transformer on the same synthetic batches in PyTorch, as PyTorch users
 run it on a CPU: float32, eager mode (torch.compile off), default allocator, default AdamW,
@@ -16,7 +16,8 @@ Run by hand, not in CI (it needs PyTorch, which the Swift build does not):
     $PY Benchmarks/peers/vit_torch.py train
     $PY Benchmarks/peers/vit_torch.py infer
     # ViT-Ti/16 at 224
-    $PY Benchmarks/peers/vit_torch.py train --image-size 224 --patch 16 --depth 12 --batch 32 --steps 10
+    $PY Benchmarks/peers/vit_torch.py train --image-size 224 --patch 16 --depth 12 \
+        --batch 32 --steps 10
     # config A with CatLIP's 24,320-class head
     $PY Benchmarks/peers/vit_torch.py train --vocab 24320
     # where the time goes (torch.profiler table on stderr after the timed steps)
@@ -51,13 +52,18 @@ collapse). Seeded (--seed).
 
 Output fields: peer, mode, impl, the configuration (image_size, patch, dim, depth, heads, vocab,
 batch, steps, warmup, mlp_ratio, class_token, bf16), images_per_s (= batch / median step time),
-step_ms_median, step_ms_min, step_ms_max, step_ms (every timed step), peak_rss_mb (resource.getrusage(RUSAGE_SELF).ru_maxrss
-of the whole process, so it includes Python and the torch libraries; base_rss_mb is the same
-figure before the model was built), gflops (achieved, from the analytic count below),
-gflop_per_image, torch (version), blas, threads, load_avg (os.getloadavg() at the end: the
-machine is shared, so read every figure next to it).
+step_ms_median, step_ms_min, step_ms_max, step_ms (every timed step), peak_rss_mb
+(resource.getrusage(RUSAGE_SELF).ru_maxrss of the whole process, so it includes Python and the
+torch libraries; base_rss_mb is the same figure before the model was built), gflops (achieved,
+from the analytic count below), gflop_per_image, torch (version), blas, threads, load_avg
+(os.getloadavg() at the end).
 
-FLOP count (analytic; multiply-add = 2 FLOPs; the same formula as catlip's bench). With
+Noise: the machine has 2 vCPUs shared with other work. When any other process takes one core
+while this runs with --threads 2, torch's OpenMP regions wait for the descheduled thread at every
+op and steps get 4-8x slower (not 2x); step_ms shows such phases as runs of slow steps. Compare
+catlip and this peer run back to back on a quiet machine, and discard runs with slow phases.
+
+FLOP count (analytic; multiply-add = 2 FLOPs; catlip's bench should use the same). With
 N = (S / P)^2 patches, T = N + 1 with a class token (N without), D = dim, M = mlp_ratio * D,
 V = vocab, L = depth, C = 3 input channels, per image:
     forward MACs = N * (C * P * P) * D                       patch embedding GEMM
