@@ -35,6 +35,16 @@ public final class ViTActivations {
     /// Whether the buffers support `backward` (false: inference only, every block reuses one
     /// set of buffers and there is no backward arena).
     public let training: Bool
+    /// Images per chunk of the forward pass: the batch in training (every activation is kept
+    /// for backward; chunking the training forward measured no faster, its writes miss anyway);
+    /// in inference, equal chunks of about `chunkRows` token rows, so that a block's
+    /// intermediates (qkv, attention, MLP hidden) for one chunk are still in the caches when
+    /// the next op reads them (5-8% less CPU time than whole-batch ops, config A and ViT-Ti).
+    public let chunkImages: Int
+    /// Target token rows per inference chunk (qkv + MLP hidden of 2048 rows: about 11 MB, in
+    /// L3): small enough to stay in the caches, large enough that the workers' start-up per
+    /// kernel call stays negligible (512-row chunks lost 10% on ViT-Ti at 2 threads).
+    public static let chunkRows = 2048
     /// Saved forward activations.
     public let forwardArena: FloatArena
     /// Gradients of activations (reused block after block).
@@ -50,6 +60,7 @@ public final class ViTActivations {
     let normMean: Int, normRstd: Int  // (B), (B)
     let preLogits: Int  // (B, D)
     let logits: Int  // (B, V)
+    let xAlt: Int  // (B, T, D) inference: the other residual-stream buffer (blocks alternate)
 
     // backward (offsets into backwardArena)
     let dresid: Int  // (B, T, D) gradient of the residual stream
@@ -66,13 +77,15 @@ public final class ViTActivations {
     let dposEmbed: Int  // (T, D) gradient of the resampled pos_embed
 
     /// Plans and allocates the buffers for `batchSize` images of side `imageSize` (the model's
-    /// by default) through `model`. With `training` false only the forward pass is possible and
-    /// the blocks share one set of buffers (a block's output may overwrite its input, which is
-    /// dead by then), so memory does not grow with depth. Traps when the image is smaller than
-    /// one patch.
+    /// by default) through `model`. With `training` false only the forward pass is possible:
+    /// the blocks share one set of buffers sized for one chunk of `chunkImages` images, and the
+    /// residual stream alternates between two batch-sized buffers, so memory grows neither with
+    /// depth nor (beyond the stream) with the batch. Traps when the image is smaller than one
+    /// patch. `chunkRows` sets the inference chunk (tests use small ones).
     public init(
         model: ViTModel, batchSize: Int, imageSize: Int? = nil, training: Bool = true,
-        interpolation: PositionInterpolation = .bicubic, antialias: Bool = true
+        interpolation: PositionInterpolation = .bicubic, antialias: Bool = true,
+        chunkRows: Int = ViTActivations.chunkRows
     ) {
         precondition(batchSize >= 1)
         let S = imageSize ?? model.imageSize
@@ -98,20 +111,28 @@ public final class ViTActivations {
         patches = f.take(B * N * patchDim)
         patchEmbed = f.take(B * N * D)
         x0 = f.take(B * T * D)
+        // equal chunks of about chunkRows rows (no small ragged last chunk)
+        let chunkCount = (B * T + chunkRows - 1) / max(chunkRows, 1)
+        let chunk = training ? B : (B + chunkCount - 1) / max(chunkCount, 1)
+        self.chunkImages = chunk
+        // per-block buffers hold one chunk (the whole batch in training); the residual stream
+        // (xOut) always holds the batch
         func plan(_ A: Int, _ H: Int, _ NH: Int) -> BlockActivationOffsets {
+            let C = chunk
             var o = BlockActivationOffsets()
-            o.ln1 = f.take(B * T * D)
-            o.ln1Mean = f.take(B * T)
-            o.ln1Rstd = f.take(B * T)
-            o.qkv = f.take(B * T * 3 * A)
-            o.att = f.take(B * NH * T * T)
-            o.attnOut = f.take(B * T * A)
-            o.xMid = f.take(B * T * D)
-            o.ln2 = f.take(B * T * D)
-            o.ln2Mean = f.take(B * T)
-            o.ln2Rstd = f.take(B * T)
-            o.fc1 = f.take(B * T * H)
-            o.gelu = f.take(B * T * H)
+            o.ln1 = f.take(C * T * D)
+            o.ln1Mean = f.take(C * T)
+            o.ln1Rstd = f.take(C * T)
+            o.qkv = f.take(C * T * 3 * A)
+            o.att = f.take(C * NH * T * T)
+            o.attnOut = f.take(C * T * A)
+            o.xMid = f.take(C * T * D)
+            o.ln2 = f.take(C * T * D)
+            o.ln2Mean = f.take(C * T)
+            o.ln2Rstd = f.take(C * T)
+            o.gelu = f.take(C * T * H)
+            // inference keeps no pre-activation (the naive path applies GELU in place)
+            o.fc1 = training ? f.take(C * T * H) : o.gelu
             o.xOut = f.take(B * T * D)
             return o
         }
@@ -124,6 +145,8 @@ public final class ViTActivations {
             // one set, sized for the widest block
             blocks = Array(repeating: plan(maxA, maxH, maxNH), count: model.blocks.count)
         }
+        // inference: block l writes xOut when l is even, else xAlt (x0 is dead after block 0)
+        xAlt = training ? 0 : x0
         pooled = f.take(B * D)
         normMean = f.take(B)
         normRstd = f.take(B)

@@ -1,4 +1,3 @@
-import COpenBLAS
 import Foundation
 
 /// SIMD math for the fast kernels: 16 floats at a time (AVX-512 registers, or two AVX2 ones).
@@ -24,10 +23,10 @@ enum SIMDMath {
         y = y * r + 1.666_666_545_9e-1
         y = y * r + 5.000_000_120_1e-1
         y = y * (r * r) + r + 1
-        let ni =
-            SIMD16<Int32>(truncatingIfNeeded: t.bitPattern(as: UInt32.self))
-            &- Int32(bitPattern: magic.bitPattern)
-        let scale = V(bitPattern: SIMD16<UInt32>(truncatingIfNeeded: (ni &+ 127) &<< 23))
+        // bit casts, not SIMD16(truncatingIfNeeded:): that generic conversion may stay an
+        // out-of-line per-lane loop where this is inlined into a large function
+        let ni = unsafeBitCast(t, to: SIMD16<Int32>.self) &- Int32(bitPattern: magic.bitPattern)
+        let scale = unsafeBitCast((ni &+ 127) &<< 23, to: V.self)
         return y * scale
     }
 
@@ -73,6 +72,46 @@ enum SIMDMath {
         return x + y + 0.693_359_375 * k
     }
 
+    /// GELU, x · Φ(x) with the erf above.
+    @inline(__always)
+    static func gelu(_ x: V) -> V {
+        let z = x * 0.707_106_781_186_547_5
+        let e = exp(-(z * z))
+        return 0.5 * x * (1 + erf(z, expMinusXSquared: e))
+    }
+
+    /// GELU's derivative Φ(x) + x φ(x).
+    @inline(__always)
+    static func geluDerivative(_ x: V) -> V {
+        let z = x * 0.707_106_781_186_547_5
+        let e = exp(-(z * z))
+        let cdf = 0.5 * (1 + erf(z, expMinusXSquared: e))
+        return cdf + x * (e * 0.398_942_280_401_432_7)
+    }
+
+    /// The sum of the 16 lanes, by halves (a tree of vector adds).
+    @inline(__always)
+    static func horizontalSum(_ v: V) -> Float {
+        let h8 = v.lowHalf + v.highHalf
+        let h4 = h8.lowHalf + h8.highHalf
+        let h2 = h4.lowHalf + h4.highHalf
+        return h2[0] + h2[1]
+    }
+
+    /// The first `count` (<= 16) floats at p, zeros after.
+    @inline(__always)
+    static func loadPartial(_ p: UnsafePointer<Float>, count: Int) -> V {
+        var v = V()
+        for i in 0..<count { v[i] = p[i] }
+        return v
+    }
+
+    /// Writes the first `count` (<= 16) lanes of v to p.
+    @inline(__always)
+    static func storePartial(_ v: V, _ p: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { p[i] = v[i] }
+    }
+
     @inline(__always)
     static func load(_ p: UnsafePointer<Float>) -> V {
         UnsafeRawPointer(p).loadUnaligned(as: V.self)
@@ -98,73 +137,87 @@ extension SIMD16<Float> {
 
 extension Kernels {
 
-    // MARK: Linear on OpenBLAS, split over the workers
+    // MARK: Linear on the engine's GEMM, split over the workers
 
-    /// `linearForwardNaive` on `cblas_sgemm`: each worker fills its block of rows (or of output
-    /// columns, for a wide head) with the bias and multiplies into it.
+    /// `linearForwardNaive` on `Gemm.multiply` with the bias added in the product's epilogue;
+    /// `residual` (R, O), when given, is added too (the block's residual connection, saving a
+    /// pass over the stream), then `activation` (fc1's GELU). `packedWeight`, when given, is
+    /// the weight as `Gemm.pack(transB: true, ...)` left it (reused over several calls).
     public static func linearForward(
         out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        rows: Int, inFeatures: Int, outFeatures: Int
+        rows: Int, inFeatures: Int, outFeatures: Int, residual: UnsafePointer<Float>? = nil,
+        activation: GemmActivation = .none, packedWeight: UnsafePointer<Float>? = nil
     ) {
         if rows == 0 || outFeatures == 0 { return }
-        let (po, pi, pw) = (SendablePointer(out), SendablePointer(inp), SendablePointer(weight))
-        let pb = bias.map { SendablePointer($0) }
-        let beta: Float = bias == nil ? 0 : 1
-        if rows >= outFeatures {
-            Parallelism.forRanges(rows, costPerItem: inFeatures * outFeatures) { r0, r1 in
-                if let pb {
-                    for r in r0..<r1 {
-                        (po.p + r * outFeatures).update(from: pb.p, count: outFeatures)
-                    }
-                }
-                sgemm(
-                    transA: false, transB: true, m: r1 - r0, n: outFeatures, k: inFeatures,
-                    alpha: 1, a: pi.p + r0 * inFeatures, lda: inFeatures, b: pw.p,
-                    ldb: inFeatures, beta: beta, c: po.p + r0 * outFeatures, ldc: outFeatures)
-            }
-        } else {
-            Parallelism.forRanges(outFeatures, costPerItem: inFeatures * rows) { o0, o1 in
-                if let pb {
-                    for r in 0..<rows {
-                        (po.p + r * outFeatures + o0).update(from: pb.p + o0, count: o1 - o0)
-                    }
-                }
-                sgemm(
-                    transA: false, transB: true, m: rows, n: o1 - o0, k: inFeatures, alpha: 1,
-                    a: pi.p, lda: inFeatures, b: pw.p + o0 * inFeatures, ldb: inFeatures,
-                    beta: beta, c: po.p + o0, ldc: outFeatures)
-            }
-        }
+        Gemm.multiply(
+            transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, a: inp,
+            lda: inFeatures, b: weight, ldb: inFeatures, c: out, ldc: outFeatures, bias: bias,
+            residual: residual, ldr: outFeatures, activation: activation, packedB: packedWeight)
     }
 
-    /// `linearBackwardNaive` on `cblas_sgemm`, split over the workers. With `accumulate` false
+    /// `linearBackwardNaive` on `Gemm.multiply`, split over the workers. With `accumulate` false
     /// the input gradient is overwritten instead of accumulated (saves zeroing it); parameter
-    /// gradients always accumulate.
+    /// gradients always accumulate. `dinpActivation` applies to the input gradient in the
+    /// product's epilogue (`.geluBackward`: the gradient of the GELU's input instead).
     public static func linearBackward(
         dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>,
         dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
         inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = true
+        rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = true,
+        dinpActivation: GemmActivation = .none
     ) {
         if rows == 0 { return }
         if let dinp {
-            parallelSgemm(
-                transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures, alpha: 1,
+            // dinp (R, I) (+)= dout (R, O) · weight (O, I)
+            Gemm.multiply(
+                transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
                 a: dout, lda: outFeatures, b: weight, ldb: inFeatures, beta: accumulate ? 1 : 0,
-                c: dinp, ldc: inFeatures)
+                c: dinp, ldc: inFeatures, activation: dinpActivation)
         }
-        parallelSgemm(
-            transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows, alpha: 1,
-            a: dout, lda: outFeatures, b: inp, ldb: inFeatures, beta: 1,
-            c: dweight, ldc: inFeatures)
-        if let dbias {
-            let (pd, pg) = (SendablePointer(dbias), SendablePointer(dout))
-            Parallelism.forRanges(outFeatures, costPerItem: rows) { c0, c1 in
-                for r in 0..<rows {
-                    let row = pg.p + r * outFeatures
-                    for c in c0..<c1 { pd.p[c] += row[c] }
+        // dweight (O, I) += dout^T · inp (R, I)
+        Gemm.multiply(
+            transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows, a: dout,
+            lda: outFeatures, b: inp, ldb: inFeatures, beta: 1, c: dweight, ldc: inFeatures)
+        if let dbias { columnSumsParallel(into: dbias, dout, rows: rows, columns: outFeatures) }
+    }
+
+    /// into (Cols) += Σ_rows m (R, Cols): SIMD over columns, the columns split over the
+    /// workers in 16-wide slices.
+    static func columnSumsParallel(
+        into: UnsafeMutablePointer<Float>, _ m: UnsafePointer<Float>, rows: Int, columns: Int
+    ) {
+        let (pd, pm) = (SendablePointer(into), SendablePointer(m))
+        let slices = (columns + 15) / 16
+        Parallelism.forRanges(slices, costPerItem: rows * 16) { s0, s1 in
+            var s = s0
+            while s < s1 {
+                let c0 = s * 16
+                if c0 + 16 <= columns {
+                    // four rows at a time: independent adds
+                    var (a0, a1, a2, a3) = (SIMDMath.V(), SIMDMath.V(), SIMDMath.V(), SIMDMath.V())
+                    var r = 0
+                    while r + 4 <= rows {
+                        let p = pm.p + r * columns + c0
+                        a0 += SIMDMath.load(p)
+                        a1 += SIMDMath.load(p + columns)
+                        a2 += SIMDMath.load(p + 2 * columns)
+                        a3 += SIMDMath.load(p + 3 * columns)
+                        r += 4
+                    }
+                    while r < rows {
+                        a0 += SIMDMath.load(pm.p + r * columns + c0)
+                        r += 1
+                    }
+                    SIMDMath.store(SIMDMath.load(pd.p + c0) + ((a0 + a1) + (a2 + a3)), pd.p + c0)
+                } else {
+                    for c in c0..<columns {
+                        var sum: Float = 0
+                        for r in 0..<rows { sum += pm.p[r * columns + c] }
+                        pd.p[c] += sum
+                    }
                 }
+                s += 1
             }
         }
     }
@@ -310,50 +363,105 @@ extension Kernels {
 
     // MARK: GELU, SIMD and split
 
-    /// `geluForwardNaive` with the SIMD exp and erf (absolute error about 1e-7).
+    /// `geluForwardNaive` with the SIMD exp and erf (absolute error about 1e-7), split over the
+    /// workers in whole vectors; the last partial vector goes through the same SIMD code
+    /// (zero-padded), so every element gets the value fc1's fused epilogue gives it.
     public static func geluForward(
         out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int
     ) {
         let (po, pi) = (SendablePointer(out), SendablePointer(inp))
-        Parallelism.forRanges(count, costPerItem: 40) { i0, i1 in
-            var i = i0
-            while i + 16 <= i1 {
-                let x = SIMDMath.load(pi.p + i)
-                let z = x * 0.707_106_781_186_547_5
-                let e = SIMDMath.exp(-(z * z))
-                let erf = SIMDMath.erf(z, expMinusXSquared: e)
-                SIMDMath.store(0.5 * x * (1 + erf), po.p + i)
-                i += 16
+        let vectors = count / 16
+        Parallelism.forRanges(vectors, costPerItem: 40 * 16) { v0, v1 in
+            for v in v0..<v1 {
+                SIMDMath.store(SIMDMath.gelu(SIMDMath.load(pi.p + 16 * v)), po.p + 16 * v)
             }
-            if i < i1 { geluForwardNaive(out: po.p + i, inp: pi.p + i, count: i1 - i) }
+        }
+        let tail = count - 16 * vectors
+        if tail > 0 {
+            let x = SIMDMath.loadPartial(inp + 16 * vectors, count: tail)
+            SIMDMath.storePartial(SIMDMath.gelu(x), out + 16 * vectors, count: tail)
         }
     }
 
-    /// `geluBackwardNaive` with the SIMD exp and erf; with `accumulate` false `dinp` is
-    /// overwritten.
+    /// `geluBackwardNaive` with the SIMD exp and erf (whole vectors per worker, a padded last
+    /// one); with `accumulate` false `dinp` is overwritten.
     public static func geluBackward(
         dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
         count: Int, accumulate: Bool = true
     ) {
         let (pd, pi, pg) = (SendablePointer(dinp), SendablePointer(inp), SendablePointer(dout))
-        Parallelism.forRanges(count, costPerItem: 40) { i0, i1 in
-            var i = i0
-            while i + 16 <= i1 {
+        let vectors = count / 16
+        Parallelism.forRanges(vectors, costPerItem: 40 * 16) { v0, v1 in
+            for v in v0..<v1 {
+                // geluDerivative written out: the optimiser leaves the call out of line here
+                let i = 16 * v
                 let x = SIMDMath.load(pi.p + i)
                 let z = x * 0.707_106_781_186_547_5
                 let e = SIMDMath.exp(-(z * z))
                 let cdf = 0.5 * (1 + SIMDMath.erf(z, expMinusXSquared: e))
-                let pdf = e * 0.398_942_280_401_432_7
-                var d = SIMDMath.load(pg.p + i) * (cdf + x * pdf)
+                var d = SIMDMath.load(pg.p + i) * (cdf + x * (e * 0.398_942_280_401_432_7))
                 if accumulate { d += SIMDMath.load(pd.p + i) }
                 SIMDMath.store(d, pd.p + i)
-                i += 16
-            }
-            if i < i1 {
-                if !accumulate { (pd.p + i).update(repeating: 0, count: i1 - i) }
-                geluBackwardNaive(dinp: pd.p + i, inp: pi.p + i, dout: pg.p + i, count: i1 - i)
             }
         }
+        let tail = count - 16 * vectors
+        if tail > 0 {
+            let i = 16 * vectors
+            var d =
+                SIMDMath.loadPartial(dout + i, count: tail)
+                * SIMDMath.geluDerivative(SIMDMath.loadPartial(inp + i, count: tail))
+            if accumulate { d += SIMDMath.loadPartial(dinp + i, count: tail) }
+            SIMDMath.storePartial(d, dinp + i, count: tail)
+        }
+    }
+
+    /// dinp (R, C) = dout ⊙ GELU'(inp) (overwritten; dinp may be dout itself) and dbias (C) +=
+    /// its column sums: fc1's backward in one pass, rows split over the workers, each summing
+    /// its rows into its own slice of scratch.
+    public static func geluBackwardWithBias(
+        dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+        dbias: UnsafeMutablePointer<Float>, rows: Int, columns: Int
+    ) {
+        let C = columns
+        let vec = C / 16 * 16
+        let (pd, pi, pg) = (SendablePointer(dinp), SendablePointer(inp), SendablePointer(dout))
+        let stride = (C + 15) / 16 * 16
+        ScratchPool.shared.withBuffer(count: 64 * stride) { partials in
+            let pp = SendablePointer(partials)
+            let parts = Parallelism.forParts(rows, costPerItem: 40 * C) { part, r0, r1 in
+                let sums = pp.p + part * stride
+                sums.update(repeating: 0, count: stride)
+                for r in r0..<r1 {
+                    let (d, x, g) = (pd.p + r * C, pi.p + r * C, pg.p + r * C)
+                    var j = 0
+                    while j < vec {
+                        let v = SIMDMath.load(g + j) * geluDerivativeInline(SIMDMath.load(x + j))
+                        SIMDMath.store(v, d + j)
+                        SIMDMath.store(SIMDMath.load(sums + j) + v, sums + j)
+                        j += 16
+                    }
+                    if j < C {
+                        let n = C - j
+                        let v =
+                            SIMDMath.loadPartial(g + j, count: n)
+                            * geluDerivativeInline(SIMDMath.loadPartial(x + j, count: n))
+                        SIMDMath.storePartial(v, d + j, count: n)
+                        SIMDMath.store(SIMDMath.load(sums + j) + v, sums + j)
+                    }
+                }
+            }
+            for part in 0..<parts { addInPlace(dbias, partials + part * stride, count: C) }
+        }
+    }
+
+    /// GELU's derivative, written out where the optimiser would leave `SIMDMath.geluDerivative`
+    /// out of line.
+    @inline(__always)
+    static func geluDerivativeInline(_ x: SIMDMath.V) -> SIMDMath.V {
+        let z = x * 0.707_106_781_186_547_5
+        let e = SIMDMath.exp(-(z * z))
+        let cdf = 0.5 * (1 + SIMDMath.erf(z, expMinusXSquared: e))
+        return cdf + x * (e * 0.398_942_280_401_432_7)
     }
 
     /// y += x, split over the workers.
@@ -408,8 +516,8 @@ extension Kernels {
         a.replacing(with: b, where: b .> a)
     }
 
-    /// `attentionForwardNaive` with both products of each (batch, head) on single-threaded
-    /// `cblas_sgemm` (strided views of qkv, no copies) and a SIMD softmax, pairs split over the
+    /// `attentionForwardNaive` with both products of each (batch, head) on `Gemm`'s serial
+    /// product (strided views of qkv, no copies) and a SIMD softmax, pairs split over the
     /// workers.
     public static func attentionForward(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
@@ -419,25 +527,27 @@ extension Kernels {
         let scale = 1 / Float(hd).squareRoot()
         let (po, pa, pq) = (SendablePointer(out), SendablePointer(att), SendablePointer(qkv))
         Parallelism.forRanges(batch * heads, costPerItem: 4 * T * T * hd) { i0, i1 in
-            for item in i0..<i1 {
-                let (b, h) = (item / heads, item % heads)
-                let q = pq.p + b * T * 3 * A + h * hd
-                let p = pa.p + item * T * T
-                sgemm(
-                    transA: false, transB: true, m: T, n: T, k: hd, alpha: scale,
-                    a: q, lda: 3 * A, b: q + A, ldb: 3 * A, beta: 0, c: p, ldc: T)
-                for t in 0..<T { softmaxRowFast(p + t * T, count: T) }
-                sgemm(
-                    transA: false, transB: false, m: T, n: hd, k: T, alpha: 1,
-                    a: p, lda: T, b: q + 2 * A, ldb: 3 * A, beta: 0,
-                    c: po.p + b * T * A + h * hd, ldc: A)
+            ScratchPool.shared.withBuffer(count: Gemm.workspaceFloats) { ws in
+                for item in i0..<i1 {
+                    let (b, h) = (item / heads, item % heads)
+                    let q = pq.p + b * T * 3 * A + h * hd
+                    let p = pa.p + item * T * T
+                    // S = scale · Q K^T (T, T), then softmax over keys, then O = P V
+                    Gemm.multiplySerial(
+                        transA: false, transB: true, m: T, n: T, k: hd, alpha: scale,
+                        a: q, lda: 3 * A, b: q + A, ldb: 3 * A, c: p, ldc: T, workspace: ws)
+                    for t in 0..<T { softmaxRowFast(p + t * T, count: T) }
+                    Gemm.multiplySerial(
+                        transA: false, transB: false, m: T, n: hd, k: T, a: p, lda: T,
+                        b: q + 2 * A, ldb: 3 * A, c: po.p + b * T * A + h * hd, ldc: A,
+                        workspace: ws)
+                }
             }
         }
     }
 
-    /// `attentionBackwardNaive` with the four products of each (batch, head) on single-threaded
-    /// `cblas_sgemm`, pairs split over the workers; with `accumulate` false `dqkv` is
-    /// overwritten.
+    /// `attentionBackwardNaive` with the four products of each (batch, head) on `Gemm`'s serial
+    /// product, pairs split over the workers; with `accumulate` false `dqkv` is overwritten.
     public static func attentionBackward(
         dqkv: UnsafeMutablePointer<Float>, datt: UnsafeMutablePointer<Float>,
         dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
@@ -451,36 +561,63 @@ extension Kernels {
             SendablePointer(qkv), SendablePointer(att)
         )
         Parallelism.forRanges(batch * heads, costPerItem: 8 * T * T * hd) { i0, i1 in
-            for item in i0..<i1 {
-                let (b, h) = (item / heads, item % heads)
-                let q = pq.p + b * T * 3 * A + h * hd
-                let dq = pdq.p + b * T * 3 * A + h * hd
-                let p = pa.p + item * T * T
-                let dp = pds.p + item * T * T
-                let dO = pdo.p + b * T * A + h * hd
-                // dP = dO V^T; dV (+)= P^T dO
-                sgemm(
-                    transA: false, transB: true, m: T, n: T, k: hd, alpha: 1,
-                    a: dO, lda: A, b: q + 2 * A, ldb: 3 * A, beta: 0, c: dp, ldc: T)
-                sgemm(
-                    transA: true, transB: false, m: T, n: hd, k: T, alpha: 1,
-                    a: p, lda: T, b: dO, ldb: A, beta: beta, c: dq + 2 * A, ldc: 3 * A)
-                // dS = P ⊙ (dP - rowsum(P ⊙ dP))
-                for t in 0..<T {
-                    let prow = p + t * T
-                    let drow = dp + t * T
-                    var rowDot: Float = 0
-                    for s in 0..<T { rowDot += prow[s] * drow[s] }
-                    for s in 0..<T { drow[s] = prow[s] * (drow[s] - rowDot) }
+            ScratchPool.shared.withBuffer(count: Gemm.workspaceFloats) { ws in
+                for item in i0..<i1 {
+                    let (b, h) = (item / heads, item % heads)
+                    let q = pq.p + b * T * 3 * A + h * hd
+                    let dq = pdq.p + b * T * 3 * A + h * hd
+                    let p = pa.p + item * T * T
+                    let dp = pds.p + item * T * T
+                    let dO = pdo.p + b * T * A + h * hd
+                    // dP = dO V^T; dV (+)= P^T dO
+                    Gemm.multiplySerial(
+                        transA: false, transB: true, m: T, n: T, k: hd, a: dO, lda: A,
+                        b: q + 2 * A, ldb: 3 * A, c: dp, ldc: T, workspace: ws)
+                    Gemm.multiplySerial(
+                        transA: true, transB: false, m: T, n: hd, k: T, a: p, lda: T, b: dO,
+                        ldb: A, beta: beta, c: dq + 2 * A, ldc: 3 * A, workspace: ws)
+                    // dS = P ⊙ (dP - rowsum(P ⊙ dP))
+                    for t in 0..<T { softmaxBackwardRow(dp + t * T, p + t * T, count: T) }
+                    // dQ (+)= scale dS K; dK (+)= scale dS^T Q
+                    Gemm.multiplySerial(
+                        transA: false, transB: false, m: T, n: hd, k: T, alpha: scale, a: dp,
+                        lda: T, b: q + A, ldb: 3 * A, beta: beta, c: dq, ldc: 3 * A,
+                        workspace: ws)
+                    Gemm.multiplySerial(
+                        transA: true, transB: false, m: T, n: hd, k: T, alpha: scale, a: dp,
+                        lda: T, b: q, ldb: 3 * A, beta: beta, c: dq + A, ldc: 3 * A,
+                        workspace: ws)
                 }
-                // dQ (+)= scale dS K; dK (+)= scale dS^T Q
-                sgemm(
-                    transA: false, transB: false, m: T, n: hd, k: T, alpha: scale,
-                    a: dp, lda: T, b: q + A, ldb: 3 * A, beta: beta, c: dq, ldc: 3 * A)
-                sgemm(
-                    transA: true, transB: false, m: T, n: hd, k: T, alpha: scale,
-                    a: dp, lda: T, b: q, ldb: 3 * A, beta: beta, c: dq + A, ldc: 3 * A)
             }
+        }
+    }
+
+    /// drow = prow ⊙ (drow - Σ prow ⊙ drow): the softmax backward of one row, SIMD.
+    @inline(__always)
+    static func softmaxBackwardRow(
+        _ drow: UnsafeMutablePointer<Float>, _ prow: UnsafePointer<Float>, count: Int
+    ) {
+        let vec = count / 16 * 16
+        var acc = SIMDMath.V()
+        var i = 0
+        while i < vec {
+            acc = acc.addingProduct(SIMDMath.load(prow + i), SIMDMath.load(drow + i))
+            i += 16
+        }
+        var dot = acc.sum()
+        while i < count {
+            dot += prow[i] * drow[i]
+            i += 1
+        }
+        let d = SIMDMath.V(repeating: dot)
+        i = 0
+        while i < vec {
+            SIMDMath.store(SIMDMath.load(prow + i) * (SIMDMath.load(drow + i) - d), drow + i)
+            i += 16
+        }
+        while i < count {
+            drow[i] = prow[i] * (drow[i] - dot)
+            i += 1
         }
     }
 

@@ -13,17 +13,21 @@ extension ViTModel {
     func linearForward(
         _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
         _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-        rows: Int, inFeatures: Int, outFeatures: Int
+        rows: Int, inFeatures: Int, outFeatures: Int, residual: UnsafePointer<Float>? = nil,
+        packed: UnsafePointer<Float>? = nil
     ) {
         switch backend {
         case .naive:
             Kernels.linearForwardNaive(
                 out: out, inp: inp, weight: weight, bias: bias, rows: rows,
                 inFeatures: inFeatures, outFeatures: outFeatures)
+            if let residual { Kernels.addInPlace(out, residual, count: rows * outFeatures) }
         case .fast:
+            // the residual is added in the product's epilogue
             Kernels.linearForward(
                 out: out, inp: inp, weight: weight, bias: bias, rows: rows,
-                inFeatures: inFeatures, outFeatures: outFeatures)
+                inFeatures: inFeatures, outFeatures: outFeatures, residual: residual,
+                packedWeight: packed)
         }
     }
 
@@ -86,12 +90,97 @@ extension ViTModel {
         }
     }
 
-    @inline(__always)
-    func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        switch backend {
-        case .naive: Kernels.addInPlace(y, x, count: count)
-        case .fast: Kernels.addInPlaceParallel(y, x, count: count)
+    /// Block l's qkv, proj, fc1 and fc2 weights packed by `Gemm.pack` for products against
+    /// several chunks (nil for the naive backend), in pooled scratch for the call's duration.
+    func withPackedBlockWeights(_ l: Int, _ body: (PackedBlockWeights?) -> Void) {
+        if backend == .naive {
+            body(nil)
+            return
         }
+        let p = parameters.base
+        let (g, w, D) = (blocks[l], layout.offsets.blocks[l], dim)
+        let (A, H) = (g.attentionWidth, g.mlpHidden)
+        let qkvCount = Gemm.packedCount(k: D, n: 3 * A)
+        let projCount = Gemm.packedCount(k: A, n: D)
+        let fc1Count = Gemm.packedCount(k: D, n: H)
+        let fc2Count = Gemm.packedCount(k: H, n: D)
+        ScratchPool.shared.withBuffer(count: qkvCount + projCount + fc1Count + fc2Count) { q in
+            let (proj, fc1) = (q + qkvCount, q + qkvCount + projCount)
+            let fc2 = fc1 + fc1Count
+            Gemm.pack(into: q, transB: true, k: D, n: 3 * A, b: p + w.qkvWeight, ldb: D)
+            Gemm.pack(into: proj, transB: true, k: A, n: D, b: p + w.projWeight, ldb: A)
+            Gemm.pack(into: fc1, transB: true, k: D, n: H, b: p + w.fc1Weight, ldb: D)
+            Gemm.pack(into: fc2, transB: true, k: H, n: D, b: p + w.fc2Weight, ldb: H)
+            body(
+                PackedBlockWeights(
+                    qkv: UnsafePointer(q), proj: UnsafePointer(proj), fc1: UnsafePointer(fc1),
+                    fc2: UnsafePointer(fc2)))
+        }
+    }
+
+    /// Block l on `images` images: out (n·T, D) = the block applied to x (n·T, D), through the
+    /// block's activation buffers from their start (the batch in training, one chunk in
+    /// inference). `packed`: the qkv, proj, fc1 and fc2 weights as `Gemm.pack` left them.
+    func blockForward(
+        _ l: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, images: Int,
+        acts: ViTActivations, packed: PackedBlockWeights? = nil
+    ) {
+        let p = parameters.base
+        let g = blocks[l]
+        let w = layout.offsets.blocks[l]
+        let (T, D) = (acts.tokens, dim)
+        let (A, H, NH, hd) = (g.attentionWidth, g.mlpHidden, g.numHeads, g.headDim)
+        let rows = images * T
+        let a = acts.blocks[l]
+        // x + proj(attn(norm1(x)))
+        layerNormForward(
+            acts.fwd(a.ln1), acts.fwd(a.ln1Mean), acts.fwd(a.ln1Rstd), x, p + w.norm1Weight,
+            p + w.norm1Bias, rows: rows)
+        linearForward(
+            acts.fwd(a.qkv), acts.fwd(a.ln1), p + w.qkvWeight,
+            w.qkvBias.map { UnsafePointer(p + $0) }, rows: rows, inFeatures: D,
+            outFeatures: 3 * A, packed: packed?.qkv)
+        switch backend {
+        case .naive:
+            Kernels.attentionForwardNaive(
+                out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
+                batch: images, tokens: T, heads: NH, headDim: hd)
+        case .fast:
+            Kernels.attentionForward(
+                out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
+                batch: images, tokens: T, heads: NH, headDim: hd)
+        }
+        linearForward(
+            acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias,
+            rows: rows, inFeatures: A, outFeatures: D, residual: x, packed: packed?.proj)
+        // x + fc2(gelu(fc1(norm2(x))))
+        layerNormForward(
+            acts.fwd(a.ln2), acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), acts.fwd(a.xMid),
+            p + w.norm2Weight, p + w.norm2Bias, rows: rows)
+        switch backend {
+        case .naive:
+            // in inference fc1 and gelu share a buffer: GELU in place
+            linearForward(
+                acts.fwd(a.fc1), acts.fwd(a.ln2), p + w.fc1Weight, p + w.fc1Bias,
+                rows: rows, inFeatures: D, outFeatures: H)
+            Kernels.geluForwardNaive(out: acts.fwd(a.gelu), inp: acts.fwd(a.fc1), count: rows * H)
+        case .fast where acts.training:
+            // a separate GELU pass: in fc1's epilogue, the second output stream's cache misses
+            // (Swift has no prefetch) cost more than the pass
+            linearForward(
+                acts.fwd(a.fc1), acts.fwd(a.ln2), p + w.fc1Weight, p + w.fc1Bias,
+                rows: rows, inFeatures: D, outFeatures: H, packed: packed?.fc1)
+            Kernels.geluForward(out: acts.fwd(a.gelu), inp: acts.fwd(a.fc1), count: rows * H)
+        case .fast:
+            // inference keeps no pre-activation: GELU in fc1's epilogue
+            Kernels.linearForward(
+                out: acts.fwd(a.gelu), inp: acts.fwd(a.ln2), weight: p + w.fc1Weight,
+                bias: p + w.fc1Bias, rows: rows, inFeatures: D, outFeatures: H,
+                activation: .geluOnly, packedWeight: packed?.fc1)
+        }
+        linearForward(
+            out, acts.fwd(a.gelu), p + w.fc2Weight, p + w.fc2Bias, rows: rows, inFeatures: H,
+            outFeatures: D, residual: acts.fwd(a.xMid), packed: packed?.fc2)
     }
 
     /// The forward pass of a batch of images (B, C, S, S), float32 in C order, B =
@@ -122,52 +211,26 @@ extension ViTModel {
             batch: B, numPatches: N, dim: D)
 
         var x = acts.fwd(acts.x0)
-        for (l, g) in blocks.enumerated() {
-            let w = o.blocks[l]
-            let a = acts.blocks[l]
-            let (A, H, NH, hd) = (g.attentionWidth, g.mlpHidden, g.numHeads, g.headDim)
-            let rows = B * T
-            // x + proj(attn(norm1(x)))
-            layerNormForward(
-                acts.fwd(a.ln1), acts.fwd(a.ln1Mean), acts.fwd(a.ln1Rstd), x, p + w.norm1Weight,
-                p + w.norm1Bias, rows: rows)
-            linearForward(
-                acts.fwd(a.qkv), acts.fwd(a.ln1), p + w.qkvWeight,
-                w.qkvBias.map { UnsafePointer(p + $0) }, rows: rows, inFeatures: D,
-                outFeatures: 3 * A)
-            switch backend {
-            case .naive:
-                Kernels.attentionForwardNaive(
-                    out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
-                    batch: B, tokens: T, heads: NH, headDim: hd)
-            case .fast:
-                Kernels.attentionForward(
-                    out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
-                    batch: B, tokens: T, heads: NH, headDim: hd)
+        for l in blocks.indices {
+            let out =
+                acts.training || l % 2 == 0 ? acts.fwd(acts.blocks[l].xOut) : acts.fwd(acts.xAlt)
+            let chunk = acts.chunkImages
+            if chunk >= B {
+                blockForward(l, x: x, out: out, images: B, acts: acts)
+            } else {
+                // inference in chunks of images, each weight packed once for all of them
+                withPackedBlockWeights(l) { packed in
+                    var image = 0
+                    while image < B {
+                        let n = min(chunk, B - image)
+                        blockForward(
+                            l, x: x + image * T * D, out: out + image * T * D, images: n,
+                            acts: acts, packed: packed)
+                        image += n
+                    }
+                }
             }
-            linearForward(
-                acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias,
-                rows: rows, inFeatures: A, outFeatures: D)
-            addInPlace(acts.fwd(a.xMid), x, count: rows * D)
-            // x + fc2(gelu(fc1(norm2(x))))
-            layerNormForward(
-                acts.fwd(a.ln2), acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), acts.fwd(a.xMid),
-                p + w.norm2Weight, p + w.norm2Bias, rows: rows)
-            linearForward(
-                acts.fwd(a.fc1), acts.fwd(a.ln2), p + w.fc1Weight, p + w.fc1Bias,
-                rows: rows, inFeatures: D, outFeatures: H)
-            switch backend {
-            case .naive:
-                Kernels.geluForwardNaive(
-                    out: acts.fwd(a.gelu), inp: acts.fwd(a.fc1), count: rows * H)
-            case .fast:
-                Kernels.geluForward(out: acts.fwd(a.gelu), inp: acts.fwd(a.fc1), count: rows * H)
-            }
-            linearForward(
-                acts.fwd(a.xOut), acts.fwd(a.gelu), p + w.fc2Weight, p + w.fc2Bias,
-                rows: rows, inFeatures: H, outFeatures: D)
-            addInPlace(acts.fwd(a.xOut), acts.fwd(a.xMid), count: rows * D)
-            x = acts.fwd(a.xOut)
+            x = out
         }
 
         // pooling, then the final norm (`norm` on the class token, or `fc_norm` on the mean: the
@@ -252,11 +315,11 @@ extension ViTModel {
             let (A, H, NH, hd) = (g.attentionWidth, g.mlpHidden, g.numHeads, g.headDim)
             let xIn = l == 0 ? acts.fwd(acts.x0) : acts.fwd(acts.blocks[l - 1].xOut)
             let dln = acts.bwd(acts.dln)
-            let dgelu = acts.bwd(acts.dgelu)
             let dfc1 = acts.bwd(acts.dfc1)
             let dattnOut = acts.bwd(acts.dattnOut)
             let dqkv = acts.bwd(acts.dqkv)
             // MLP: xOut = xMid + fc2(gelu(fc1(ln2(xMid))))
+            let dgelu = acts.bwd(acts.dgelu)
             linearBackward(
                 dgelu, gp + gw.fc2Weight, gp + gw.fc2Bias, dresid, acts.fwd(a.gelu),
                 p + w.fc2Weight, rows: rows, inFeatures: H, outFeatures: D, fresh: true)
@@ -266,13 +329,23 @@ extension ViTModel {
                 Kernels.geluBackwardNaive(
                     dinp: dfc1, inp: acts.fwd(a.fc1), dout: dgelu, count: rows * H)
             case .fast:
-                Kernels.geluBackward(
-                    dinp: dfc1, inp: acts.fwd(a.fc1), dout: dgelu, count: rows * H,
-                    accumulate: false)
+                // in place, with fc1's bias gradient in the same pass (a separate pass, not
+                // GemmActivation.geluBackward: see fc1 in forward)
+                Kernels.geluBackwardWithBias(
+                    dinp: dgelu, inp: acts.fwd(a.fc1), dout: dgelu, dbias: gp + gw.fc1Bias,
+                    rows: rows, columns: H)
             }
-            linearBackward(
-                dln, gp + gw.fc1Weight, gp + gw.fc1Bias, dfc1, acts.fwd(a.ln2), p + w.fc1Weight,
-                rows: rows, inFeatures: D, outFeatures: H, fresh: true)
+            switch backend {
+            case .naive:
+                linearBackward(
+                    dln, gp + gw.fc1Weight, gp + gw.fc1Bias, dfc1, acts.fwd(a.ln2),
+                    p + w.fc1Weight, rows: rows, inFeatures: D, outFeatures: H, fresh: true)
+            case .fast:
+                Kernels.linearBackward(
+                    dinp: dln, dweight: gp + gw.fc1Weight, dbias: nil, dout: dgelu,
+                    inp: acts.fwd(a.ln2), weight: p + w.fc1Weight, rows: rows, inFeatures: D,
+                    outFeatures: H, accumulate: false)
+            }
             layerNormBackward(
                 dresid, gp + gw.norm2Weight, gp + gw.norm2Bias, dln, acts.fwd(a.xMid),
                 p + w.norm2Weight, acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), rows: rows)
@@ -311,4 +384,12 @@ extension ViTModel {
             acts.fwd(acts.patches), p + o.patchWeight, rows: B * N, inFeatures: patchDim,
             outFeatures: D)
     }
+}
+
+/// One block's weights as `Gemm.pack(transB: true, ...)` leaves them.
+struct PackedBlockWeights {
+    var qkv: UnsafePointer<Float>
+    var proj: UnsafePointer<Float>
+    var fc1: UnsafePointer<Float>
+    var fc2: UnsafePointer<Float>
 }

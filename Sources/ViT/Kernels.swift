@@ -6,8 +6,9 @@ import Foundation
 public enum ComputeBackend: Sendable, Equatable {
     /// Plain single-threaded loops (libm erf/exp): the tested reference.
     case naive
-    /// OpenBLAS `cblas_sgemm` for every matrix product, SIMD LayerNorm/GELU/softmax, and the
-    /// work split over `Parallelism.threads` workers (OpenBLAS itself single-threaded).
+    /// The engine's own AVX-512/SIMD16 GEMM (`Gemm`) for every matrix product, with bias,
+    /// residual and GELU fused into its epilogue where that pays; SIMD LayerNorm, GELU, softmax
+    /// and BCE; the work split over `Parallelism.threads` workers.
     case fast
 }
 
@@ -81,7 +82,8 @@ public enum Kernels {
         }
     }
 
-    /// Row-major C (M, N) = alpha · op(A) · op(B) + beta · C through OpenBLAS.
+    /// Row-major C (M, N) = alpha · op(A) · op(B) + beta · C through OpenBLAS (no longer on the
+    /// model's path, which uses `Gemm`; kept as a second reference in the tests).
     @inline(__always)
     static func sgemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
@@ -115,7 +117,7 @@ public enum Kernels {
         }
     }
 
-    /// `sgemmNaive` or OpenBLAS, by backend.
+    /// `sgemmNaive` or `Gemm.multiply`, by backend.
     @inline(__always)
     static func gemm(
         _ backend: ComputeBackend, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
@@ -128,7 +130,7 @@ public enum Kernels {
                 transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         case .fast:
-            sgemm(
+            Gemm.multiply(
                 transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         }
@@ -207,6 +209,19 @@ public enum Kernels {
             let x = inp[i]
             out[i] = 0.5 * x * (1 + erf(x * Float(0.5).squareRoot()))
         }
+    }
+
+    /// GELU of one float, x · Φ(x) (libm erf).
+    @inline(__always)
+    static func gelu(_ x: Float) -> Float {
+        0.5 * x * (1 + erf(x * Float(0.5).squareRoot()))
+    }
+
+    /// GELU's derivative at one float, Φ(x) + x φ(x) (libm erf and exp).
+    @inline(__always)
+    static func geluDerivative(_ x: Float) -> Float {
+        let cdf = 0.5 * (1 + erf(x * Float(0.5).squareRoot()))
+        return cdf + x * 0.398_942_280_401_432_7 * exp(-0.5 * x * x)
     }
 
     /// dinp += dout · (Φ(x) + x φ(x)), φ the standard normal density.

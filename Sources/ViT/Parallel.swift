@@ -11,7 +11,8 @@ struct SendablePointer: @unchecked Sendable {
 }
 
 /// How the engine uses the cores: its own workers (`threads`) split every kernel into disjoint
-/// ranges, and OpenBLAS is kept single-threaded so that the two never oversubscribe the cores.
+/// ranges. OpenBLAS is off the model's path (see `Gemm`) but is still kept single-threaded, so
+/// that a caller using it never oversubscribes the cores.
 public enum Parallelism {
     /// Worker count for the `.fast` backend (default: the active processor count, at most 64).
     /// Setting it also pins OpenBLAS to one thread.
@@ -76,43 +77,4 @@ public enum Parallelism {
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
-}
-
-extension Kernels {
-    /// `sgemm` with C split into row or column blocks over the workers (each block one
-    /// single-threaded OpenBLAS call). Same arguments as `sgemm`.
-    static func parallelSgemm(
-        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
-        c: UnsafeMutablePointer<Float>, ldc: Int
-    ) {
-        if m == 0 || n == 0 { return }
-        let work = m * n * max(k, 1)
-        if Parallelism.threads <= 1 || work < 1 << 18 {
-            sgemm(
-                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-            return
-        }
-        let (pa, pb, pc) = (SendablePointer(a), SendablePointer(b), SendablePointer(c))
-        if m >= n {
-            // rows of C: rows of op(A)
-            Parallelism.forRanges(m, costPerItem: n * k) { m0, m1 in
-                let aOff = transA ? m0 : m0 * lda
-                sgemm(
-                    transA: transA, transB: transB, m: m1 - m0, n: n, k: k, alpha: alpha,
-                    a: pa.p + aOff, lda: lda, b: pb.p, ldb: ldb, beta: beta,
-                    c: pc.p + m0 * ldc, ldc: ldc)
-            }
-        } else {
-            // columns of C: columns of op(B)
-            Parallelism.forRanges(n, costPerItem: m * k) { n0, n1 in
-                let bOff = transB ? n0 * ldb : n0
-                sgemm(
-                    transA: transA, transB: transB, m: m, n: n1 - n0, k: k, alpha: alpha,
-                    a: pa.p, lda: lda, b: pb.p + bOff, ldb: ldb, beta: beta,
-                    c: pc.p + n0, ldc: ldc)
-            }
-        }
-    }
 }

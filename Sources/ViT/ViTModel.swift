@@ -30,7 +30,7 @@ public final class ViTModel {
     public let parameters: FloatArena
     /// All gradients, same layout as `parameters`; `backward` accumulates into it.
     public let gradients: FloatArena
-    /// Implementation of the matrix products (BLAS by default; naive is the reference).
+    /// Implementation of the kernels (`Gemm` and SIMD by default; naive is the reference).
     public var backend: ComputeBackend = .fast
 
     /// Model width D.

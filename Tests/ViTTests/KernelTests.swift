@@ -133,6 +133,28 @@ final class KernelTests: XCTestCase {
                     elementwise("dx overwrite", d3, fresh, rtol: 1e-5, atol: 1e-6),
                 ], "gelu \(n)")
         }
+        // fc1's fused GELU backward + bias gradient (in place) against the naive kernels
+        for (R, C) in [(1, 1), (3, 17), (40, 48), (9, 100)] {
+            let x = [Float].randomNormal(R * C, seed: 101, std: 3)
+            let dy = [Float].randomNormal(R * C, seed: 102)
+            let db0 = [Float].randomNormal(C, seed: 103)
+            var want = [Float](repeating: 0, count: R * C)
+            Kernels.geluBackwardNaive(dinp: &want, inp: x, dout: dy, count: R * C)
+            var wantBias = db0
+            Kernels.columnSums(into: &wantBias, want, rows: R, columns: C)
+            var d = dy
+            var db = db0
+            d.withUnsafeMutableBufferPointer { p in
+                Kernels.geluBackwardWithBias(
+                    dinp: p.baseAddress!, inp: x, dout: p.baseAddress!, dbias: &db, rows: R,
+                    columns: C)
+            }
+            assertWithinTolerance(
+                [
+                    elementwise("dx in place", d, want, rtol: 1e-5, atol: 1e-6),
+                    relativeToMax("dbias", db, wantBias, rel: 1e-5),
+                ], "gelu backward with bias \(R)x\(C)")
+        }
         // the SIMD exp over its whole range, against libm
         var worst: Float = 0
         var i = -87.0 as Float

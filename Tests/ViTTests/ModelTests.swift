@@ -250,6 +250,44 @@ final class InferenceActivationTests: XCTestCase {
             }
         }
     }
+
+    /// Inference in chunks of images (each weight packed once for all chunks) gives the
+    /// training plan's outputs exactly, for every chunk size including a ragged last chunk
+    /// (within rounding on the OpenBLAS route of a debug build).
+    func testChunkedInferenceMatchesTraining() throws {
+        let config = ModelConfig(
+            modelArgs: ModelArgs(
+                imgSize: 16, patchSize: 4, numClasses: 7, embedDim: 48, depth: 3, numHeads: 3))
+        let m = try ViTModel(config: config, seed: 21)
+        let B = 5
+        let images = [Float].randomNormal(B * 3 * 16 * 16, seed: 22)
+        defer { Gemm.forceOwnKernels = false }
+        // fast twice: as this build runs it, and on the micro-kernels (packed weights) in a
+        // debug build too
+        for (backend, own) in [(ComputeBackend.naive, false), (.fast, false), (.fast, true)] {
+            m.backend = backend
+            Gemm.forceOwnKernels = own
+            let train = m.makeActivations(batchSize: B)
+            m.forward(images: images, activations: train)
+            let want = Array(UnsafeBufferPointer(start: train.logitsPointer, count: B * 7))
+            for chunkRows in [17, 34, 40, 51, 1000] {
+                let infer = ViTActivations(
+                    model: m, batchSize: B, training: false, chunkRows: chunkRows)
+                let chunks = (B * 17 + chunkRows - 1) / chunkRows
+                XCTAssertEqual(infer.chunkImages, (B + chunks - 1) / chunks)
+                m.forward(images: images, activations: infer)
+                let got = Array(UnsafeBufferPointer(start: infer.logitsPointer, count: B * 7))
+                let what = "\(backend) own kernels \(own) chunk rows \(chunkRows)"
+                if backend == .fast && !Gemm.useOwnKernels {
+                    // OpenBLAS's summation order depends on the number of rows
+                    let d = elementwise("logits", got, want, rtol: 1e-5, atol: 1e-6)
+                    XCTAssert(d.score <= 1, "\(what): \(d)")
+                } else {
+                    XCTAssertEqual(got, want, what)
+                }
+            }
+        }
+    }
 }
 
 final class EmbedderTests: XCTestCase {

@@ -305,8 +305,12 @@ final class CLITests: XCTestCase {
             ])
             XCTAssertEqual(result.status, 0, result.err)
             let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
-            XCTAssertGreaterThan(json["images_per_s"] as? Double ?? 0, 0)
-            XCTAssertGreaterThan(json["gflops"] as? Double ?? 0, 0)
+            // Rates are rounded to 0.1 and this debug build is slow: check that they are
+            // reported and sane, not that they exceed a threshold (no test depends on timing).
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(json["images_per_s"] as? Double), 0)
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(json["gflops"] as? Double), 0)
+            XCTAssertGreaterThan(try XCTUnwrap(json["gflop_per_image"] as? Double), 0)
+            XCTAssertGreaterThan(try XCTUnwrap(json["parameters"] as? Int), 0)
         }
         try assertFails(["embed", "--model", "/nonexistent/model", "--out", "/tmp/x.npy", "/tmp/a.png"], mentioning: ["/nonexistent/model"])
     }
