@@ -30,9 +30,12 @@ let package = Package(
         .library(name: "WordNet", targets: ["WordNet"]),
         .library(name: "Shards", targets: ["Shards"]),
         .library(name: "Corpus", targets: ["Corpus"]),
+        .library(name: "ViT", targets: ["ViT"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
@@ -63,6 +66,10 @@ let package = Package(
             name: "Corpus",
             dependencies: ["Imaging", "Shards", "WordNet"],
             swiftSettings: strict + releaseFlags),
+        .target(
+            name: "Training",
+            dependencies: ["Imaging", "WordNet", "Shards", "ViT", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict + releaseFlags),
         .executableTarget(
             name: "catlip",
             dependencies: [
@@ -71,6 +78,7 @@ let package = Package(
                 "Shards",
                 "Corpus",
                 "ViT",
+                "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict + releaseFlags),
@@ -97,6 +105,10 @@ let package = Package(
         .testTarget(
             name: "CorpusTests",
             dependencies: ["Corpus", "Imaging", "Shards", "WordNet"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TrainingTests",
+            dependencies: ["Training", "Shards", "ViT", "WordNet", "Imaging"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",

@@ -52,8 +52,8 @@ public final class AdamW {
     public var eps: Float
     /// Decoupled weight decay for parameters with 2+ dimensions (1-D ones get none).
     public var weightDecay: Float
-    /// Steps taken so far.
-    public private(set) var step = 0
+    /// Steps taken so far (set it when restoring a checkpoint: it drives the bias correction).
+    public var step = 0
     /// First moments, parameter layout.
     public let m: FloatArena
     /// Second moments, parameter layout.

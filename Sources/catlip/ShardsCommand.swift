@@ -8,16 +8,11 @@ import WordNet
 /// The data a command reads: a manifest (.tsv, .jsonl), a folder of images with sidecar
 /// captions, or tar shards (brace patterns, `::`-separated lists).
 func openSource(_ data: String, shuffle: Bool = true) throws -> any SampleSource {
-    var isDirectory: ObjCBool = false
-    if data.hasSuffix(".tsv") || data.hasSuffix(".jsonl") || data.hasSuffix(".json") {
-        let manifest = try cliRun { try Manifest(path: data) }
+    let source = try cliRun { try openSampleSource(data, shuffle: shuffle) }
+    if let manifest = source as? ManifestSource {
         for problem in manifest.problems.prefix(20) { printError("skipped \(problem)") }
-        return ManifestSource(manifest: manifest, shuffle: shuffle)
     }
-    if FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue {
-        return try cliRun { try FolderSource(root: data, shuffle: shuffle) }
-    }
-    return try cliRun { try ShardSource(patterns: data, shuffle: shuffle) }
+    return source
 }
 
 extension BenchCommand {

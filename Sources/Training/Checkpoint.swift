@@ -1,0 +1,288 @@
+import Foundation
+import Shards
+
+/// Everything besides the tensors that a resumed run needs to continue exactly where a
+/// checkpoint was taken.
+public struct TrainState: Codable, Sendable, Equatable {
+    /// Optimiser steps done (including skipped non-finite ones): the next step's index.
+    public var step = 0
+    /// Updates AdamW applied (its bias-correction counter).
+    public var optimizerStep = 0
+    /// Where the loader stands after the last consumed micro-batch.
+    public var loader = LoaderPosition(epoch: 0)
+    /// Images trained on so far.
+    public var samplesSeen = 0
+    /// Samples the loader skipped (undecodable or unlabelled), counted over delivered batches.
+    public var skippedSamples = 0
+    /// Steps skipped because the loss or the gradients were not finite, and how many in a row.
+    public var badSteps = 0
+    /// Non-finite steps in a row at the checkpoint.
+    public var consecutiveBadSteps = 0
+    /// Sum of step losses in the current logging interval and its step count.
+    public var intervalLossSum = 0.0
+    /// Steps in the current logging interval.
+    public var intervalSteps = 0
+    /// Lines of metrics.jsonl that belong to the run up to this checkpoint.
+    public var metricsLines = 0
+    /// Seconds spent training before this checkpoint (over all sessions of the run).
+    public var trainSeconds = 0.0
+    /// The run seed (initialisation, order and augmentation are pure functions of it).
+    public var seed = 0
+    /// `TrainConfig.fingerprint` in hex: resume refuses a different configuration.
+    public var configFingerprint = ""
+    /// Floats in each tensor block (parameter arena size).
+    public var parameterCount = 0
+    /// Whether an EMA block follows the AdamW moments.
+    public var hasEMA = false
+
+    /// A fresh state.
+    public init() {}
+}
+
+/// A checkpoint that cannot be read: which file and why.
+public struct CheckpointError: Error, CustomStringConvertible, Sendable {
+    /// The file.
+    public var path: String
+    /// The problem.
+    public var problem: String
+    /// `path: problem`.
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// The checkpoint file: `CATLIPCK` magic, format version (u32), header length (u64), the JSON
+/// `TrainState`, zero padding to 64 bytes, then float32 blocks of `parameterCount` each:
+/// parameters, AdamW m, AdamW v, and the EMA weights when present; then an 8-byte checksum of
+/// everything before it and the 8-byte end magic `CKPT-END`. Written to a temporary file,
+/// fsync'd, renamed into place, and the directory fsync'd, so a crash at any instant leaves
+/// either the old set of checkpoints or the new one, never a half-written file under a final
+/// name; a file that is short, has a bad checksum or a bad header is reported and skipped.
+public enum CheckpointFile {
+    static let magic = Array("CATLIPCK".utf8)
+    static let endMagic = Array("CKPT-END".utf8)
+    static let version: UInt32 = 1
+
+    /// The file name of the checkpoint after `step` steps (sorts by step).
+    public static func name(step: Int) -> String { String(format: "step-%09d.ckpt", step) }
+
+    /// Checkpoint files in `directory`, newest (highest step) first.
+    public static func list(directory: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".ckpt") }.sorted(by: >).map { directory + "/" + $0 }
+    }
+
+    /// Writes a checkpoint atomically to `directory/name(step:)` from the state and the tensor
+    /// blocks (each `state.parameterCount` floats).
+    public static func write(directory: String, state: TrainState, blocks: [UnsafeBufferPointer<Float>]) throws {
+        precondition(blocks.allSatisfy { $0.count == state.parameterCount }, "block sizes differ from parameterCount")
+        let final = directory + "/" + name(step: state.step)
+        let temporary = final + ".tmp"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let header = Array(try encoder.encode(state))
+        var prefix = magic
+        append(&prefix, version)
+        append(&prefix, UInt64(header.count))
+        prefix += header
+        while prefix.count % 64 != 0 { prefix.append(0) }
+
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw CheckpointError(path: temporary, problem: "cannot create (\(String(cString: strerror(errno))))") }
+        var hash = Checksum()
+        do {
+            defer { close(fd) }
+            try writeAll(fd, prefix, path: temporary)
+            hash.add(prefix)
+            for block in blocks {
+                let raw = UnsafeRawBufferPointer(block)
+                hash.add(raw)
+                try writeAll(fd, raw, path: temporary)
+            }
+            var trailer: [UInt8] = []
+            append(&trailer, hash.value)
+            trailer += endMagic
+            try writeAll(fd, trailer, path: temporary)
+            if fsync(fd) != 0 { throw CheckpointError(path: temporary, problem: "fsync failed (\(String(cString: strerror(errno))))") }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        if rename(temporary, final) != 0 {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw CheckpointError(path: final, problem: "cannot rename into place (\(reason))")
+        }
+        syncDirectory(directory)
+    }
+
+    /// Reads and verifies a checkpoint's header; `blocks`, when given, receive the tensors
+    /// (each must hold `parameterCount` floats; the EMA block only when the file has one).
+    @discardableResult
+    public static func read(path: String, into blocks: [UnsafeMutableBufferPointer<Float>]? = nil) throws -> TrainState {
+        func bad(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw bad("cannot open (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw bad("cannot stat") }
+        let size = Int(st.st_size)
+        guard size >= 20 + 16 else { throw bad("truncated (\(size) bytes)") }
+        var fixed = [UInt8](repeating: 0, count: 20)
+        try readAll(fd, &fixed, offset: 0, path: path)
+        guard Array(fixed[0..<8]) == magic else { throw bad("not a catlip checkpoint (bad magic)") }
+        let version = load(fixed, 8, as: UInt32.self)
+        guard version == Self.version else { throw bad("unsupported checkpoint version \(version)") }
+        let headerLength = Int(load(fixed, 12, as: UInt64.self))
+        guard headerLength > 0, headerLength <= 1 << 24, 20 + headerLength <= size else { throw bad("header length \(headerLength) out of bounds") }
+        var prefixLength = 20 + headerLength
+        prefixLength = (prefixLength + 63) / 64 * 64
+        guard prefixLength + 16 <= size else { throw bad("truncated (\(size) bytes)") }
+        var prefix = [UInt8](repeating: 0, count: prefixLength)
+        try readAll(fd, &prefix, offset: 0, path: path)
+        let state: TrainState
+        do {
+            state = try JSONDecoder().decode(TrainState.self, from: Data(prefix[20..<(20 + headerLength)]))
+        } catch {
+            throw bad("header is not a valid state (\(error))")
+        }
+        let blockCount = state.hasEMA ? 4 : 3
+        let blockBytes = state.parameterCount * 4
+        guard state.parameterCount > 0, size == prefixLength + blockCount * blockBytes + 16 else {
+            throw bad("size \(size) bytes does not match the header (\(blockCount) blocks of \(state.parameterCount) floats): truncated or corrupt")
+        }
+        if let blocks {
+            guard blocks.count >= 3, blocks.allSatisfy({ $0.count == state.parameterCount }) else {
+                throw bad("holds \(state.parameterCount) floats per tensor block; this model has \(blocks.first?.count ?? 0)")
+            }
+        }
+        // Stream the rest once: checksum everything, copy blocks out when asked.
+        var hash = Checksum()
+        hash.add(prefix)
+        var scratch = [Float](repeating: 0, count: state.parameterCount)
+        for b in 0..<blockCount {
+            let offset = prefixLength + b * blockBytes
+            let target: UnsafeMutableBufferPointer<Float>? = blocks.flatMap { b < $0.count ? $0[b] : nil }
+            try scratch.withUnsafeMutableBufferPointer { tmp in
+                let dest = target ?? tmp
+                try readAll(fd, UnsafeMutableRawBufferPointer(dest), offset: offset, path: path)
+                hash.add(UnsafeRawBufferPointer(dest))
+            }
+        }
+        var trailer = [UInt8](repeating: 0, count: 16)
+        try readAll(fd, &trailer, offset: size - 16, path: path)
+        guard Array(trailer[8..<16]) == endMagic else { throw bad("truncated (no end marker)") }
+        guard load(trailer, 0, as: UInt64.self) == hash.value else { throw bad("checksum mismatch: the file is corrupt") }
+        return state
+    }
+
+    /// Deletes all but the newest `keep` checkpoints (and stray temporary files).
+    public static func prune(directory: String, keep: Int) {
+        for path in list(directory: directory).dropFirst(keep) { unlink(path) }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasSuffix(".ckpt.tmp") { unlink(directory + "/" + name) }
+        syncDirectory(directory)
+    }
+
+    static func append<T: FixedWidthInteger>(_ bytes: inout [UInt8], _ value: T) {
+        withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+    }
+
+    static func load<T: FixedWidthInteger>(_ bytes: [UInt8], _ offset: Int, as: T.Type) -> T {
+        bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
+        try bytes.withUnsafeBytes { try writeAll(fd, $0, path: path) }
+    }
+
+    static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < raw.count {
+            let n = Foundation.write(fd, raw.baseAddress! + done, min(raw.count - done, 1 << 26))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CheckpointError(path: path, problem: "write failed (\(String(cString: strerror(errno))))")
+            }
+            done += n
+        }
+    }
+
+    static func readAll(_ fd: Int32, _ bytes: inout [UInt8], offset: Int, path: String) throws {
+        try bytes.withUnsafeMutableBytes { try readAll(fd, $0, offset: offset, path: path) }
+    }
+
+    static func readAll(_ fd: Int32, _ raw: UnsafeMutableRawBufferPointer, offset: Int, path: String) throws {
+        var done = 0
+        while done < raw.count {
+            let n = pread(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CheckpointError(path: path, problem: "read failed (\(String(cString: strerror(errno))))")
+            }
+            if n == 0 { throw CheckpointError(path: path, problem: "truncated") }
+            done += n
+        }
+    }
+}
+
+/// fsync of a directory, so that a rename or unlink in it is durable.
+func syncDirectory(_ directory: String) {
+    let fd = open(directory, O_RDONLY | O_DIRECTORY)
+    if fd >= 0 {
+        fsync(fd)
+        close(fd)
+    }
+}
+
+/// A 64-bit checksum over bytes, fed in pieces (any split of the same bytes gives the same
+/// value): four interleaved multiply-rotate lanes over 8-byte words, then a final mix.
+struct Checksum {
+    private var lanes: (UInt64, UInt64, UInt64, UInt64) = (0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F, 0x1656_67B1_9E37_79F9, 0x85EB_CA77_C2B2_AE63)
+    private var pending: [UInt8] = []
+    private var words = 0
+    private var total = 0
+
+    mutating func add(_ bytes: [UInt8]) { bytes.withUnsafeBytes { add($0) } }
+
+    mutating func add(_ raw: UnsafeRawBufferPointer) {
+        total += raw.count
+        var start = 0
+        if !pending.isEmpty {
+            let take = min(raw.count, 32 - pending.count)
+            pending += raw[0..<take]
+            start = take
+            if pending.count == 32 {
+                let p = pending
+                p.withUnsafeBytes { consume($0, 0) }
+                pending.removeAll(keepingCapacity: true)
+            }
+        }
+        var i = start
+        while i + 32 <= raw.count {
+            consume(raw, i)
+            i += 32
+        }
+        if i < raw.count { pending += raw[i..<raw.count] }
+    }
+
+    @inline(__always)
+    private mutating func consume(_ raw: UnsafeRawBufferPointer, _ offset: Int) {
+        @inline(__always) func mix(_ lane: UInt64, _ word: UInt64) -> UInt64 {
+            let x = lane &+ word &* 0xC2B2_AE3D_27D4_EB4F
+            return ((x << 31) | (x >> 33)) &* 0x9E37_79B9_7F4A_7C15
+        }
+        lanes.0 = mix(lanes.0, raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        lanes.1 = mix(lanes.1, raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
+        lanes.2 = mix(lanes.2, raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self))
+        lanes.3 = mix(lanes.3, raw.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self))
+        words += 4
+    }
+
+    var value: UInt64 {
+        var h = lanes.0 ^ (lanes.1 &* 31) ^ (lanes.2 &* 131) ^ (lanes.3 &* 1031) ^ UInt64(total)
+        for b in pending { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        h ^= h >> 33
+        h = h &* 0xFF51_AFD7_ED55_8CCD
+        h ^= h >> 33
+        return h
+    }
+}

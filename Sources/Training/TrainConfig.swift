@@ -1,0 +1,475 @@
+import Foundation
+import Yams
+
+/// A training configuration that cannot be used: the file, the key and the problem.
+public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The YAML file ("--set" for a command-line override).
+    public var file: String
+    /// The dotted key (`optim.lr`), or "" for the file as a whole.
+    public var key: String
+    /// What is wrong, in words (with the line when known).
+    public var problem: String
+
+    /// A config error from its fields.
+    public init(file: String, key: String, problem: String) {
+        self.file = file
+        self.key = key
+        self.problem = problem
+    }
+
+    /// `file: key: problem`.
+    public var description: String { key.isEmpty ? "\(file): \(problem)" : "\(file): \(key): \(problem)" }
+}
+
+/// The `catlip train` configuration: four sections of typed, validated settings read from
+/// YAML (`configs/*.yaml`), with `--set section.key=value` overrides. Unknown sections and keys
+/// and out-of-range values are errors naming the key; absent keys take the defaults below
+/// (the `demo` preset's values).
+public struct TrainConfig: Sendable, Equatable {
+    /// Where samples and labels come from and how batches are made.
+    public struct DataSection: Sendable, Equatable {
+        /// Training samples: shards (`DIR/{00000..00099}.tar`), a manifest (.tsv/.jsonl) or a
+        /// folder (paths relative to the working directory).
+        public var train = ""
+        /// Validation samples (shards or manifest) for the mean average precision of the head;
+        /// "" for none.
+        public var val = ""
+        /// The vocabulary (`vocab.tsv`): class i is line i.
+        public var vocab = ""
+        /// Caption labelling rule: `corenet` or `nouns`.
+        public var labelMode = "corenet"
+        /// Training image side (the model's img_size).
+        public var imageSize = 64
+        /// Images per micro-batch (one forward/backward).
+        public var batchSize = 64
+        /// Decode/augment threads of the loader.
+        public var threads = 2
+        /// Batches decoded ahead.
+        public var prefetch = 2
+        /// Shuffle-buffer size for shards.
+        public var shuffleBuffer = 1000
+        /// RandomResizedCrop area range `[min, max]` (fractions of the image).
+        public var cropScale: [Double] = [0.08, 1.0]
+        /// RandomResizedCrop aspect-ratio range `[min, max]`.
+        public var cropRatio: [Double] = [3.0 / 4.0, 4.0 / 3.0]
+        /// Horizontal flip probability.
+        public var flip = 0.5
+        /// Validation images used at most (0 = all).
+        public var valSamples = 0
+        /// Evaluation crop (timm's crop_pct): validation images are resized to side /
+        /// crop_pct and centre-cropped; written to the model's pretrained_cfg.
+        public var evalCropPct = 0.875
+    }
+
+    /// The ViT (timm's keyword names).
+    public struct ModelSection: Sendable, Equatable {
+        /// Patch side.
+        public var patchSize = 8
+        /// Token width D.
+        public var embedDim = 192
+        /// Blocks.
+        public var depth = 6
+        /// Attention heads (uniform model).
+        public var numHeads = 3
+        /// MLP width / D (uniform model).
+        public var mlpRatio = 4.0
+        /// `token` or `avg`.
+        public var globalPool = "token"
+        /// Whether there is a class token.
+        public var classToken = true
+        /// Bias on the qkv Linear.
+        public var qkvBias = true
+        /// OpenELM layer-wise scaling: head dimension (0 = uniform model).
+        public var layerScalingHeadDim = 0
+        /// Layer-wise scaling `[alpha_min, alpha_max]` (attention width factors).
+        public var layerScalingAlpha: [Double] = [0.5, 1.0]
+        /// Layer-wise scaling `[beta_min, beta_max]` (MLP width factors).
+        public var layerScalingBeta: [Double] = [0.5, 4.0]
+    }
+
+    /// Optimiser, schedule and step settings.
+    public struct OptimSection: Sendable, Equatable {
+        /// Peak learning rate (after warm-up).
+        public var lr = 1e-3
+        /// Final learning rate of the cosine.
+        public var minLR = 1e-5
+        /// Linear warm-up steps.
+        public var warmupSteps = 100
+        /// Learning rate at step 0.
+        public var warmupInitLR = 1e-6
+        /// AdamW decoupled weight decay (none on 1-D parameters).
+        public var weightDecay = 0.2
+        /// AdamW β1.
+        public var beta1 = 0.9
+        /// AdamW β2.
+        public var beta2 = 0.999
+        /// AdamW ε.
+        public var eps = 1e-8
+        /// Gradient clipping by global norm (0 = off).
+        public var clipGrad = 1.0
+        /// EMA momentum per step (0 = no EMA; CatLIP 0.0005). With EMA the exported model
+        /// holds the averaged weights.
+        public var emaMomentum = 0.0
+        /// Micro-batches accumulated per optimiser step (global batch = batch_size × this).
+        public var accumulation = 1
+    }
+
+    /// Length, logging, checkpoints.
+    public struct RunSection: Sendable, Equatable {
+        /// Run directory ("" = runs/NAME-YYYYmmdd-HHMMSS).
+        public var dir = ""
+        /// Optimiser steps of the run (the cosine's length).
+        public var steps = 1000
+        /// Seed of initialisation, order and augmentation.
+        public var seed = 0
+        /// Compute threads of the engine.
+        public var threads = 2
+        /// Steps per metrics line.
+        public var logEvery = 10
+        /// Checkpoint every this many steps (0 = only by time and at the end).
+        public var checkpointEvery = 500
+        /// Checkpoint when this many minutes passed since the last one (0 = off).
+        public var checkpointMinutes = 10.0
+        /// Checkpoints kept.
+        public var keepCheckpoints = 3
+        /// Non-finite steps in a row that stop the run.
+        public var maxBadSteps = 5
+        /// Validation every this many steps (0 = only at the end).
+        public var evalEvery = 0
+    }
+
+    /// Data section.
+    public var data = DataSection()
+    /// Model section.
+    public var model = ModelSection()
+    /// Optimiser section.
+    public var optim = OptimSection()
+    /// Run section.
+    public var run = RunSection()
+
+    /// The defaults.
+    public init() {}
+
+    /// Keys that may be changed with `--set` when resuming (they do not change the result).
+    public static let resumableKeys: Set<String> = [
+        "run.log_every", "run.checkpoint_every", "run.checkpoint_minutes", "run.keep_checkpoints",
+        "run.max_bad_steps", "data.threads", "data.prefetch",
+    ]
+
+    /// Reads a YAML config, applies `overrides` ("section.key=value", the value in YAML syntax),
+    /// and validates everything.
+    public static func load(path: String, overrides: [String] = []) throws -> TrainConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, key: "", problem: "cannot read the file (\(error.localizedDescription))")
+        }
+        return try parse(yaml: text, file: path, overrides: overrides)
+    }
+
+    /// Parses YAML text (`file` names it in errors), applies `overrides` and validates.
+    public static func parse(yaml: String, file: String = "<config>", overrides: [String] = []) throws -> TrainConfig {
+        let reader = try ConfigReader(yaml: yaml, file: file, overrides: overrides)
+        var c = TrainConfig()
+        c.data.train = try reader.string("data.train", c.data.train)
+        c.data.val = try reader.string("data.val", c.data.val)
+        c.data.vocab = try reader.string("data.vocab", c.data.vocab)
+        c.data.labelMode = try reader.choice("data.label_mode", c.data.labelMode, ["corenet", "nouns"])
+        c.data.imageSize = try reader.int("data.image_size", c.data.imageSize, 1...4096)
+        c.data.batchSize = try reader.int("data.batch_size", c.data.batchSize, 1...65536)
+        c.data.threads = try reader.int("data.threads", c.data.threads, 1...256)
+        c.data.prefetch = try reader.int("data.prefetch", c.data.prefetch, 1...64)
+        c.data.shuffleBuffer = try reader.int("data.shuffle_buffer", c.data.shuffleBuffer, 1...10_000_000)
+        c.data.cropScale = try reader.pair("data.crop_scale", c.data.cropScale, 1e-6...1)
+        c.data.cropRatio = try reader.pair("data.crop_ratio", c.data.cropRatio, 1e-3...1e3)
+        c.data.flip = try reader.double("data.flip", c.data.flip, 0...1)
+        c.data.valSamples = try reader.int("data.val_samples", c.data.valSamples, 0...Int.max)
+        c.data.evalCropPct = try reader.double("data.eval_crop_pct", c.data.evalCropPct, 0.01...1)
+
+        c.model.patchSize = try reader.int("model.patch_size", c.model.patchSize, 1...4096)
+        c.model.embedDim = try reader.int("model.embed_dim", c.model.embedDim, 1...65536)
+        c.model.depth = try reader.int("model.depth", c.model.depth, 1...1024)
+        c.model.numHeads = try reader.int("model.num_heads", c.model.numHeads, 1...4096)
+        c.model.mlpRatio = try reader.double("model.mlp_ratio", c.model.mlpRatio, 1e-3...1e3)
+        c.model.globalPool = try reader.choice("model.global_pool", c.model.globalPool, ["token", "avg"])
+        c.model.classToken = try reader.bool("model.class_token", c.model.classToken)
+        c.model.qkvBias = try reader.bool("model.qkv_bias", c.model.qkvBias)
+        c.model.layerScalingHeadDim = try reader.int("model.layer_scaling_head_dim", c.model.layerScalingHeadDim, 0...65536)
+        c.model.layerScalingAlpha = try reader.pair("model.layer_scaling_alpha", c.model.layerScalingAlpha, 1e-3...1e3)
+        c.model.layerScalingBeta = try reader.pair("model.layer_scaling_beta", c.model.layerScalingBeta, 1e-3...1e3)
+
+        c.optim.lr = try reader.double("optim.lr", c.optim.lr, 0...10)
+        c.optim.minLR = try reader.double("optim.min_lr", c.optim.minLR, 0...10)
+        c.optim.warmupSteps = try reader.int("optim.warmup_steps", c.optim.warmupSteps, 0...Int(Int32.max))
+        c.optim.warmupInitLR = try reader.double("optim.warmup_init_lr", c.optim.warmupInitLR, 0...10)
+        c.optim.weightDecay = try reader.double("optim.weight_decay", c.optim.weightDecay, 0...10)
+        c.optim.beta1 = try reader.double("optim.beta1", c.optim.beta1, 0...0.999999)
+        c.optim.beta2 = try reader.double("optim.beta2", c.optim.beta2, 0...0.999999999)
+        c.optim.eps = try reader.double("optim.eps", c.optim.eps, 1e-30...1)
+        c.optim.clipGrad = try reader.double("optim.clip_grad", c.optim.clipGrad, 0...1e9)
+        c.optim.emaMomentum = try reader.double("optim.ema_momentum", c.optim.emaMomentum, 0...1)
+        c.optim.accumulation = try reader.int("optim.accumulation", c.optim.accumulation, 1...65536)
+
+        c.run.dir = try reader.string("run.dir", c.run.dir)
+        c.run.steps = try reader.int("run.steps", c.run.steps, 1...Int(Int32.max))
+        c.run.seed = try reader.int("run.seed", c.run.seed, 0...Int.max)
+        c.run.threads = try reader.int("run.threads", c.run.threads, 1...256)
+        c.run.logEvery = try reader.int("run.log_every", c.run.logEvery, 1...Int(Int32.max))
+        c.run.checkpointEvery = try reader.int("run.checkpoint_every", c.run.checkpointEvery, 0...Int(Int32.max))
+        c.run.checkpointMinutes = try reader.double("run.checkpoint_minutes", c.run.checkpointMinutes, 0...1e6)
+        c.run.keepCheckpoints = try reader.int("run.keep_checkpoints", c.run.keepCheckpoints, 1...1000)
+        c.run.maxBadSteps = try reader.int("run.max_bad_steps", c.run.maxBadSteps, 1...1_000_000)
+        c.run.evalEvery = try reader.int("run.eval_every", c.run.evalEvery, 0...Int(Int32.max))
+        try reader.finish()
+        try c.validate(file: file)
+        return c
+    }
+
+    /// Cross-key checks (each key alone was range-checked while reading).
+    func validate(file: String) throws {
+        func fail(_ key: String, _ problem: String) -> ConfigError { ConfigError(file: file, key: key, problem: problem) }
+        if data.train.isEmpty { throw fail("data.train", "is required (shards, manifest or folder)") }
+        if data.vocab.isEmpty { throw fail("data.vocab", "is required (a vocab.tsv)") }
+        if data.cropScale[0] > data.cropScale[1] { throw fail("data.crop_scale", "min \(data.cropScale[0]) is above max \(data.cropScale[1])") }
+        if data.cropRatio[0] > data.cropRatio[1] { throw fail("data.crop_ratio", "min is above max") }
+        if data.imageSize < model.patchSize {
+            throw fail("model.patch_size", "\(model.patchSize) is larger than data.image_size \(data.imageSize)")
+        }
+        if model.layerScalingHeadDim == 0 && model.embedDim % model.numHeads != 0 {
+            throw fail("model.num_heads", "embed_dim \(model.embedDim) is not divisible by num_heads \(model.numHeads)")
+        }
+        if model.globalPool == "token" && !model.classToken {
+            throw fail("model.global_pool", "'token' pooling needs model.class_token: true")
+        }
+        if optim.warmupSteps > run.steps { throw fail("optim.warmup_steps", "\(optim.warmupSteps) is more than run.steps \(run.steps)") }
+        if optim.minLR > optim.lr { throw fail("optim.min_lr", "\(optim.minLR) is above optim.lr \(optim.lr)") }
+    }
+
+    /// The resolved configuration as commented YAML (every key, in order), which `parse`
+    /// reads back to the same value: the run directory's `config.yaml`.
+    public func yaml() -> String {
+        func list(_ v: [Double]) -> String { "[" + v.map(num).joined(separator: ", ") + "]" }
+        func num(_ v: Double) -> String {
+            if v == v.rounded() && abs(v) < 1e15 { return String(Int(v)) + ".0" }
+            return "\(v)"
+        }
+        func str(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        return """
+            # catlip train: resolved configuration (every key; written by catlip)
+            data:
+              train: \(str(data.train))
+              val: \(str(data.val))
+              vocab: \(str(data.vocab))
+              label_mode: \(data.labelMode)
+              image_size: \(data.imageSize)
+              batch_size: \(data.batchSize)
+              threads: \(data.threads)
+              prefetch: \(data.prefetch)
+              shuffle_buffer: \(data.shuffleBuffer)
+              crop_scale: \(list(data.cropScale))
+              crop_ratio: \(list(data.cropRatio))
+              flip: \(num(data.flip))
+              val_samples: \(data.valSamples)
+              eval_crop_pct: \(num(data.evalCropPct))
+            model:
+              patch_size: \(model.patchSize)
+              embed_dim: \(model.embedDim)
+              depth: \(model.depth)
+              num_heads: \(model.numHeads)
+              mlp_ratio: \(num(model.mlpRatio))
+              global_pool: \(model.globalPool)
+              class_token: \(model.classToken)
+              qkv_bias: \(model.qkvBias)
+              layer_scaling_head_dim: \(model.layerScalingHeadDim)
+              layer_scaling_alpha: \(list(model.layerScalingAlpha))
+              layer_scaling_beta: \(list(model.layerScalingBeta))
+            optim:
+              lr: \(num(optim.lr))
+              min_lr: \(num(optim.minLR))
+              warmup_steps: \(optim.warmupSteps)
+              warmup_init_lr: \(num(optim.warmupInitLR))
+              weight_decay: \(num(optim.weightDecay))
+              beta1: \(num(optim.beta1))
+              beta2: \(num(optim.beta2))
+              eps: \(num(optim.eps))
+              clip_grad: \(num(optim.clipGrad))
+              ema_momentum: \(num(optim.emaMomentum))
+              accumulation: \(optim.accumulation)
+            run:
+              dir: \(str(run.dir))
+              steps: \(run.steps)
+              seed: \(run.seed)
+              threads: \(run.threads)
+              log_every: \(run.logEvery)
+              checkpoint_every: \(run.checkpointEvery)
+              checkpoint_minutes: \(num(run.checkpointMinutes))
+              keep_checkpoints: \(run.keepCheckpoints)
+              max_bad_steps: \(run.maxBadSteps)
+              eval_every: \(run.evalEvery)
+
+            """
+    }
+
+    /// The part of the configuration that determines the trained weights (everything except the
+    /// `resumableKeys` and the run directory), hashed: a checkpoint is resumed only under the same.
+    public var fingerprint: UInt64 {
+        var c = self
+        c.run.dir = ""
+        c.run.logEvery = 1
+        c.run.checkpointEvery = 0
+        c.run.checkpointMinutes = 0
+        c.run.keepCheckpoints = 1
+        c.run.maxBadSteps = 1
+        c.data.threads = 1
+        c.data.prefetch = 1
+        return fnv1a(Array(c.yaml().utf8))
+    }
+}
+
+/// FNV-1a over bytes.
+func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
+}
+
+/// Reads typed values out of a two-level YAML mapping, remembering which keys were used, with
+/// command-line overrides taking precedence.
+final class ConfigReader {
+    private let file: String
+    /// section → key → (value node, where it came from).
+    private var values: [String: (node: Node, origin: String, line: Int?)] = [:]
+    private var used: Set<String> = []
+
+    init(yaml: String, file: String, overrides: [String]) throws {
+        self.file = file
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError(file: file, key: "", problem: "not valid YAML: \(error)")
+        }
+        if let root {
+            guard let top = root.mapping else {
+                throw ConfigError(file: file, key: "", problem: "expected a mapping of sections (data, model, optim, run)")
+            }
+            for (sectionKey, sectionNode) in top {
+                guard let section = sectionKey.string else {
+                    throw ConfigError(file: file, key: "", problem: "section names must be strings")
+                }
+                if !["data", "model", "optim", "run"].contains(section) {
+                    throw ConfigError(file: file, key: section, problem: "unknown section (expected data, model, optim or run)\(Self.at(sectionKey))")
+                }
+                if sectionNode.null != nil { continue }
+                guard let mapping = sectionNode.mapping else {
+                    throw ConfigError(file: file, key: section, problem: "expected a mapping of keys\(Self.at(sectionNode))")
+                }
+                for (k, v) in mapping {
+                    guard let key = k.string else {
+                        throw ConfigError(file: file, key: section, problem: "keys must be strings\(Self.at(k))")
+                    }
+                    let path = section + "." + key
+                    if values[path] != nil {
+                        throw ConfigError(file: file, key: path, problem: "given twice\(Self.at(k))")
+                    }
+                    values[path] = (v, file, v.mark?.line)
+                }
+            }
+        }
+        for item in overrides {
+            guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+                throw ConfigError(file: "--set", key: item, problem: "expected section.key=value")
+            }
+            let path = String(item[..<eq])
+            let raw = String(item[item.index(after: eq)...])
+            let parts = path.split(separator: ".", omittingEmptySubsequences: false)
+            if parts.count != 2 || parts.contains(where: \.isEmpty) {
+                throw ConfigError(file: "--set", key: path, problem: "expected section.key=value")
+            }
+            let node: Node
+            do {
+                node = try Yams.compose(yaml: raw) ?? Node("", Tag(.str))
+            } catch {
+                throw ConfigError(file: "--set", key: path, problem: "value '\(raw)' is not valid YAML")
+            }
+            values[path] = (node, "--set", nil)
+        }
+    }
+
+    private static func at(_ node: Node) -> String { node.mark.map { " (line \($0.line))" } ?? "" }
+
+    private func fail(_ path: String, _ problem: String) -> ConfigError {
+        let entry = values[path]
+        let line = entry?.line.map { " (line \($0))" } ?? ""
+        return ConfigError(file: entry?.origin ?? file, key: path, problem: problem + line)
+    }
+
+    /// The scalar text of `path`, or nil when absent (or null).
+    private func scalar(_ path: String) throws -> String? {
+        used.insert(path)
+        guard let entry = values[path] else { return nil }
+        if entry.node.null != nil { return nil }
+        guard let s = entry.node.scalar else { throw fail(path, "expected a single value") }
+        return s.string
+    }
+
+    func string(_ path: String, _ fallback: String) throws -> String {
+        try scalar(path) ?? fallback
+    }
+
+    func choice(_ path: String, _ fallback: String, _ options: [String]) throws -> String {
+        let v = try string(path, fallback)
+        if !options.contains(v) { throw fail(path, "'\(v)' is not one of \(options.joined(separator: ", "))") }
+        return v
+    }
+
+    func int(_ path: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+        guard let s = try scalar(path) else { return fallback }
+        let cleaned = s.replacingOccurrences(of: "_", with: "")
+        var v = Int(cleaned)
+        if v == nil, let d = Double(cleaned), d == d.rounded(), abs(d) < 1e15 { v = Int(d) }
+        guard let v else { throw fail(path, "expected an integer, got '\(s)'") }
+        if !range.contains(v) { throw fail(path, "\(v) is out of range \(range.lowerBound)...\(range.upperBound)") }
+        return v
+    }
+
+    func double(_ path: String, _ fallback: Double, _ range: ClosedRange<Double>) throws -> Double {
+        guard let s = try scalar(path) else { return fallback }
+        guard let v = Double(s.replacingOccurrences(of: "_", with: "")), v.isFinite else {
+            throw fail(path, "expected a number, got '\(s)'")
+        }
+        if !range.contains(v) { throw fail(path, "\(v) is out of range \(range.lowerBound)...\(range.upperBound)") }
+        return v
+    }
+
+    func bool(_ path: String, _ fallback: Bool) throws -> Bool {
+        guard let s = try scalar(path) else { return fallback }
+        switch s.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw fail(path, "expected true or false, got '\(s)'")
+        }
+    }
+
+    /// A `[min, max]` list of two numbers.
+    func pair(_ path: String, _ fallback: [Double], _ range: ClosedRange<Double>) throws -> [Double] {
+        used.insert(path)
+        guard let entry = values[path], entry.node.null == nil else { return fallback }
+        guard let seq = entry.node.sequence, seq.count == 2 else { throw fail(path, "expected a list of two numbers [min, max]") }
+        return try seq.map { item in
+            guard let s = item.scalar?.string, let v = Double(s), v.isFinite else {
+                throw fail(path, "expected numbers, got '\(item.scalar?.string ?? "a nested value")'")
+            }
+            if !range.contains(v) { throw fail(path, "\(v) is out of range \(range.lowerBound)...\(range.upperBound)") }
+            return v
+        }
+    }
+
+    /// Throws for any key that no reader asked for.
+    func finish() throws {
+        if let unknown = values.keys.filter({ !used.contains($0) }).sorted().first {
+            throw fail(unknown, "unknown key")
+        }
+    }
+}

@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+import Training
+import WordNet
+
+/// `catlip train`: the pretraining job.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Pretrain a ViT on image-text data the CatLIP way (captions → WordNet synsets → "
+            + "multi-label BCE), with checkpoints that resume exactly.",
+        discussion: """
+            The run directory gets config.yaml (resolved), vocab.tsv, metrics.jsonl, train.log,
+            checkpoints/ (atomic; the last run.keep_checkpoints kept), loss.svg, summary.json and
+            model/ (config.json, model.safetensors, vocab.tsv: ready for embed, eval and serve).
+            SIGINT or SIGTERM checkpoints after the current step and stops (a second one stops at
+            once); --resume RUN_DIR continues from the newest readable checkpoint and gives the
+            same losses and bit-identical weights as an uninterrupted run.
+            """)
+
+    @Option(help: "YAML config (see configs/): sections data, model, optim, run.")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key, e.g. --set optim.lr=5e-4 (repeatable).", valueName: "section.key=value"))
+    var overrides: [String] = []
+
+    @Option(help: ArgumentHelp("Continue the run in this directory from its newest readable checkpoint.", valueName: "RUN_DIR"))
+    var resume: String?
+
+    @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
+    var wordnet: String = WordNetDatabase.defaultDirectory
+
+    func validate() throws {
+        if (config == nil) == (resume == nil) { throw ValidationError("give --config FILE to start a run, or --resume RUN_DIR to continue one") }
+    }
+
+    func run() throws {
+        var trainConfig: TrainConfig
+        let runDirectory: String
+        if let resume {
+            let path = resume + "/config.yaml"
+            guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(resume): not a run directory (no config.yaml)") }
+            for item in overrides {
+                let key = String(item.prefix { $0 != "=" })
+                if !TrainConfig.resumableKeys.contains(key) {
+                    throw CLIError("--set \(key): cannot change on resume (allowed: \(TrainConfig.resumableKeys.sorted().joined(separator: ", ")))")
+                }
+            }
+            trainConfig = try cliRun { try TrainConfig.load(path: path, overrides: overrides) }
+            runDirectory = resume
+        } else {
+            trainConfig = try cliRun { try TrainConfig.load(path: config!, overrides: overrides) }
+            if trainConfig.run.dir.isEmpty {
+                let name = URL(fileURLWithPath: config!).deletingPathExtension().lastPathComponent
+                let stamp = DateFormatter()
+                stamp.dateFormat = "yyyyMMdd-HHmmss"
+                stamp.timeZone = TimeZone(identifier: "UTC")
+                trainConfig.run.dir = "runs/\(name)-\(stamp.string(from: Date()))"
+            }
+            runDirectory = trainConfig.run.dir
+        }
+        try cliRun { try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) }
+        let database = try cliRun { try WordNetDatabase(directory: wordnet) }
+        let reporter = ConsoleReporter(logPath: runDirectory + "/train.log")
+        let stop = StopRequest()
+        stop.installSignalHandlers()
+        let trainer = Trainer(config: trainConfig, runDirectory: runDirectory, database: database, reporter: reporter, stop: stop)
+        let summary: TrainSummary
+        do {
+            summary = try trainer.run(resume: resume != nil)
+        } catch {
+            reporter.finishProgress()
+            reporter.append("error: \(error)")
+            throw CLIError("\(error)")
+        }
+        reporter.finishProgress()
+        reporter.report(summary)
+        if summary.interrupted { throw ExitCode(stop.signalName == "SIGINT" ? 130 : 143) }
+    }
+}
+
+/// Log lines to stdout and train.log; on a terminal, a live progress line on stderr.
+final class ConsoleReporter: TrainReporter {
+    private let logHandle: FileHandle?
+    private let terminal = isatty(STDERR_FILENO) != 0
+    private var lastDraw = 0.0
+    private var drawn = false
+
+    init(logPath: String) {
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        logHandle = FileHandle(forWritingAtPath: logPath)
+        logHandle?.seekToEndOfFile()
+    }
+
+    func log(_ line: String) {
+        clear()
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        append(line)
+    }
+
+    /// Appends a line to train.log only.
+    func append(_ line: String) {
+        try? logHandle?.write(contentsOf: Data((line + "\n").utf8))
+    }
+
+    func progress(step: Int, total: Int, loss: Double, lr: Double, imagesPerSecond: Double, etaSeconds: Double) {
+        guard terminal else { return }
+        let t = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+        if t - lastDraw < 0.25 && step < total { return }
+        lastDraw = t
+        let line = String(
+            format: "\r\u{1B}[K  step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@", step, total, loss, lr,
+            imagesPerSecond, duration(etaSeconds))
+        FileHandle.standardError.write(Data(line.utf8))
+        drawn = true
+    }
+
+    func finishProgress() { clear() }
+
+    private func clear() {
+        if drawn {
+            FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+            drawn = false
+        }
+    }
+
+    /// The end-of-run summary.
+    func report(_ s: TrainSummary) {
+        var lines: [String] = []
+        lines.append(s.interrupted ? "interrupted at step \(s.steps) of \(s.totalSteps)" : "done: \(s.steps) steps")
+        lines.append(String(format: "  %d images in %@ (%.1f images/s), %d samples skipped, %d non-finite steps skipped",
+                            s.samplesSeen, duration(s.trainSeconds), Double(s.samplesSeen) / max(1e-9, s.trainSeconds), s.skippedSamples, s.badSteps))
+        if let f = s.firstLoss, let l = s.lastLoss { lines.append(String(format: "  loss %.4f (first interval) -> %.4f (last)", f, l)) }
+        if let v = s.validation {
+            lines.append(String(format: "  validation mAP %.4f vs frequency baseline %.4f (%d images, %d classes present, %d skipped)",
+                                v.map, v.baselineMap, v.images, v.classes, v.skipped))
+        }
+        if !s.skipReport.isEmpty { lines.append("  skipped samples:\n    " + s.skipReport.replacingOccurrences(of: "\n", with: "\n    ")) }
+        lines.append("  run: \(s.runDirectory) (metrics.jsonl, loss.svg, summary.json)")
+        if let m = s.modelDirectory { lines.append("  model: \(m)") }
+        for line in lines { log(line) }
+    }
+}
+
+/// "1h02m", "4m12s", "35s".
+func duration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }
+    if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+    return "\(s)s"
+}
