@@ -44,15 +44,26 @@ test: setup
 	if [ -z "$$summary" ]; then echo "tests: no XCTest summary found"; exit 1; fi; \
 	echo "tests: $$((total - failed)) passed, $$failed failed"; exit $$status
 
-# The main job. Until training lands: photo-like JPEGs through the image pipeline.
-demo: build setup-python
-	@mkdir -p $(DEMO_DIR)
-	@[ -f $(DEMO_DIR)/photos/00099.jpg ] || $(PYTHON) datasets/make_bench_photos.py --count 100 --out $(DEMO_DIR)/photos
-	$(CATLIP) image info $(DEMO_DIR)/photos/00000.jpg
-	$(CATLIP) image convert $(DEMO_DIR)/photos/00000.jpg --out $(DEMO_DIR)/00000-224.png --resize 256 --center-crop 224
-	$(CATLIP) image info $(DEMO_DIR)/00000-224.png
-	$(CATLIP) bench pipeline --images $(DEMO_DIR)/photos --size 224 --threads 2
-	$(CATLIP) bench pipeline --images $(DEMO_DIR)/photos --size 64 --threads 2
+# The main job (README.md): the composed corpus of `make data` when it is missing, 2,000
+# validation scenes composed with another seed, the vocabulary (min-count 50) and label caches,
+# then `catlip train --config configs/demo.yaml` (about 12 minutes on 2 cores) and its report.
+# Run again, it resumes (or re-reports) the run in DEMO_RUN.
+DEMO_RUN ?= runs/demo
+SCENE_PATTERN = data/scenes/$$(python3 -c 'import json; print(json.load(open("data/scenes/summary.json"))["pattern"])')
+VAL_PATTERN = data/scenes-val/$$(python3 -c 'import json; print(json.load(open("data/scenes-val/summary.json"))["pattern"])')
+demo: build
+	@[ -f data/scenes/summary.json ] || $(MAKE) data
+	@[ -f data/scenes-val/summary.json ] || $(CATLIP) datasets compose --objects data/objects/objects.jsonl \
+	  --out data/scenes-val --scenes 2000 --size $(SCENE_SIZE) --seed 1 --singles 0 --threads 2
+	@[ -f data/scenes/vocab.tsv ] || $(CATLIP) vocab build --data "$(SCENE_PATTERN)" --min-count 50 --out data/scenes/vocab.tsv
+	$(CATLIP) vocab cache --data "$(SCENE_PATTERN)" --vocab data/scenes/vocab.tsv
+	$(CATLIP) vocab cache --data "$(VAL_PATTERN)" --vocab data/scenes/vocab.tsv
+	@if [ -f $(DEMO_RUN)/config.yaml ]; then \
+	  $(CATLIP) train --resume $(DEMO_RUN); \
+	else \
+	  $(CATLIP) train --config configs/demo.yaml --set run.dir=$(DEMO_RUN) \
+	    --set data.train="$(SCENE_PATTERN)" --set data.val="$(VAL_PATTERN)"; \
+	fi
 
 # The real corpora: OpenClipArt drawings with their titles and keywords, as train/val shards in
 # data/openclipart (installs Debian's openclipart-png and openclipart-svg when missing); the named

@@ -56,6 +56,9 @@ public struct TrainConfig: Sendable, Equatable {
         public var flip = 0.5
         /// Validation images used at most (0 = all).
         public var valSamples = 0
+        /// CatLIP's variable resolution: each batch draws its side from this list and scales its
+        /// size by (image_size / side)², keeping tokens per batch about constant ([] = off).
+        public var resolutions: [Int] = []
         /// Evaluation crop (timm's crop_pct): validation images are resized to side /
         /// crop_pct and centre-cropped; written to the model's pretrained_cfg.
         public var evalCropPct = 0.875
@@ -85,6 +88,10 @@ public struct TrainConfig: Sendable, Equatable {
         public var layerScalingAlpha: [Double] = [0.5, 1.0]
         /// Layer-wise scaling `[beta_min, beta_max]` (MLP width factors).
         public var layerScalingBeta: [Double] = [0.5, 4.0]
+        /// Start the head bias at each class's log-odds among the training samples' labels instead of timm's zeros: the loss starts near the frequency prior
+        /// (about Σ H(p_c) instead of V·ln 2), so the first steps do not spend their gradient,
+        /// and AdamW's second moments, on pushing 1,000+ biases down.
+        public var headBiasPrior = false
     }
 
     /// Optimiser, schedule and step settings.
@@ -185,6 +192,7 @@ public struct TrainConfig: Sendable, Equatable {
         c.data.cropRatio = try reader.pair("data.crop_ratio", c.data.cropRatio, 1e-3...1e3)
         c.data.flip = try reader.double("data.flip", c.data.flip, 0...1)
         c.data.valSamples = try reader.int("data.val_samples", c.data.valSamples, 0...Int.max)
+        c.data.resolutions = try reader.ints("data.resolutions", c.data.resolutions, 1...4096)
         c.data.evalCropPct = try reader.double("data.eval_crop_pct", c.data.evalCropPct, 0.01...1)
 
         c.model.patchSize = try reader.int("model.patch_size", c.model.patchSize, 1...4096)
@@ -198,6 +206,7 @@ public struct TrainConfig: Sendable, Equatable {
         c.model.layerScalingHeadDim = try reader.int("model.layer_scaling_head_dim", c.model.layerScalingHeadDim, 0...65536)
         c.model.layerScalingAlpha = try reader.pair("model.layer_scaling_alpha", c.model.layerScalingAlpha, 1e-3...1e3)
         c.model.layerScalingBeta = try reader.pair("model.layer_scaling_beta", c.model.layerScalingBeta, 1e-3...1e3)
+        c.model.headBiasPrior = try reader.bool("model.head_bias_prior", c.model.headBiasPrior)
 
         c.optim.lr = try reader.double("optim.lr", c.optim.lr, 0...10)
         c.optim.minLR = try reader.double("optim.min_lr", c.optim.minLR, 0...10)
@@ -233,6 +242,9 @@ public struct TrainConfig: Sendable, Equatable {
         if data.vocab.isEmpty { throw fail("data.vocab", "is required (a vocab.tsv)") }
         if data.cropScale[0] > data.cropScale[1] { throw fail("data.crop_scale", "min \(data.cropScale[0]) is above max \(data.cropScale[1])") }
         if data.cropRatio[0] > data.cropRatio[1] { throw fail("data.crop_ratio", "min is above max") }
+        if let small = data.resolutions.first(where: { $0 < model.patchSize }) {
+            throw fail("data.resolutions", "\(small) is smaller than model.patch_size \(model.patchSize)")
+        }
         if data.imageSize < model.patchSize {
             throw fail("model.patch_size", "\(model.patchSize) is larger than data.image_size \(data.imageSize)")
         }
@@ -272,6 +284,7 @@ public struct TrainConfig: Sendable, Equatable {
               flip: \(num(data.flip))
               val_samples: \(data.valSamples)
               eval_crop_pct: \(num(data.evalCropPct))
+              resolutions: [\(data.resolutions.map(String.init).joined(separator: ", "))]
             model:
               patch_size: \(model.patchSize)
               embed_dim: \(model.embedDim)
@@ -284,6 +297,7 @@ public struct TrainConfig: Sendable, Equatable {
               layer_scaling_head_dim: \(model.layerScalingHeadDim)
               layer_scaling_alpha: \(list(model.layerScalingAlpha))
               layer_scaling_beta: \(list(model.layerScalingBeta))
+              head_bias_prior: \(model.headBiasPrior)
             optim:
               lr: \(num(optim.lr))
               min_lr: \(num(optim.minLR))
@@ -387,12 +401,9 @@ final class ConfigReader {
             if parts.count != 2 || parts.contains(where: \.isEmpty) {
                 throw ConfigError(file: "--set", key: path, problem: "expected section.key=value")
             }
-            let node: Node
-            do {
-                node = try Yams.compose(yaml: raw) ?? Node("", Tag(.str))
-            } catch {
-                throw ConfigError(file: "--set", key: path, problem: "value '\(raw)' is not valid YAML")
-            }
+            // YAML syntax (numbers, [lists]); text that is not valid YAML, such as a brace
+            // pattern '{00000..00099}.tar', is taken as it is
+            let node = (try? Yams.compose(yaml: raw)).flatMap { $0 } ?? Node(raw, Tag(.str))
             values[path] = (node, "--set", nil)
         }
     }
@@ -460,6 +471,20 @@ final class ConfigReader {
         return try seq.map { item in
             guard let s = item.scalar?.string, let v = Double(s), v.isFinite else {
                 throw fail(path, "expected numbers, got '\(item.scalar?.string ?? "a nested value")'")
+            }
+            if !range.contains(v) { throw fail(path, "\(v) is out of range \(range.lowerBound)...\(range.upperBound)") }
+            return v
+        }
+    }
+
+    /// A list of integers (possibly empty).
+    func ints(_ path: String, _ fallback: [Int], _ range: ClosedRange<Int>) throws -> [Int] {
+        used.insert(path)
+        guard let entry = values[path], entry.node.null == nil else { return fallback }
+        guard let seq = entry.node.sequence else { throw fail(path, "expected a list of integers") }
+        return try seq.map { item in
+            guard let s = item.scalar?.string, let v = Int(s) else {
+                throw fail(path, "expected integers, got '\(item.scalar?.string ?? "a nested value")'")
             }
             if !range.contains(v) { throw fail(path, "\(v) is out of range \(range.lowerBound)...\(range.upperBound)") }
             return v

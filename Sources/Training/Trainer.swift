@@ -42,6 +42,8 @@ public struct TrainSummary: Sendable {
     public var modelDirectory: String?
     /// Skip reasons with example keys, from the loader.
     public var skipReport: String
+    /// The mean loss of every logging interval of the run so far (metrics.jsonl), in order.
+    public var lossCurve: [Double] = []
 }
 
 /// The mean average precision of the head on validation captions, and its baseline.
@@ -134,6 +136,19 @@ public final class Trainer {
         let modelConfig = Self.modelConfig(config, classes: vocabulary.count)
         let model: ViTModel
         do { model = try ViTModel(config: modelConfig, seed: UInt64(config.run.seed)) } catch { throw TrainError("model: \(error)") }
+        // CATLIP_BACKEND=naive trains on the reference kernels (slow; for checking the fast ones)
+        if ProcessInfo.processInfo.environment["CATLIP_BACKEND"] == "naive" { model.backend = .naive }
+        if config.model.headBiasPrior {
+            // log-odds of each class among the training samples' labels
+            var counts = [Int](repeating: 0, count: vocabulary.count)
+            for l in labels.values { for c in Set(l) where Int(c) < counts.count { counts[Int(c)] += 1 } }
+            let bias = model.parameter("head.bias")
+            let n = Double(max(labels.count, 1))
+            for c in counts.indices {
+                let p = min(max(Double(counts[c]) / n, 0.5 / n), 1 - 0.5 / n)
+                bias[c] = Float(log(p / (1 - p)))
+            }
+        }
         let o = config.optim
         let adam = AdamW(model: model, beta1: Float(o.beta1), beta2: Float(o.beta2), eps: Float(o.eps), weightDecay: Float(o.weightDecay))
         let ema = o.emaMomentum > 0 ? WeightEMA(model: model, momentum: Float(o.emaMomentum)) : nil
@@ -166,7 +181,7 @@ public final class Trainer {
         let loaderConfig = LoaderConfig(
             batchSize: config.data.batchSize, transform: transform, classCount: vocabulary.count,
             threads: config.data.threads, prefetchBatches: config.data.prefetch, seed: UInt64(config.run.seed),
-            dropLast: true)
+            dropLast: true, resolutions: config.data.resolutions.isEmpty ? nil : config.data.resolutions)
         let loader = BatchLoader(source: trainSource, config: loaderConfig) { key in labels[key] }
         loader.start(at: state.loader)
         defer { loader.stop() }
@@ -323,7 +338,7 @@ public final class Trainer {
             samplesSeen: state.samplesSeen, skippedSamples: state.skippedSamples, badSteps: state.badSteps,
             firstLoss: firstLoss, lastLoss: lastLoss, trainSeconds: secondsBefore + now() - sessionStart,
             validation: nil, modelDirectory: nil, skipReport: skipNotes.joined(separator: "\n"))
-        try writeLossCurve()
+        summary.lossCurve = try writeLossCurve()
         if interrupted { return summary }
 
         // The final model (EMA weights when EMA is on), validation, summary
@@ -435,8 +450,9 @@ public final class Trainer {
         try writeText(String(decoding: data.prefix(end), as: UTF8.self), to: metricsPath)
     }
 
-    func writeLossCurve() throws {
-        guard let data = FileManager.default.contents(atPath: metricsPath) else { return }
+    /// Draws loss.svg from metrics.jsonl; returns the interval losses.
+    func writeLossCurve() throws -> [Double] {
+        guard let data = FileManager.default.contents(atPath: metricsPath) else { return [] }
         var points: [(x: Double, y: Double)] = []
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
@@ -447,6 +463,7 @@ public final class Trainer {
             series: [("loss (per log interval)", points), ("smoothed", LossCurve.smoothed(points))],
             title: "catlip train: \(URL(fileURLWithPath: runDirectory).lastPathComponent)", xLabel: "step", yLabel: "BCE loss (sum over classes)")
         try writeText(svg, to: runDirectory + "/loss.svg")
+        return points.map(\.y)
     }
 
     func writeSummary(_ s: TrainSummary) throws {

@@ -131,6 +131,7 @@ final class ConsoleReporter: TrainReporter {
         lines.append(String(format: "  %d images in %@ (%.1f images/s), %d samples skipped, %d non-finite steps skipped",
                             s.samplesSeen, duration(s.trainSeconds), Double(s.samplesSeen) / max(1e-9, s.trainSeconds), s.skippedSamples, s.badSteps))
         if let f = s.firstLoss, let l = s.lastLoss { lines.append(String(format: "  loss %.4f (first interval) -> %.4f (last)", f, l)) }
+        if s.lossCurve.count > 1 { lines.append("  loss curve (log scale): " + sparkline(s.lossCurve, width: 60)) }
         if let v = s.validation {
             lines.append(String(format: "  validation mAP %.4f vs frequency baseline %.4f (%d images, %d classes present, %d skipped)",
                                 v.map, v.baselineMap, v.images, v.classes, v.skipped))
@@ -140,6 +141,22 @@ final class ConsoleReporter: TrainReporter {
         if let m = s.modelDirectory { lines.append("  model: \(m)") }
         for line in lines { log(line) }
     }
+}
+
+/// A one-line chart of positive values on a log scale: at most `width` bars, each the mean of
+/// its bucket, from the lowest block (minimum) to the full block (maximum).
+func sparkline(_ values: [Double], width: Int) -> String {
+    let finite = values.filter { $0.isFinite && $0 > 0 }
+    guard finite.count > 1 else { return "" }
+    let buckets = min(width, finite.count)
+    let means = (0..<buckets).map { b -> Double in
+        let part = finite[(b * finite.count / buckets)..<((b + 1) * finite.count / buckets)]
+        return log(part.reduce(0, +) / Double(part.count))
+    }
+    let (lo, hi) = (means.min()!, means.max()!)
+    let blocks = Array("▁▂▃▄▅▆▇█")
+    return String(means.map { hi > lo ? blocks[Int(((($0 - lo) / (hi - lo)) * 7).rounded())] : blocks[0] })
+        + String(format: "  (%.4g -> %.4g)", exp(means.first!), exp(means.last!))
 }
 
 /// "1h02m", "4m12s", "35s".

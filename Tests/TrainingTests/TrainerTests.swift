@@ -80,6 +80,28 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(error(Self.minimal, overrides: ["=1"])?.file, "--set")
         XCTAssertNil(error(Self.minimal, overrides: ["optim.lr=2e-4", "run.steps=500", "data.val=v.tsv"]))
         XCTAssertEqual(try TrainConfig.parse(yaml: Self.minimal, overrides: ["optim.lr=2e-4"]).optim.lr, 2e-4)
+        XCTAssertEqual(try TrainConfig.parse(yaml: Self.minimal, overrides: ["data.train={00000..00003}.tar"]).data.train, "{00000..00003}.tar")
+        XCTAssertEqual(try TrainConfig.parse(yaml: Self.minimal, overrides: ["data.resolutions=[32, 48]"]).data.resolutions, [32, 48])
+    }
+
+    func testEveryPresetIsValid() throws {
+        let configs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../configs").standardized.path
+        let names = try FileManager.default.contentsOfDirectory(atPath: configs).filter { $0.hasSuffix(".yaml") }.sorted()
+        for required in ["demo.yaml", "vit-ti16-224.yaml", "vit-s16-224.yaml", "vit-b16-224.yaml", "demo-layerwise.yaml"] {
+            XCTAssertTrue(names.contains(required), required)
+        }
+        for name in names {
+            let c = try TrainConfig.load(path: configs + "/" + name)
+            XCTAssertEqual(try TrainConfig.parse(yaml: c.yaml()), c, name)
+            let model = Trainer.modelConfig(c, classes: 1000)
+            XCTAssertNoThrow(try model.validate(), name)
+        }
+        let b16 = try TrainConfig.load(path: configs + "/vit-b16-224.yaml")
+        XCTAssertEqual([b16.model.embedDim, b16.model.depth, b16.model.numHeads, b16.model.patchSize], [768, 12, 12, 16])
+        XCTAssertEqual([b16.optim.lr, b16.optim.weightDecay, b16.optim.emaMomentum, b16.optim.clipGrad], [1e-3, 0.2, 0.0005, 1.0])
+        XCTAssertEqual([b16.optim.warmupSteps, b16.run.steps], [10_000, 200_000])
+        XCTAssertEqual(b16.data.resolutions, Array(stride(from: 128, through: 320, by: 16)))
+        XCTAssertEqual(try TrainConfig.load(path: configs + "/demo-layerwise.yaml").model.layerScalingHeadDim, 64)
     }
 
     // MARK: - Checkpoints
@@ -190,6 +212,31 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(CheckpointFile.list(directory: run + "/checkpoints").count, 3)
         // a second start in the same directory refuses to overwrite it
         XCTAssertThrowsError(try Trainer(config: config, runDirectory: run, database: d.database, reporter: reporter, stop: stop).run(resume: false))
+    }
+
+    func testHeadBiasPriorStartsAtTheLabelLogOdds() throws {
+        let d = try makeData()
+        let run = directory + "/run"
+        var config = try ToyCorpus.config(manifest: d.train, val: d.val, vocab: d.vocab, runDirectory: run, steps: 10)
+        config.model.headBiasPrior = true
+        config.optim.lr = 0
+        config.optim.minLR = 0
+        config.optim.warmupSteps = 0
+        config.data.val = ""
+        let stop = StopRequest()
+        _ = try Trainer(config: config, runDirectory: run, database: d.database, reporter: RecordingReporter(stop: stop), stop: stop).run(resume: false)
+        let model = try ViTModel.load(directory: run + "/model")
+        let vocabulary = try Vocabulary.load(path: d.vocab, database: d.database)
+        // the toy captions name each noun: count the samples per noun from the manifest
+        let captions = try String(contentsOfFile: d.train, encoding: .utf8).split(separator: "\n").map { $0.split(separator: "\t")[1] }
+        let bias = model.parameter("head.bias")
+        for (c, entry) in vocabulary.entries.enumerated() {
+            let noun = entry.lemmas[0]
+            let n = Double(captions.filter { $0.split(separator: " ").contains(Substring(noun)) }.count)
+            XCTAssertGreaterThan(n, 0, noun)
+            let p = n / Double(captions.count)
+            XCTAssertEqual(Double(bias[c]), log(p / (1 - p)), accuracy: 1e-5, noun)
+        }
     }
 
     func testStopAndResumeGiveTheUninterruptedRun() throws {
