@@ -101,7 +101,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual([b16.optim.lr, b16.optim.weightDecay, b16.optim.emaMomentum, b16.optim.clipGrad], [1e-3, 0.2, 0.0005, 1.0])
         XCTAssertEqual([b16.optim.warmupSteps, b16.run.steps], [10_000, 200_000])
         XCTAssertEqual(b16.data.resolutions, Array(stride(from: 128, through: 320, by: 16)))
-        XCTAssertEqual(try TrainConfig.load(path: configs + "/demo-layerwise.yaml").model.layerScalingHeadDim, 64)
+        XCTAssertEqual(try TrainConfig.load(path: configs + "/demo-layerwise.yaml").model.layerScalingHeadDim, 32)
     }
 
     // MARK: - Checkpoints
