@@ -270,6 +270,48 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(a.validation, b.validation)
     }
 
+    /// Variable resolution (batches of other sides and sizes), bad samples in the data (counted
+    /// and skipped, leaving unequal micro-batches that accumulation must weight) and a resume
+    /// in the middle: still the uninterrupted run, and the skips are in metrics.jsonl.
+    func testVariableResolutionAndBadSamplesResumeExactly() throws {
+        let d = try makeData()
+        // three undecodable images and one missing file among the training samples
+        var lines = try String(contentsOfFile: d.train, encoding: .utf8).split(separator: "\n").map(String.init)
+        for i in [5, 50, 100] {
+            let path = String(lines[i].split(separator: "\t")[0])
+            try Data("not a png".utf8).write(to: URL(fileURLWithPath: path))
+        }
+        lines[150] = directory + "/missing.png\tphoto of a dog"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: d.train, atomically: true, encoding: .utf8)
+        func train(_ run: String, stopAfter: [Int]) throws -> TrainSummary {
+            var config = try ToyCorpus.config(manifest: d.train, val: d.val, vocab: d.vocab, runDirectory: run, steps: 24)
+            config.data.resolutions = [12, 16, 20]
+            config.optim.accumulation = 3
+            config.run.checkpointEvery = 0
+            config.run.logEvery = 2
+            config.data.valSamples = 16
+            var summary: TrainSummary?
+            for (i, s) in (stopAfter + [nil]).enumerated() {
+                let stop = StopRequest()
+                summary = try Trainer(config: config, runDirectory: run, database: d.database, reporter: RecordingReporter(stop: stop, stopAfter: s), stop: stop).run(resume: i > 0)
+            }
+            return summary!
+        }
+        let a = try train(directory + "/a", stopAfter: [])
+        let b = try train(directory + "/b", stopAfter: [5, 17])
+        XCTAssertGreaterThan(a.skippedSamples, 0)
+        XCTAssertEqual(a.skippedSamples, b.skippedSamples)
+        XCTAssertEqual(a.samplesSeen, b.samplesSeen)
+        XCTAssertNotEqual(a.samplesSeen, 24 * 3 * 16, "variable resolution changes the batch sizes")
+        XCTAssertEqual(try losses(directory + "/a"), try losses(directory + "/b"))
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: directory + "/a/model/model.safetensors")),
+            try Data(contentsOf: URL(fileURLWithPath: directory + "/b/model/model.safetensors")))
+        let metrics = try String(contentsOfFile: directory + "/a/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(metrics.contains("\"skipped\":\(a.skippedSamples)"), metrics)
+        XCTAssertTrue(a.skipReport.contains("missing.png"), a.skipReport)
+    }
+
     func testCorruptNewestCheckpointFallsBackToThePreviousOne() throws {
         let d = try makeData()
         let run = directory + "/run"
