@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "Corpus", targets: ["Corpus"]),
         .library(name: "ViT", targets: ["ViT"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -70,6 +71,10 @@ let package = Package(
             name: "Training",
             dependencies: ["Imaging", "WordNet", "Shards", "ViT", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict + releaseFlags),
+        .target(
+            name: "Evaluation",
+            dependencies: ["WordNet"],
+            swiftSettings: strict + releaseFlags),
         .executableTarget(
             name: "catlip",
             dependencies: [
@@ -79,6 +84,7 @@ let package = Package(
                 "Corpus",
                 "ViT",
                 "Training",
+                "Evaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict + releaseFlags),
@@ -109,6 +115,10 @@ let package = Package(
         .testTarget(
             name: "TrainingTests",
             dependencies: ["Training", "Shards", "ViT", "WordNet", "Imaging"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "EvaluationTests",
+            dependencies: ["Evaluation", "WordNet"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",

@@ -198,7 +198,7 @@ public final class Labeller {
 
     /// Lexicographer files of things a picture can show.
     /// animal, artifact, body, food, object, plant, shape, substance.
-    static let concreteFiles: Set<Int> = [5, 6, 8, 13, 17, 20, 25, 27]
+    public static let concreteFiles: Set<Int> = [5, 6, 8, 13, 17, 20, 25, 27]
 
     /// The sense of `lemma` for pictures: the most frequent sense in a concrete lexicographer
     /// file that the word names among its first three lemmas, else the most frequent sense.

@@ -314,4 +314,23 @@ final class CLITests: XCTestCase {
         }
         try assertFails(["embed", "--model", "/nonexistent/model", "--out", "/tmp/x.npy", "/tmp/a.png"], mentioning: ["/nonexistent/model"])
     }
+
+    func testEvalMapPrintsOneLinePerClass() throws {
+        let model = directory.appendingPathComponent("model").path
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        try "n02084071\t10\tdog\nn02121620\t5\tcat\n".write(toFile: model + "/vocab.tsv", atomically: true, encoding: .utf8)
+        let r = try catlip(["eval", "map", "--model", model, "dogs", "puppy", "xyzzy"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let lines = r.out.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(lines.count, 3)
+        XCTAssertEqual(lines[0]?["route"] as? String, "direct")
+        XCTAssertEqual(lines[0]?["synset"] as? String, "n02084071")
+        XCTAssertEqual(lines[1]?["route"] as? String, "hypernym")
+        XCTAssertEqual(lines[1]?["shared_with"] as? [String], ["dogs"])
+        XCTAssertEqual(lines[2]?["route"] as? String, "unmapped")
+        XCTAssertTrue(r.err.contains("1 direct, 0 hyponyms, 1 hypernym, 1 unmapped"), r.err)
+        let missing = try catlip(["eval", "map", "--model", directory.appendingPathComponent("none").path, "dog"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.err.contains("none/vocab.tsv"), missing.err)
+    }
 }
