@@ -73,7 +73,7 @@ let package = Package(
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Evaluation",
-            dependencies: ["WordNet"],
+            dependencies: ["WordNet", "ViT", "Imaging"],
             swiftSettings: strict + releaseFlags),
         .executableTarget(
             name: "catlip",
@@ -118,7 +118,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "EvaluationTests",
-            dependencies: ["Evaluation", "WordNet"],
+            dependencies: ["Evaluation", "WordNet", "ViT", "Imaging"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Evaluation
 import Foundation
+import ViT
 import WordNet
 
 /// `catlip eval ...`: what a pretrained head knows about a labelled image set.
@@ -8,7 +9,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate a trained model through its vocabulary head.",
-        subcommands: [Map.self])
+        subcommands: [Map.self, ZeroShotCommand.self])
 
     /// `catlip eval map`: class names or wnids to head rows, without evaluating.
     struct Map: ParsableCommand {
@@ -51,6 +52,88 @@ struct EvalCommand: ParsableCommand {
                 printJSON(object)
             }
             printError(MappingRoute.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
+        }
+    }
+}
+
+/// `catlip eval zero-shot`: classify labelled images through the head rows of their classes.
+struct ZeroShotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zero-shot",
+        abstract: "Zero-shot classification through the vocabulary head: each class maps to head "
+            + "rows (see eval map), every image is scored under each rule (logit, no-bias, prior, "
+            + "cosine); one JSON line per rule with top-1, top-k, mean per-class and direct-only "
+            + "accuracy; --json adds per-class results and the confusion matrix.")
+
+    @Option(help: "Model directory.")
+    var model: String
+
+    @Option(help: "ImageFolder (one folder per class, named by name or wnid) or a TSV manifest path<TAB>label.")
+    var data: String
+
+    @Option(name: .customLong("top-k"), help: "k of top-k accuracy.")
+    var topK: Int = 5
+
+    @Option(help: "Scoring rule: logit, no-bias, prior, cosine, or all.")
+    var rule: String = "all"
+
+    @Option(help: "Write the full report (per class, confusion matrix) to this JSON file.")
+    var json: String?
+
+    @Option(help: "Worker threads.")
+    var threads: Int = 2
+
+    @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
+    var wordnet: String = WordNetDatabase.defaultDirectory
+
+    func validate() throws {
+        if topK < 1 || threads < 1 { throw ValidationError("--top-k and --threads must be positive") }
+        if rule != "all" && ScoringRule(rawValue: rule) == nil { throw ValidationError("--rule must be logit, no-bias, prior, cosine or all") }
+    }
+
+    func run() throws {
+        Parallelism.threads = threads
+        let database = try cliRun { try WordNetDatabase(directory: wordnet) }
+        let vit = try cliRun { try ViTModel.load(directory: model) }
+        let vocabulary = try cliRun { try Vocabulary.load(path: model + "/vocab.tsv", database: database) }
+        guard vocabulary.count == vit.numClasses else {
+            throw CLIError("\(model)/vocab.tsv: \(vocabulary.count) synsets, the head has \(vit.numClasses) rows")
+        }
+        let dataset = try cliRun { try ZeroShot.readDataset(data) }
+        let mappings = ClassMapper(vocabulary: vocabulary, database: database).map(dataset.classes)
+        let classifier = ZeroShotClassifier(model: vit, mappings: mappings, counts: vocabulary.entries.map(\.count))
+        let rules = rule == "all" ? ScoringRule.allCases : [ScoringRule(rawValue: rule)!]
+        let result = ZeroShot.evaluate(model: vit, classifier: classifier, images: dataset.images, rules: rules, topK: topK)
+        for path in result.failed.prefix(20) { printError("skipped \(path): cannot read or decode") }
+        var coverage: [String: Int] = [:]
+        for m in mappings { coverage[m.route.rawValue, default: 0] += 1 }
+        let unmappedImages = dataset.images.filter { mappings[$0.label].rows.isEmpty }.count
+        func round4(_ v: Double) -> Double { (v * 10_000).rounded() / 10_000 }
+        var full: [[String: Any]] = []
+        for r in result.reports {
+            let line: [String: Any] = [
+                "rule": r.rule.rawValue, "images": r.images, "skipped": result.failed.count,
+                "images_of_unmapped_classes": unmappedImages, "classes": dataset.classes.count, "coverage": coverage,
+                "top1": round4(r.top1), "top_k": round4(r.topK), "k": r.k, "mean_per_class": round4(r.meanPerClass),
+                "direct_top1": round4(r.directTop1), "direct_classes": r.directClasses,
+                "direct_chance": r.directClasses > 0 ? round4(1 / Double(r.directClasses)) : 0,
+                "images_per_s": (result.imagesPerSecond * 10).rounded() / 10,
+            ]
+            printJSON(line)
+            var detailed = line
+            detailed["per_class"] = dataset.classes.indices.map { c -> [String: Any] in
+                [
+                    "class": dataset.classes[c], "route": mappings[c].route.rawValue,
+                    "rows": mappings[c].rows.map { vocabulary.entries[$0].wnid }, "images": r.perClass[c].images,
+                    "correct": r.perClass[c].correct, "shared_with": mappings[c].sharedWith,
+                ]
+            }
+            detailed["confusion"] = r.confusion
+            full.append(detailed)
+        }
+        if let json {
+            let data = try JSONSerialization.data(withJSONObject: ["classes": dataset.classes, "reports": full], options: [.sortedKeys])
+            try cliRun { try writeAtomic(Array(data), to: json) }
         }
     }
 }

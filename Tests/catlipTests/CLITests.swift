@@ -333,4 +333,40 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.err.contains("none/vocab.tsv"), missing.err)
     }
+
+    func testEvalZeroShotReportsEveryRule() throws {
+        let model = directory.appendingPathComponent("model").path
+        let config = ModelConfig(
+            modelArgs: ModelArgs(imgSize: 16, patchSize: 8, numClasses: 2, embedDim: 16, depth: 1, numHeads: 2),
+            pretrainedCfg: PretrainedConfig(inputSize: [3, 16, 16], numClasses: 2))
+        try ViTModel(config: config, seed: 1).save(directory: model)
+        try "n02084071\t10\tdog\nn02121620\t5\tcat\n".write(toFile: model + "/vocab.tsv", atomically: true, encoding: .utf8)
+        let data = directory.appendingPathComponent("data").path
+        for folder in ["dog", "cats", "xyzzy"] {
+            try FileManager.default.createDirectory(atPath: data + "/" + folder, withIntermediateDirectories: true)
+            let path = try writeSample("\(folder).png")
+            try FileManager.default.moveItem(atPath: path, toPath: data + "/\(folder)/a.png")
+        }
+        try Data("broken".utf8).write(to: URL(fileURLWithPath: data + "/dog/b.png"))
+        let out = directory.appendingPathComponent("report.json").path
+        let r = try catlip(["eval", "zero-shot", "--model", model, "--data", data, "--top-k", "1", "--json", out])
+        XCTAssertEqual(r.status, 0, r.err)
+        let lines = r.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(lines.compactMap { $0["rule"] as? String }, ["logit", "no-bias", "prior", "cosine"])
+        for line in lines {
+            XCTAssertEqual(line["images"] as? Int, 2)
+            XCTAssertEqual(line["skipped"] as? Int, 1)
+            XCTAssertEqual(line["images_of_unmapped_classes"] as? Int, 1)
+            XCTAssertEqual(line["direct_classes"] as? Int, 2)
+            let top1 = try XCTUnwrap(line["top1"] as? Double), topK = try XCTUnwrap(line["top_k"] as? Double)
+            XCTAssertTrue((0...1).contains(top1) && topK >= top1, "\(line)")
+            XCTAssertEqual(line["k"] as? Int, 1)
+        }
+        XCTAssertTrue(r.err.contains("dog/b.png"), r.err)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any]
+        XCTAssertEqual(report?["classes"] as? [String], ["cats", "dog", "xyzzy"])
+        let bad = try catlip(["eval", "zero-shot", "--model", model, "--data", data + "/none"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("none: no such file or folder"), bad.err)
+    }
 }
