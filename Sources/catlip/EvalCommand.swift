@@ -9,7 +9,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate a trained model through its vocabulary head.",
-        subcommands: [Map.self, ZeroShotCommand.self])
+        subcommands: [Map.self, ZeroShotCommand.self, ExportHead.self])
 
     /// `catlip eval map`: class names or wnids to head rows, without evaluating.
     struct Map: ParsableCommand {
@@ -135,5 +135,46 @@ struct ZeroShotCommand: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: ["classes": dataset.classes, "reports": full], options: [.sortedKeys])
             try cliRun { try writeAtomic(Array(data), to: json) }
         }
+    }
+}
+
+/// `catlip eval export-head`: transfer init of a classifier for new classes.
+struct ExportHead: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export-head",
+        abstract: "Write a model directory whose head has one row per class of --classes (one name "
+            + "or wnid per line), initialised from the vocabulary rows each maps to (mean when "
+            + "several, random when none), ready for fine-tuning here or in timm; classes.tsv "
+            + "records each class's route and source rows.")
+
+    @Option(help: "Model directory.")
+    var model: String
+
+    @Option(help: "Target classes, one name or wnid per line.")
+    var classes: String
+
+    @Option(help: "Output model directory.")
+    var out: String
+
+    @Option(help: "Seed for the rows of unmapped classes.")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
+    var wordnet: String = WordNetDatabase.defaultDirectory
+
+    func run() throws {
+        let database = try cliRun { try WordNetDatabase(directory: wordnet) }
+        let vit = try cliRun { try ViTModel.load(directory: model) }
+        let vocabulary = try cliRun { try Vocabulary.load(path: model + "/vocab.tsv", database: database) }
+        guard let text = try? String(contentsOfFile: classes, encoding: .utf8) else { throw CLIError("\(classes): cannot read") }
+        let names = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !names.isEmpty else { throw CLIError("\(classes): no classes") }
+        let mappings = ClassMapper(vocabulary: vocabulary, database: database).map(names)
+        let exported = try cliRun { try HeadExport.transferInit(model: vit, mappings: mappings, seed: seed) }
+        try cliRun { try exported.save(directory: out) }
+        try cliRun { try writeAtomic(Array(HeadExport.classesTSV(mappings, vocabulary: vocabulary).utf8), to: out + "/classes.tsv") }
+        var coverage: [String: Int] = [:]
+        for m in mappings { coverage[m.route.rawValue, default: 0] += 1 }
+        printJSON(["classes": names.count, "coverage": coverage, "out": out])
     }
 }
