@@ -110,31 +110,24 @@ public struct ZeroShotClassifier {
 /// The zero-shot evaluation loop: decode (the model's evaluation preprocessing), forward,
 /// score under every rule, tally.
 public enum ZeroShot {
-    /// Evaluates `images` (labels index `classifier.mappings`); returns one report per rule,
-    /// the number of images that could not be read or decoded, and images per second.
-    public static func evaluate(
-        model: ViTModel, classifier: ZeroShotClassifier, images: [LabelledImage], rules: [ScoringRule], topK: Int,
-        batchSize: Int = 32
-    ) -> (reports: [ZeroShotReport], failed: [String], imagesPerSecond: Double) {
+    /// Pooled pre-logits embeddings of `images` under the model's evaluation preprocessing:
+    /// features (kept.count x D), the images that decoded, and the paths that did not.
+    public static func embed(model: ViTModel, images: [LabelledImage], batchSize: Int = 32)
+        -> (features: [Float], kept: [LabelledImage], failed: [String])
+    {
         let cfg = model.config.pretrainedCfg
         let transform = EvalTransform(
             size: model.imageSize, cropPct: cfg.cropPct, filter: cfg.interpolation == "bicubic" ? .bicubic : .bilinear,
             normalization: Normalization(mean: cfg.mean.map { Float($0) }, std: cfg.std.map { Float($0) }))
-        let classes = classifier.mappings.count
-        let mapped = classifier.mappings.map { !$0.rows.isEmpty }
-        let direct = classifier.mappings.map { $0.route == .direct }
-        let evaluated = images.filter { mapped[$0.label] }
-        var tallies = rules.map { _ in (top1: 0, topK: 0, direct: 0, directN: 0, perClass: [(Int, Int)](repeating: (0, 0), count: classes),
-                                        confusion: [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)) }
-        var failed: [String] = []
         let per = transform.outputCount
         var pixels = [Float](repeating: 0, count: batchSize * per)
         var acts: [Int: ViTActivations] = [:]
-        let start = DispatchTime.now().uptimeNanoseconds
-        var done = 0
+        var features: [Float] = []
+        var kept: [LabelledImage] = []
+        var failed: [String] = []
         var i0 = 0
-        while i0 < evaluated.count {
-            let chunk = Array(evaluated[i0..<min(evaluated.count, i0 + batchSize)])
+        while i0 < images.count {
+            let chunk = Array(images[i0..<min(images.count, i0 + batchSize)])
             i0 += chunk.count
             let flags = UnsafeMutableBufferPointer<Bool>.allocate(capacity: chunk.count)
             flags.initialize(repeating: false)
@@ -148,26 +141,47 @@ public enum ZeroShot {
                     if (try? transform.apply([UInt8](data), source: chunk[i].path, into: slot)) != nil { f[i] = true }
                 }
             }
-            var kept: [LabelledImage] = []
+            var n = 0
             for i in chunk.indices {
                 if flags[i] {
-                    if kept.count != i {
+                    if n != i {
                         pixels.withUnsafeMutableBufferPointer { p in
-                            (p.baseAddress! + kept.count * per).update(from: p.baseAddress! + i * per, count: per)
+                            (p.baseAddress! + n * per).update(from: p.baseAddress! + i * per, count: per)
                         }
                     }
                     kept.append(chunk[i])
+                    n += 1
                 } else {
                     failed.append(chunk[i].path)
                 }
             }
-            guard !kept.isEmpty else { continue }
-            let a = acts[kept.count] ?? model.makeActivations(batchSize: kept.count, training: false)
-            acts[kept.count] = a
+            guard n > 0 else { continue }
+            let a = acts[n] ?? model.makeActivations(batchSize: n, training: false)
+            acts[n] = a
             pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, activations: a) }
-            done += kept.count
+            features += UnsafeBufferPointer(start: a.preLogitsPointer, count: n * model.dim)
+        }
+        return (features, kept, failed)
+    }
+
+    /// Evaluates `images` (labels index `classifier.mappings`); returns one report per rule,
+    /// the number of images that could not be read or decoded, and images per second.
+    public static func evaluate(
+        model: ViTModel, classifier: ZeroShotClassifier, images: [LabelledImage], rules: [ScoringRule], topK: Int,
+        batchSize: Int = 32
+    ) -> (reports: [ZeroShotReport], failed: [String], imagesPerSecond: Double) {
+        let classes = classifier.mappings.count
+        let mapped = classifier.mappings.map { !$0.rows.isEmpty }
+        let direct = classifier.mappings.map { $0.route == .direct }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let (features, kept, failed) = embed(model: model, images: images.filter { mapped[$0.label] }, batchSize: batchSize)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let done = kept.count
+        var tallies = rules.map { _ in (top1: 0, topK: 0, direct: 0, directN: 0, perClass: [(Int, Int)](repeating: (0, 0), count: classes),
+                                        confusion: [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)) }
+        features.withUnsafeBufferPointer { f in
             for (n, image) in kept.enumerated() {
-                let x = UnsafePointer(a.preLogitsPointer + n * model.dim)
+                let x = f.baseAddress! + n * model.dim
                 for (ri, rule) in rules.enumerated() {
                     let s = classifier.scores(preLogits: x, rule: rule)
                     let order = s.indices.sorted { s[$0] != s[$1] ? s[$0] > s[$1] : $0 < $1 }
@@ -186,8 +200,7 @@ public enum ZeroShot {
                 }
             }
         }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let directClasses = Set(evaluated.map(\.label).filter { direct[$0] }).count
+        let directClasses = Set(kept.map(\.label).filter { direct[$0] }).count
         let reports = rules.enumerated().map { ri, rule -> ZeroShotReport in
             let t = tallies[ri]
             let withImages = t.perClass.enumerated().filter { mapped[$0.offset] && $0.element.0 > 0 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Evaluation
 import Foundation
 import ViT
@@ -9,7 +10,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate a trained model through its vocabulary head.",
-        subcommands: [Map.self, ZeroShotCommand.self, ExportHead.self])
+        subcommands: [Map.self, ZeroShotCommand.self, LinearProbeCommand.self, ExportHead.self])
 
     /// `catlip eval map`: class names or wnids to head rows, without evaluating.
     struct Map: ParsableCommand {
@@ -176,5 +177,83 @@ struct ExportHead: ParsableCommand {
         var coverage: [String: Int] = [:]
         for m in mappings { coverage[m.route.rawValue, default: 0] += 1 }
         printJSON(["classes": names.count, "coverage": coverage, "out": out])
+    }
+}
+
+/// `catlip eval linear-probe`: logistic regression on frozen embeddings.
+struct LinearProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "linear-probe",
+        abstract: "Fit a multinomial logistic regression on the frozen embeddings of --train and "
+            + "report its top-1/top-k accuracy on --val (ImageFolders or path<TAB>label manifests; "
+            + "classes matched by name), to compare with zero-shot.")
+
+    @Option(help: "Model directory.")
+    var model: String
+
+    @Option(help: "Training images: ImageFolder or TSV manifest.")
+    var train: String
+
+    @Option(help: "Validation images: ImageFolder or TSV manifest.")
+    var val: String
+
+    @Option(help: "Full-batch Adam iterations.")
+    var iterations: Int = 300
+
+    @Option(help: "Adam learning rate.")
+    var lr: Float = 0.01
+
+    @Option(name: .customLong("weight-decay"), help: "L2 penalty.")
+    var weightDecay: Float = 1e-4
+
+    @Option(name: .customLong("top-k"), help: "k of top-k accuracy.")
+    var topK: Int = 5
+
+    @Option(help: "Worker threads.")
+    var threads: Int = 2
+
+    func validate() throws {
+        if iterations < 1 || topK < 1 || threads < 1 || !(lr > 0) || weightDecay < 0 {
+            throw ValidationError("--iterations, --top-k, --threads and --lr must be positive, --weight-decay not negative")
+        }
+    }
+
+    func run() throws {
+        Parallelism.threads = threads
+        let vit = try cliRun { try ViTModel.load(directory: model) }
+        let trainSet = try cliRun { try ZeroShot.readDataset(train) }
+        let valSet = try cliRun { try ZeroShot.readDataset(val) }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let a = ZeroShot.embed(model: vit, images: trainSet.images)
+        let b = ZeroShot.embed(model: vit, images: valSet.images)
+        for path in (a.failed + b.failed).prefix(20) { printError("skipped \(path): cannot read or decode") }
+        guard !a.kept.isEmpty else { throw CLIError("\(train): no training image could be decoded") }
+        let probe = LinearProbe(
+            features: a.features, labels: a.kept.map(\.label), classes: trainSet.classes.count, dim: vit.dim,
+            iterations: iterations, lr: lr, weightDecay: weightDecay)
+        func accuracy(_ features: [Float], _ truth: [Int?]) -> (top1: Double, topK: Double) {
+            let scores = probe.predict(features)
+            var hit1 = 0, hitK = 0
+            for (i, t) in truth.enumerated() {
+                guard let t else { continue }
+                let row = Array(scores[(i * probe.classes)..<((i + 1) * probe.classes)])
+                let order = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }
+                if order[0] == t { hit1 += 1 }
+                if order.prefix(topK).contains(t) { hitK += 1 }
+            }
+            let n = Double(max(truth.count, 1))
+            return (Double(hit1) / n, Double(hitK) / n)
+        }
+        let trainIndex = Dictionary(uniqueKeysWithValues: trainSet.classes.enumerated().map { ($1, $0) })
+        let valTruth = b.kept.map { trainIndex[valSet.classes[$0.label]] }
+        let trainAcc = accuracy(a.features, a.kept.map(\.label))
+        let valAcc = accuracy(b.features, valTruth)
+        func round4(_ v: Double) -> Double { (v * 10_000).rounded() / 10_000 }
+        printJSON([
+            "train_images": a.kept.count, "val_images": b.kept.count, "skipped": a.failed.count + b.failed.count,
+            "classes": trainSet.classes.count, "val_images_of_classes_not_in_train": valTruth.filter { $0 == nil }.count,
+            "train_top1": round4(trainAcc.top1), "val_top1": round4(valAcc.top1), "val_top_k": round4(valAcc.topK), "k": topK,
+            "seconds": round4(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9),
+        ])
     }
 }

@@ -368,5 +368,17 @@ final class CLITests: XCTestCase {
         let bad = try catlip(["eval", "zero-shot", "--model", model, "--data", data + "/none"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.err.contains("none: no such file or folder"), bad.err)
+
+        // the linear probe on the same folders: 3 classes (by name), 3 decodable images each side
+        let probe = try catlip(["eval", "linear-probe", "--model", model, "--train", data, "--val", data, "--iterations", "50"])
+        XCTAssertEqual(probe.status, 0, probe.err)
+        let result = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(probe.out.utf8)) as? [String: Any])
+        XCTAssertEqual(result["classes"] as? Int, 3)
+        XCTAssertEqual(result["train_images"] as? Int, 3)
+        XCTAssertEqual(result["skipped"] as? Int, 2)
+        XCTAssertEqual(result["train_top1"] as? Double, 0.3333, "the three images are the same picture: one class wins")
+        let missing = try catlip(["eval", "linear-probe", "--model", model, "--train", data, "--val", data + "/none"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.err.contains("none: no such file or folder"), missing.err)
     }
 }
