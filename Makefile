@@ -66,7 +66,7 @@ demo: build
 	    --set data.train="$(SCENE_PATTERN)" --set data.val="$(VAL_PATTERN)"; \
 	fi
 	$(CATLIP) eval zero-shot --model $(DEMO_RUN)/model --data data/objects/heldout --top-k 5 \
-	  --json $(DEMO_RUN)/zero-shot.json
+	  --json $(DEMO_RUN)/zero-shot.json --svg $(DEMO_RUN)/zero-shot-confusion.svg
 
 # The real corpora: OpenClipArt drawings with their titles and keywords, as train/val shards in
 # data/openclipart (installs Debian's openclipart-png and openclipart-svg when missing); the named

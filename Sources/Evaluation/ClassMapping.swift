@@ -46,11 +46,16 @@ public struct ClassMapper: Sendable {
     public let vocabulary: Vocabulary
     private let database: WordNetDatabase
     private let rowOf: [SynsetID: Int]
+    private let userMap: [String: String]
 
-    /// A mapper onto `vocabulary` (its synsets looked up in `database`).
-    public init(vocabulary: Vocabulary, database: WordNetDatabase) {
+    /// A mapper onto `vocabulary` (its synsets looked up in `database`); `userMap` sends class
+    /// names (matched exactly, then case-insensitively) to the wnids the user chose.
+    public init(vocabulary: Vocabulary, database: WordNetDatabase, userMap: [String: String] = [:]) {
         self.vocabulary = vocabulary
         self.database = database
+        var m: [String: String] = [:]
+        for (k, v) in userMap { m[k] = v; m[k.lowercased()] = m[k.lowercased()] ?? v }
+        self.userMap = m
         var rows: [SynsetID: Int] = [:]
         for (i, entry) in vocabulary.entries.enumerated() {
             if let id = database.synset(wnid: entry.wnid) { rows[id] = i }
@@ -61,7 +66,8 @@ public struct ClassMapper: Sendable {
     /// The noun senses a class name or wnid can denote, in preference order, with the lemma
     /// matched.
     func senses(_ query: String) -> (senses: [SynsetID], lemma: String?) {
-        let trimmed = query.trimmingCharacters(in: .whitespacesAndNewlines)
+        var trimmed = query.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let chosen = userMap[trimmed] ?? userMap[trimmed.lowercased()] { trimmed = chosen }
         if let id = Self.wnid(trimmed).flatMap({ database.synset(wnid: $0) }) { return ([id], nil) }
         let form = trimmed.lowercased().split(whereSeparator: { $0 == " " || $0 == "_" }).joined(separator: "_")
         guard !form.isEmpty else { return ([], nil) }
@@ -166,5 +172,26 @@ public struct ClassMapper: Sendable {
             frontier = next
         }
         return nil
+    }
+}
+
+extension ClassMapper {
+    /// Reads a user's class map: TSV lines `name<TAB>wnid` (wnid padded or not); blank lines and
+    /// lines starting with # are skipped. Throws naming the file and line for anything else.
+    public static func readUserMap(path: String, database: WordNetDatabase) throws -> [String: String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw EvaluationError(path: path, problem: "cannot read the class map as UTF-8 text")
+        }
+        var map: [String: String] = [:]
+        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let parts = line.split(separator: "\t").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let wnid = ClassMapper.wnid(parts[1]), database.synset(wnid: wnid) != nil else {
+                throw EvaluationError(path: path, problem: "line \(n + 1): expected name<TAB>wnid of a WordNet 3.0 noun synset")
+            }
+            map[parts[0]] = wnid
+        }
+        return map
     }
 }

@@ -5,6 +5,29 @@ import Foundation
 import ViT
 import WordNet
 
+/// Options of the commands that map classes: a user class map and strictness.
+struct MappingOptions: ParsableArguments {
+    @Option(name: .customLong("class-map"), help: "TSV name<TAB>wnid choosing the synset of some classes.")
+    var classMap: String?
+
+    @Flag(help: "Fail when a class maps to no head row (by default it is reported and left out).")
+    var strict = false
+
+    /// The mapper for `vocabulary`, with the user's class map.
+    func mapper(_ vocabulary: Vocabulary, _ database: WordNetDatabase) throws -> ClassMapper {
+        let user = try classMap.map { path in try cliRun { try ClassMapper.readUserMap(path: path, database: database) } } ?? [:]
+        return ClassMapper(vocabulary: vocabulary, database: database, userMap: user)
+    }
+
+    /// Throws under --strict when some class is unmapped.
+    func check(_ mappings: [ClassMapping]) throws {
+        let unmapped = mappings.filter { $0.rows.isEmpty }.map(\.query)
+        if strict && !unmapped.isEmpty {
+            throw CLIError("--strict: \(unmapped.count) class(es) map to no head row: \(unmapped.prefix(10).joined(separator: ", "))")
+        }
+    }
+}
+
 /// `catlip eval ...`: what a pretrained head knows about a labelled image set.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,6 +51,8 @@ struct EvalCommand: ParsableCommand {
         @Argument(help: "Classes: names (\"teddy bear\", dogs) or wnids (n02084071).")
         var classes: [String]
 
+        @OptionGroup var mapping: MappingOptions
+
         func validate() throws {
             if classes.isEmpty { throw ValidationError("give at least one class") }
         }
@@ -35,9 +60,10 @@ struct EvalCommand: ParsableCommand {
         func run() throws {
             let database = try cliRun { try WordNetDatabase(directory: wordnet) }
             let vocabulary = try cliRun { try Vocabulary.load(path: model + "/vocab.tsv", database: database) }
-            let mapper = ClassMapper(vocabulary: vocabulary, database: database)
+            let mapper = try mapping.mapper(vocabulary, database)
+            let mappings = mapper.map(classes)
             var counts: [MappingRoute: Int] = [:]
-            for m in mapper.map(classes) {
+            for m in mappings {
                 counts[m.route, default: 0] += 1
                 var object: [String: Any] = [
                     "class": m.query, "route": m.route.rawValue, "note": m.note,
@@ -53,6 +79,7 @@ struct EvalCommand: ParsableCommand {
                 printJSON(object)
             }
             printError(MappingRoute.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
+            try mapping.check(mappings)
         }
     }
 }
@@ -81,11 +108,16 @@ struct ZeroShotCommand: ParsableCommand {
     @Option(help: "Write the full report (per class, confusion matrix) to this JSON file.")
     var json: String?
 
+    @Option(help: "Draw the confusion matrix of the first rule as an SVG heat map here.")
+    var svg: String?
+
     @Option(help: "Worker threads.")
     var threads: Int = 2
 
     @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
     var wordnet: String = WordNetDatabase.defaultDirectory
+
+    @OptionGroup var mapping: MappingOptions
 
     func validate() throws {
         if topK < 1 || threads < 1 { throw ValidationError("--top-k and --threads must be positive") }
@@ -101,7 +133,8 @@ struct ZeroShotCommand: ParsableCommand {
             throw CLIError("\(model)/vocab.tsv: \(vocabulary.count) synsets, the head has \(vit.numClasses) rows")
         }
         let dataset = try cliRun { try ZeroShot.readDataset(data) }
-        let mappings = ClassMapper(vocabulary: vocabulary, database: database).map(dataset.classes)
+        let mappings = try mapping.mapper(vocabulary, database).map(dataset.classes)
+        try mapping.check(mappings)
         let classifier = ZeroShotClassifier(model: vit, mappings: mappings, counts: vocabulary.entries.map(\.count))
         let rules = rule == "all" ? ScoringRule.allCases : [ScoringRule(rawValue: rule)!]
         let result = ZeroShot.evaluate(model: vit, classifier: classifier, images: dataset.images, rules: rules, topK: topK)
@@ -111,6 +144,13 @@ struct ZeroShotCommand: ParsableCommand {
         let unmappedImages = dataset.images.filter { mappings[$0.label].rows.isEmpty }.count
         func round4(_ v: Double) -> Double { (v * 10_000).rounded() / 10_000 }
         var full: [[String: Any]] = []
+        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+        printError("rule    " + pad("top-1", 8) + pad("top-\(topK)", 8) + pad("per-class", 11) + pad("direct top-1", 13))
+        for r in result.reports {
+            printError(r.rule.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+                + [(r.top1, 8), (r.topK, 8), (r.meanPerClass, 11), (r.directTop1, 13)].map { pad(String(format: "%.4f", $0.0), $0.1) }.joined()
+                + (r.directClasses > 0 ? String(format: "  (chance %.4f over %d direct classes)", 1 / Double(r.directClasses), r.directClasses) : ""))
+        }
         for r in result.reports {
             let line: [String: Any] = [
                 "rule": r.rule.rawValue, "images": r.images, "skipped": result.failed.count,
@@ -131,6 +171,12 @@ struct ZeroShotCommand: ParsableCommand {
             }
             detailed["confusion"] = r.confusion
             full.append(detailed)
+        }
+        if let svg, let first = result.reports.first {
+            let picture = ConfusionPlot.svg(
+                classes: dataset.classes, confusion: first.confusion,
+                title: "zero-shot \(first.rule.rawValue): top-1 \(round4(first.top1)) over \(first.images) images")
+            try cliRun { try writeAtomic(Array(picture.utf8), to: svg) }
         }
         if let json {
             let data = try JSONSerialization.data(withJSONObject: ["classes": dataset.classes, "reports": full], options: [.sortedKeys])
@@ -160,6 +206,8 @@ struct ExportHead: ParsableCommand {
     @Option(help: "Seed for the rows of unmapped classes.")
     var seed: UInt64 = 0
 
+    @OptionGroup var mapping: MappingOptions
+
     @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
     var wordnet: String = WordNetDatabase.defaultDirectory
 
@@ -170,7 +218,8 @@ struct ExportHead: ParsableCommand {
         guard let text = try? String(contentsOfFile: classes, encoding: .utf8) else { throw CLIError("\(classes): cannot read") }
         let names = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw CLIError("\(classes): no classes") }
-        let mappings = ClassMapper(vocabulary: vocabulary, database: database).map(names)
+        let mappings = try mapping.mapper(vocabulary, database).map(names)
+        try mapping.check(mappings)
         let exported = try cliRun { try HeadExport.transferInit(model: vit, mappings: mappings, seed: seed) }
         try cliRun { try exported.save(directory: out) }
         try cliRun { try writeAtomic(Array(HeadExport.classesTSV(mappings, vocabulary: vocabulary).utf8), to: out + "/classes.tsv") }

@@ -88,4 +88,21 @@ final class ClassMappingTests: XCTestCase {
         XCTAssertEqual(all[3].sharedWith, ["animal"])
         XCTAssertEqual(all[4].sharedWith, ["hamster"])
     }
+
+    func testAUserMapChoosesTheSynset() throws {
+        let db = try Self.database.get()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("classmap-\(UUID().uuidString).tsv").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try "# name<TAB>wnid\ndoggo\tn02084071\nTurtle\tn4502197\n\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let user = try ClassMapper.readUserMap(path: path, database: db)
+        XCTAssertEqual(user, ["doggo": "n02084071", "Turtle": "n04502197"])
+        let m = ClassMapper(vocabulary: try mapper(vocab).vocabulary, database: db, userMap: user)
+        XCTAssertEqual(m.map("doggo").rows, [0])
+        XCTAssertEqual(m.map("turtle").rows, [5], "the user's choice (turtleneck), case-insensitively")
+        XCTAssertEqual(m.map("dog").rows, [0])
+        try "doggo n02084071\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ClassMapper.readUserMap(path: path, database: db)) { XCTAssertTrue("\($0)".contains("line 1"), "\($0)") }
+        try "doggo\tn99999999\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ClassMapper.readUserMap(path: path, database: db))
+    }
 }
