@@ -7,8 +7,12 @@ import WordNet
 /// several), and drawn as timm initialises a head (trunc-normal std 0.02, zero bias) when the
 /// class maps to nothing. Everything else is copied unchanged.
 public enum HeadExport {
-    /// The new model; `seed` draws the rows of unmapped classes.
+    /// The new model; `seed` draws the rows of unmapped classes. Throws when a mapping names a
+    /// row the model's head does not have (a vocabulary that is not the model's).
     public static func transferInit(model: ViTModel, mappings: [ClassMapping], seed: UInt64 = 0) throws -> ViTModel {
+        if let bad = mappings.first(where: { $0.rows.contains { $0 < 0 || $0 >= model.numClasses } }) {
+            throw EvaluationError(path: bad.query, problem: "maps to a row outside the model's \(model.numClasses)-row head")
+        }
         var config = model.config
         config.modelArgs.numClasses = mappings.count
         config.numClasses = mappings.count

@@ -67,9 +67,14 @@ public struct ZeroShotClassifier {
     private let dim: Int
 
     /// A classifier over `mappings` with the head of `model`; `counts` are the vocabulary's
-    /// caption counts (for the prior rule).
+    /// caption counts (for the prior rule). Rows outside the head are dropped from a mapping.
     public init(model: ViTModel, mappings: [ClassMapping], counts: [Int]) {
-        self.mappings = mappings
+        let rows = model.numClasses
+        self.mappings = mappings.map { m in
+            var m = m
+            m.rows = m.rows.filter { $0 >= 0 && $0 < rows }
+            return m
+        }
         let w = Array(model.parameter("head.weight"))
         let d = model.dim
         weights = w
@@ -80,7 +85,7 @@ public struct ZeroShotClassifier {
             for j in 0..<d { s += w[r * d + j] * w[r * d + j] }
             return s.squareRoot()
         }
-        logCounts = counts.map { Float(log(Double(max($0, 1)))) }
+        logCounts = (0..<rows).map { $0 < counts.count ? Float(log(Double(max(counts[$0], 1)))) : 0 }
     }
 
     /// Class scores of one image from its pre-logits (D floats); -infinity for unmapped classes.

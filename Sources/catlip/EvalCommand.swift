@@ -215,6 +215,9 @@ struct ExportHead: ParsableCommand {
         let database = try cliRun { try WordNetDatabase(directory: wordnet) }
         let vit = try cliRun { try ViTModel.load(directory: model) }
         let vocabulary = try cliRun { try Vocabulary.load(path: model + "/vocab.tsv", database: database) }
+        guard vocabulary.count == vit.numClasses else {
+            throw CLIError("\(model)/vocab.tsv: \(vocabulary.count) synsets, the head has \(vit.numClasses) rows")
+        }
         guard let text = try? String(contentsOfFile: classes, encoding: .utf8) else { throw CLIError("\(classes): cannot read") }
         let names = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw CLIError("\(classes): no classes") }

@@ -383,5 +383,16 @@ final class CLITests: XCTestCase {
         let missing = try catlip(["eval", "linear-probe", "--model", model, "--train", data, "--val", data + "/none"])
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.err.contains("none: no such file or folder"), missing.err)
+
+        // export-head: the new head's rows, and a vocabulary that is not the model's refused
+        let classes = directory.appendingPathComponent("classes.txt").path
+        try "cats\nxyzzy\n".write(toFile: classes, atomically: true, encoding: .utf8)
+        let exported = try catlip(["eval", "export-head", "--model", model, "--classes", classes, "--out", directory.appendingPathComponent("out").path])
+        XCTAssertEqual(exported.status, 0, exported.err)
+        XCTAssertTrue(exported.out.contains("\"classes\":2"), exported.out)
+        try "n02084071\t10\tdog\nn02121620\t5\tcat\nn02958343\t1\tcar\n".write(toFile: model + "/vocab.tsv", atomically: true, encoding: .utf8)
+        let mismatch = try catlip(["eval", "export-head", "--model", model, "--classes", classes, "--out", directory.appendingPathComponent("out2").path])
+        XCTAssertNotEqual(mismatch.status, 0)
+        XCTAssertTrue(mismatch.err.contains("3 synsets, the head has 2 rows"), mismatch.err)
     }
 }
