@@ -88,27 +88,35 @@ public struct ZeroShotClassifier {
         logCounts = (0..<rows).map { $0 < counts.count ? Float(log(Double(max(counts[$0], 1)))) : 0 }
     }
 
-    /// Class scores of one image from its pre-logits (D floats); -infinity for unmapped classes.
-    public func scores(preLogits x: UnsafePointer<Float>, rule: ScoringRule) -> [Float] {
+    /// Class scores of one image from its pre-logits (D floats) under each of `rules`, one
+    /// array per rule; -infinity for unmapped classes. Each row's dot product is taken once.
+    public func scores(preLogits x: UnsafePointer<Float>, rules: [ScoringRule]) -> [[Float]] {
         var xNorm: Float = 0
         for j in 0..<dim { xNorm += x[j] * x[j] }
         xNorm = max(xNorm.squareRoot(), 1e-12)
-        return mappings.map { m in
-            var best = -Float.infinity
+        var out = rules.map { _ in [Float](repeating: -.infinity, count: mappings.count) }
+        for (c, m) in mappings.enumerated() {
             for r in m.rows {
                 var dot: Float = 0
                 for j in 0..<dim { dot += weights[r * dim + j] * x[j] }
-                let s: Float
-                switch rule {
-                case .logit: s = dot + bias[r]
-                case .noBias: s = dot
-                case .prior: s = dot + bias[r] - logCounts[r]
-                case .cosine: s = dot / max(rowNorms[r] * xNorm, 1e-12)
+                for (k, rule) in rules.enumerated() {
+                    let s: Float
+                    switch rule {
+                    case .logit: s = dot + bias[r]
+                    case .noBias: s = dot
+                    case .prior: s = dot + bias[r] - logCounts[r]
+                    case .cosine: s = dot / max(rowNorms[r] * xNorm, 1e-12)
+                    }
+                    out[k][c] = max(out[k][c], s)
                 }
-                best = max(best, s)
             }
-            return best
         }
+        return out
+    }
+
+    /// Class scores of one image under one rule (see `scores(preLogits:rules:)`).
+    public func scores(preLogits x: UnsafePointer<Float>, rule: ScoringRule) -> [Float] {
+        scores(preLogits: x, rules: [rule])[0]
     }
 }
 
@@ -186,9 +194,9 @@ public enum ZeroShot {
                                         confusion: [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)) }
         features.withUnsafeBufferPointer { f in
             for (n, image) in kept.enumerated() {
-                let x = f.baseAddress! + n * model.dim
-                for (ri, rule) in rules.enumerated() {
-                    let s = classifier.scores(preLogits: x, rule: rule)
+                let all = classifier.scores(preLogits: f.baseAddress! + n * model.dim, rules: rules)
+                for ri in rules.indices {
+                    let s = all[ri]
                     let order = s.indices.sorted { s[$0] != s[$1] ? s[$0] > s[$1] : $0 < $1 }
                     let truth = image.label
                     tallies[ri].perClass[truth].0 += 1

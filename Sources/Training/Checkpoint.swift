@@ -114,14 +114,18 @@ public enum CheckpointFile {
         syncDirectory(directory)
     }
 
-    /// Reads and verifies a checkpoint's header; `blocks`, when given, receive the tensors
-    /// (each must hold `parameterCount` floats; the EMA block only when the file has one).
-    @discardableResult
-    public static func read(path: String, into blocks: [UnsafeMutableBufferPointer<Float>]? = nil) throws -> TrainState {
-        func bad(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
+    /// The state in a checkpoint's header, with the magic, version and the file size checked
+    /// against it, without reading the tensors (the checksum is checked by `read`).
+    public static func header(path: String) throws -> TrainState {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw bad("cannot open (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw CheckpointError(path: path, problem: "cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
+        return try readHeader(fd, path: path).state
+    }
+
+    /// Header, the bytes before the tensors, and the file size, from an open checkpoint.
+    private static func readHeader(_ fd: Int32, path: String) throws -> (state: TrainState, prefix: [UInt8], size: Int) {
+        func bad(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw bad("cannot stat") }
         let size = Int(st.st_size)
@@ -133,8 +137,7 @@ public enum CheckpointFile {
         guard version == Self.version else { throw bad("unsupported checkpoint version \(version)") }
         let headerLength = Int(load(fixed, 12, as: UInt64.self))
         guard headerLength > 0, headerLength <= 1 << 24, 20 + headerLength <= size else { throw bad("header length \(headerLength) out of bounds") }
-        var prefixLength = 20 + headerLength
-        prefixLength = (prefixLength + 63) / 64 * 64
+        let prefixLength = (20 + headerLength + 63) / 64 * 64
         guard prefixLength + 16 <= size else { throw bad("truncated (\(size) bytes)") }
         var prefix = [UInt8](repeating: 0, count: prefixLength)
         try readAll(fd, &prefix, offset: 0, path: path)
@@ -145,10 +148,25 @@ public enum CheckpointFile {
             throw bad("header is not a valid state (\(error))")
         }
         let blockCount = state.hasEMA ? 4 : 3
-        let blockBytes = state.parameterCount * 4
-        guard state.parameterCount > 0, size == prefixLength + blockCount * blockBytes + 16 else {
+        guard state.parameterCount > 0, size == prefixLength + blockCount * state.parameterCount * 4 + 16 else {
             throw bad("size \(size) bytes does not match the header (\(blockCount) blocks of \(state.parameterCount) floats): truncated or corrupt")
         }
+        return (state, prefix, size)
+    }
+
+    /// Reads and verifies a checkpoint (header, sizes, checksum, end marker); `blocks`, when
+    /// given, receive the tensors (each must hold `parameterCount` floats; the EMA block only
+    /// when the file has one).
+    @discardableResult
+    public static func read(path: String, into blocks: [UnsafeMutableBufferPointer<Float>]? = nil) throws -> TrainState {
+        func bad(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw bad("cannot open (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        let (state, prefix, size) = try readHeader(fd, path: path)
+        let prefixLength = prefix.count
+        let blockCount = state.hasEMA ? 4 : 3
+        let blockBytes = state.parameterCount * 4
         if let blocks {
             guard blocks.count >= 3, blocks.allSatisfy({ $0.count == state.parameterCount }) else {
                 throw bad("holds \(state.parameterCount) floats per tensor block; this model has \(blocks.first?.count ?? 0)")

@@ -416,7 +416,7 @@ public final class Trainer {
         let fingerprint = String(config.fingerprint, radix: 16)
         for path in CheckpointFile.list(directory: checkpointDirectory) {
             do {
-                let header = try CheckpointFile.read(path: path)
+                let header = try CheckpointFile.header(path: path)
                 if header.configFingerprint != fingerprint {
                     throw TrainError("\(path): written under a different configuration (only \(TrainConfig.resumableKeys.sorted().joined(separator: ", ")) may change on resume)")
                 }
