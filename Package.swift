@@ -33,10 +33,13 @@ let package = Package(
         .library(name: "ViT", targets: ["ViT"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Evaluation", targets: ["Evaluation"]),
+        .library(name: "Serving", targets: ["Serving"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
     ],
     targets: [
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
@@ -75,6 +78,17 @@ let package = Package(
             name: "Evaluation",
             dependencies: ["WordNet", "ViT", "Imaging"],
             swiftSettings: strict + releaseFlags),
+        // The daemon: HTTP/1.1 on SwiftNIO, dynamic batching for the engine, the image index.
+        .target(
+            name: "Serving",
+            dependencies: [
+                "Imaging", "WordNet", "Shards", "ViT", "COpenBLAS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict + releaseFlags),
         .executableTarget(
             name: "catlip",
             dependencies: [
@@ -85,6 +99,7 @@ let package = Package(
                 "ViT",
                 "Training",
                 "Evaluation",
+                "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict + releaseFlags),
@@ -121,8 +136,12 @@ let package = Package(
             dependencies: ["Evaluation", "WordNet", "ViT", "Imaging"],
             swiftSettings: strict),
         .testTarget(
+            name: "ServingTests",
+            dependencies: ["Serving", "ViT", "Imaging", "WordNet"],
+            swiftSettings: strict),
+        .testTarget(
             name: "catlipTests",
-            dependencies: ["Imaging", "ViT", "catlip"],
+            dependencies: ["Imaging", "ViT", "Serving", "catlip"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

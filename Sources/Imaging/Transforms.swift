@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Training augmentation as CatLIP uses it: torchvision's `RandomResizedCrop` (area 8-100%,
 /// aspect 3/4-4/3, bilinear), a horizontal flip with probability 1/2, and conversion to float
 /// CHW in [0, 1] (optionally normalised). The crop is drawn from the header's size before any
@@ -165,5 +167,35 @@ extension RGBImage {
                 for i in 0..<plane { out[i] = Float(src[3 * i + c]) * a + b }
             }
         }
+    }
+}
+
+extension EvalTransform {
+    /// Decodes and preprocesses `count` images in parallel (one `DispatchQueue.concurrentPerform`
+    /// iteration each), image `i` into floats `i * outputCount ..< (i + 1) * outputCount` of
+    /// `output`. `load(i)` supplies the encoded bytes and the name used in errors (a path, a
+    /// shard key, "image 3 of the request"); it runs on the worker too, so files are read in
+    /// parallel. Returns one entry per image: nil when it decoded, else the error (from `load`
+    /// or the decoder); the slot of a failed image is left as it was.
+    public func applyAll(
+        count: Int, into output: UnsafeMutableBufferPointer<Float>,
+        load: @Sendable (Int) throws -> (bytes: [UInt8], name: String)
+    ) -> [(any Error)?] {
+        precondition(output.count >= count * outputCount, "output buffer too small")
+        let errors = UnsafeMutableBufferPointer<(any Error)?>.allocate(capacity: count)
+        errors.initialize(repeating: nil)
+        defer { errors.deallocate() }
+        nonisolated(unsafe) let (slots, failures) = (output, errors)
+        let per = outputCount
+        DispatchQueue.concurrentPerform(iterations: count) { i in
+            do {
+                let (bytes, name) = try load(i)
+                let slot = UnsafeMutableBufferPointer(rebasing: slots[(i * per)..<((i + 1) * per)])
+                try apply(bytes, source: name, into: slot)
+            } catch {
+                failures[i] = error
+            }
+        }
+        return Array(errors)
     }
 }

@@ -62,7 +62,16 @@ extension BenchCommand {
         static let configuration = CommandConfiguration(
             abstract: "Time forward passes on synthetic batches; one JSON line.")
         @OptionGroup var shape: ModelShapeOptions
-        func run() throws { try runBench(shape, train: false) }
+        @Option(name: .customLong("save-model"), help: "Also write the randomly initialised model (seed 0) to this model directory, e.g. for catlip serve benchmarks.")
+        var saveModel: String?
+        func run() throws {
+            if let saveModel {
+                var config = shape.config
+                config.pretrainedCfg = PretrainedConfig(inputSize: [3, shape.imageSize, shape.imageSize], numClasses: shape.vocab)
+                try cliRun { try ViTModel(config: config, seed: 0).save(directory: saveModel) }
+            }
+            try runBench(shape, train: false)
+        }
     }
 }
 

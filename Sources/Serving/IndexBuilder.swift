@@ -1,0 +1,132 @@
+import Foundation
+import Imaging
+import Shards
+import ViT
+
+/// Builds an `EmbeddingIndex` (`catlip index build`): images named directly, folders searched
+/// recursively for .jpg/.jpeg/.png, and shards or manifests (a `.tar`, a brace pattern, a
+/// `.tsv`/`.jsonl` manifest) streamed in order. Each image gets the model's evaluation
+/// preprocessing and its L2-normalised pooled embedding; images that cannot be read or decoded
+/// are skipped, counted and reported.
+public struct IndexBuilder {
+    /// The model that embeds.
+    public let model: ViTModel
+    /// Images per forward pass.
+    public var batchSize = 32
+    /// Decoder pixel limit.
+    public var maxPixels = 40_000_000
+
+    /// A builder over `model`.
+    public init(model: ViTModel) { self.model = model }
+
+    /// What a build did.
+    public struct Report: Sendable {
+        /// Images embedded.
+        public var embedded = 0
+        /// Images skipped.
+        public var skipped = 0
+        /// The first skipped images with their problems (at most 100).
+        public var problems: [String] = []
+    }
+
+    private struct Item {
+        var key: String
+        var payload: ImagePayload
+    }
+
+    /// Embeds everything `inputs` names; `progress(embedded, skipped)` is called after each batch.
+    public func build(inputs: [String], progress: (Int, Int) -> Void = { _, _ in }) throws -> (EmbeddingIndex, Report) {
+        let cfg = model.config.pretrainedCfg
+        var decode = DecodeOptions()
+        decode.maxPixels = maxPixels
+        let transform = EvalTransform(
+            size: model.imageSize, cropPct: cfg.cropPct, filter: cfg.interpolation == "bicubic" ? .bicubic : .bilinear,
+            normalization: Normalization(mean: cfg.mean.map { Float($0) }, std: cfg.std.map { Float($0) }), decode: decode)
+        let per = transform.outputCount
+        var pixels = [Float](repeating: 0, count: batchSize * per)
+        var acts: [Int: ViTActivations] = [:]
+        var keys: [String] = []
+        var rows: [Float] = []
+        var report = Report()
+        var pending: [Item] = []
+
+        func flush() {
+            guard !pending.isEmpty else { return }
+            let items = pending
+            pending.removeAll(keepingCapacity: true)
+            let errors = pixels.withUnsafeMutableBufferPointer { buffer in
+                transform.applyAll(count: items.count, into: buffer) { i in
+                    switch items[i].payload {
+                    case .bytes(let b): return (b, items[i].key)
+                    case .file(let path): return (try readImageFile(path), path)
+                    case .missing(let reason): throw IndexError(path: items[i].key, problem: reason)
+                    }
+                }
+            }
+            var n = 0
+            for (i, error) in errors.enumerated() {
+                if let error {
+                    report.skipped += 1
+                    if report.problems.count < 100 { report.problems.append("\(error)") }
+                    continue
+                }
+                if n != i {
+                    pixels.withUnsafeMutableBufferPointer { p in
+                        (p.baseAddress! + n * per).update(from: p.baseAddress! + i * per, count: per)
+                    }
+                }
+                keys.append(items[i].key)
+                n += 1
+            }
+            if n > 0 {
+                let a = acts[n] ?? model.makeActivations(batchSize: n, training: false)
+                acts[n] = a
+                pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, activations: a) }
+                rows += UnsafeBufferPointer(start: a.preLogitsPointer, count: n * model.dim)
+                report.embedded += n
+            }
+            progress(report.embedded, report.skipped)
+        }
+
+        for input in inputs {
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory)
+            let lower = input.lowercased()
+            if exists && !isDirectory.boolValue && !lower.hasSuffix(".tar") && !lower.hasSuffix(".tsv")
+                && !lower.hasSuffix(".jsonl") && !lower.hasSuffix(".json")
+            {
+                pending.append(Item(key: input, payload: .file(input)))
+                if pending.count == batchSize { flush() }
+            } else if exists && isDirectory.boolValue {
+                let found = (FileManager.default.enumerator(atPath: input)?.allObjects as? [String] ?? []).filter {
+                    let l = $0.lowercased()
+                    return l.hasSuffix(".jpg") || l.hasSuffix(".jpeg") || l.hasSuffix(".png")
+                }.sorted()
+                for name in found {
+                    let path = input.hasSuffix("/") ? input + name : input + "/" + name
+                    pending.append(Item(key: path, payload: .file(path)))
+                    if pending.count == batchSize { flush() }
+                }
+            } else {
+                let source = try openSampleSource(input, shuffle: false)
+                try source.forEachSample(seed: 0, epoch: 0) { sample in
+                    let isShard = sample.source.lowercased().hasSuffix(".tar")
+                    pending.append(Item(key: isShard ? sample.source + ":" + sample.key : sample.key, payload: sample.image))
+                    if pending.count == batchSize { flush() }
+                    return true
+                }
+            }
+        }
+        flush()
+        let index = EmbeddingIndex(dim: model.dim, keys: keys, embeddings: rows, modelFingerprint: modelFingerprint(model))
+        return (index, report)
+    }
+}
+
+/// The bytes of an image file, or an error naming it.
+func readImageFile(_ path: String) throws -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw IndexError(path: path, problem: "cannot be read")
+    }
+    return [UInt8](data)
+}

@@ -1,0 +1,380 @@
+import Foundation
+import ViT
+import WordNet
+
+/// One HTTP request as the routes see it (transport-independent).
+public struct ServeRequest: Sendable {
+    /// `GET`, `POST`, ...
+    public var method: String
+    /// The request target, path and optional query (`/v1/classify?top_k=3`).
+    public var uri: String
+    /// The Content-Type header's value ("" when absent).
+    public var contentType: String
+    /// The whole body.
+    public var body: [UInt8]
+
+    /// A request from its parts.
+    public init(method: String, uri: String, contentType: String = "", body: [UInt8] = []) {
+        self.method = method
+        self.uri = uri
+        self.contentType = contentType
+        self.body = body
+    }
+
+    /// The path without the query.
+    public var path: String { String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]) }
+
+    /// The query parameters (`a=1&b=2`), percent-decoding not needed for the integers used.
+    public var query: [String: String] {
+        let parts = uri.split(separator: "?", maxSplits: 1)
+        guard parts.count == 2 else { return [:] }
+        var out: [String: String] = [:]
+        for pair in parts[1].split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            out[String(kv[0])] = kv.count > 1 ? String(kv[1]) : ""
+        }
+        return out
+    }
+}
+
+/// One HTTP response: status, content type, body and extra headers.
+public struct ServeReply: Sendable {
+    /// HTTP status code.
+    public var status: Int
+    /// Content-Type header.
+    public var contentType: String
+    /// The body.
+    public var body: String
+    /// Further headers (`Allow`, `Retry-After`).
+    public var headers: [(String, String)]
+    /// The error code when this is an error reply (for metrics).
+    public var errorCode: String?
+
+    /// A reply from its parts.
+    public init(status: Int, contentType: String = "application/json", body: String, headers: [(String, String)] = []) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+        self.headers = headers
+    }
+
+    /// The JSON error reply for `error` (with Retry-After when it carries one).
+    public init(error: ServiceError) {
+        self.init(status: error.status, body: error.json + "\n",
+                  headers: error.retryAfter.map { [("Retry-After", String($0))] } ?? [])
+        errorCode = error.code
+    }
+}
+
+/// The routes of DESIGN.md's daemon protocol over a model, its vocabulary and an optional
+/// index: `POST /v1/embed`, `POST /v1/classify`, `POST /v1/search`, `GET /healthz`,
+/// `GET /metrics`. Image endpoints take the image as the body (any content type but JSON) or
+/// JSON `{"images": [base64, ...]}` (or `"image"`); `/v1/search` also takes
+/// `{"embedding": [...]}` or `{"embeddings": [[...], ...]}`; `top_k` as a JSON field or a
+/// query parameter.
+public final class ServingService: Sendable {
+    /// The engine that runs the model.
+    public let engine: InferenceEngine
+    /// Class names for `/v1/classify` (nil: classes reported by index only).
+    public let vocabulary: Vocabulary?
+    /// Rows for `/v1/search` (nil: search answers 400 `no_index`).
+    public let index: EmbeddingIndex?
+    /// The metrics `/metrics` emits.
+    public let metrics: ServerMetrics
+    /// Most images in one request.
+    public let maxImagesPerRequest: Int
+    /// A name for the model in /healthz (its directory).
+    public let modelName: String
+    private let draining = LockedFlag()
+
+    /// A service over a running (or to be started) engine.
+    public init(
+        engine: InferenceEngine, vocabulary: Vocabulary?, index: EmbeddingIndex?, metrics: ServerMetrics,
+        maxImagesPerRequest: Int = 64, modelName: String = "model"
+    ) {
+        self.engine = engine
+        self.vocabulary = vocabulary
+        self.index = index
+        self.metrics = metrics
+        self.maxImagesPerRequest = maxImagesPerRequest
+        self.modelName = modelName
+    }
+
+    /// Marks the service as shutting down (`/healthz` says `draining`).
+    public func beginDraining() { draining.set() }
+
+    /// Whether `beginDraining()` was called.
+    public var isDraining: Bool { draining.isSet }
+
+    /// The endpoint label for metrics (unknown paths share one label).
+    public static func endpointLabel(_ path: String) -> String {
+        ["/v1/embed", "/v1/classify", "/v1/search", "/healthz", "/metrics"].contains(path) ? path : "other"
+    }
+
+    /// Answers `request`: at once through `reply` (errors, health, metrics), or later from the
+    /// engine thread, in which case the queued job is returned so that the caller can cancel it
+    /// (client gone, deadline). `reply` is called exactly once either way.
+    public func handle(_ request: ServeRequest, reply: @escaping @Sendable (ServeReply) -> Void) -> InferenceJob? {
+        let routes: [String: String] = [
+            "/v1/embed": "POST", "/v1/classify": "POST", "/v1/search": "POST", "/healthz": "GET", "/metrics": "GET",
+        ]
+        let path = request.path
+        guard let method = routes[path] else {
+            reply(ServeReply(error: ServiceError(status: 404, code: "not_found", message: "no route \(path)")))
+            return nil
+        }
+        let allowed = method == "GET" ? ["GET", "HEAD"] : [method]
+        guard allowed.contains(request.method) else {
+            var r = ServeReply(error: ServiceError(
+                status: 405, code: "method_not_allowed", message: "\(path) takes \(allowed.joined(separator: " or ")), not \(request.method)"))
+            r.headers.append(("Allow", allowed.joined(separator: ", ")))
+            reply(r)
+            return nil
+        }
+        switch path {
+        case "/healthz":
+            reply(ServeReply(status: 200, body: health() + "\n"))
+            return nil
+        case "/metrics":
+            reply(ServeReply(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.text()))
+            return nil
+        default:
+            do {
+                return try submit(request, path: path, reply: reply)
+            } catch {
+                reply(ServeReply(error: error))
+                return nil
+            }
+        }
+    }
+
+    private func health() -> String {
+        var w = JSONWriter()
+        w.object { w in
+            w.field("status", draining.isSet ? "draining" : "ok")
+            w.field("model", modelName)
+            w.field("dim", engine.model.dim)
+            w.field("classes", engine.model.numClasses)
+            w.field("image_size", engine.model.imageSize)
+            w.field("index_rows", index?.count ?? 0)
+            w.field("queue_depth", engine.queueDepth)
+        }
+        return w.text
+    }
+
+    /// The parsed inputs of an image endpoint.
+    struct Inputs {
+        var images: [EncodedImage] = []
+        var embeddings: [[Float]] = []
+        var topK: Int?
+    }
+
+    private func submit(
+        _ request: ServeRequest, path: String, reply: @escaping @Sendable (ServeReply) -> Void
+    ) throws(ServiceError) -> InferenceJob? {
+        var inputs = try parseInputs(request, allowEmbeddings: path == "/v1/search")
+        let D = engine.model.dim
+        if path == "/v1/search" {
+            guard let index else {
+                throw .badRequest("no_index", "this daemon was started without --index; /v1/search has nothing to search")
+            }
+            let k = inputs.topK ?? 10
+            if !inputs.embeddings.isEmpty {
+                for (i, e) in inputs.embeddings.enumerated() where e.count != D {
+                    throw .badRequest("bad_embedding", "embeddings[\(i)] has \(e.count) values; the model's embeddings have \(D)")
+                }
+                reply(ServeReply(status: 200, body: searchReply(index: index, queries: Array(inputs.embeddings.joined()), k: k)))
+                return nil
+            }
+            return try queue(inputs.images, logits: false, reply: reply) { outputs in
+                self.searchReply(index: index, queries: outputs.flatMap(\.embedding), k: k)
+            }
+        }
+        if path == "/v1/classify" {
+            let V = engine.model.numClasses
+            let k = min(inputs.topK ?? 5, V)
+            return try queue(inputs.images, logits: true, reply: reply) { outputs in
+                self.classifyReply(outputs, k: k)
+            }
+        }
+        inputs.topK = nil
+        return try queue(inputs.images, logits: false, reply: reply) { outputs in
+            var w = JSONWriter()
+            w.object { w in
+                w.field("dim", D)
+                w.key("embeddings")
+                w.array { w in for o in outputs { w.value(o.embedding) } }
+            }
+            return w.text + "\n"
+        }
+    }
+
+    private func queue(
+        _ images: [EncodedImage], logits: Bool, reply: @escaping @Sendable (ServeReply) -> Void,
+        format: @escaping @Sendable ([ImageOutput]) -> String
+    ) throws(ServiceError) -> InferenceJob {
+        try engine.submit(images: images, wantLogits: logits) { result in
+            switch result {
+            case .success(let outputs): reply(ServeReply(status: 200, body: format(outputs)))
+            case .failure(let error): reply(ServeReply(error: error))
+            }
+        }
+    }
+
+    private func classifyReply(_ outputs: [ImageOutput], k: Int) -> String {
+        var w = JSONWriter()
+        w.object { w in
+            w.key("results")
+            w.array { w in
+                for o in outputs {
+                    let top = EmbeddingIndex.topK(o.logits[...], k: k)
+                    w.object { w in
+                        w.key("labels")
+                        w.array { w in
+                            for (index, logit) in top {
+                                w.object { w in
+                                    w.field("index", index)
+                                    if let entry = vocabulary?.entries[index] {
+                                        w.field("wnid", entry.wnid)
+                                        w.field("lemma", entry.lemmas.first ?? "")
+                                    }
+                                    w.field("score", 1 / (1 + exp(-Double(logit))))
+                                    w.field("logit", logit)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return w.text + "\n"
+    }
+
+    private func searchReply(index: EmbeddingIndex, queries: [Float], k: Int) -> String {
+        var q = queries
+        let D = index.dim
+        for r in 0..<(q.count / D) { EmbeddingIndex.normalize(&q, offset: r * D, count: D) }
+        let results = index.search(queries: q, k: k)
+        var w = JSONWriter()
+        w.object { w in
+            w.key("results")
+            w.array { w in
+                for matches in results {
+                    w.object { w in
+                        w.key("matches")
+                        w.array { w in
+                            for m in matches {
+                                w.object { w in
+                                    w.field("key", m.key)
+                                    w.field("row", m.row)
+                                    w.field("score", m.score)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return w.text + "\n"
+    }
+
+    /// Images (or embeddings) and top_k from the body and query.
+    func parseInputs(_ request: ServeRequest, allowEmbeddings: Bool) throws(ServiceError) -> Inputs {
+        var inputs = Inputs()
+        if let text = request.query["top_k"] {
+            guard let k = Int(text), (1...1000).contains(k) else {
+                throw .badRequest("bad_parameter", "top_k must be an integer in 1...1000, not '\(text)'")
+            }
+            inputs.topK = k
+        }
+        guard !request.body.isEmpty else {
+            throw .badRequest("empty_body", "\(request.path) needs an image as the body, or JSON with base64 \"images\"")
+        }
+        let isJSON = request.contentType.lowercased().hasPrefix("application/json")
+        if !isJSON {
+            inputs.images = [EncodedImage(bytes: request.body, name: "the request body")]
+            return inputs
+        }
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(request.body), options: [.fragmentsAllowed])
+        } catch {
+            throw .badRequest("bad_json", "the body is not valid JSON (\(error.localizedDescription))")
+        }
+        guard let object = parsed as? [String: Any] else { throw .badRequest("bad_json", "the body must be a JSON object") }
+        let known: Set<String> = allowEmbeddings ? ["images", "image", "top_k", "embedding", "embeddings"] : ["images", "image", "top_k"]
+        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw .badRequest("bad_json", "unknown field '\(unknown)' (expected \(known.sorted().joined(separator: ", ")))")
+        }
+        if let k = object["top_k"] {
+            guard let n = k as? Int, !isJSONBool(k), (1...1000).contains(n) else {
+                throw .badRequest("bad_parameter", "top_k must be an integer in 1...1000")
+            }
+            inputs.topK = n
+        }
+        var encoded: [(String, String)] = []
+        if let one = object["image"] {
+            guard let s = one as? String else { throw .badRequest("bad_json", "image must be a base64 string") }
+            encoded.append(("image", s))
+        }
+        if let many = object["images"] {
+            guard let list = many as? [Any] else { throw .badRequest("bad_json", "images must be an array of base64 strings") }
+            for (i, item) in list.enumerated() {
+                guard let s = item as? String else { throw .badRequest("bad_json", "images[\(i)] is not a base64 string") }
+                encoded.append(("images[\(i)]", s))
+            }
+        }
+        if allowEmbeddings {
+            var vectors: [Any] = []
+            if let one = object["embedding"] { vectors.append(one) }
+            if let many = object["embeddings"] {
+                guard let list = many as? [Any] else { throw .badRequest("bad_json", "embeddings must be an array of arrays of numbers") }
+                vectors += list
+            }
+            for (i, v) in vectors.enumerated() {
+                guard let numbers = v as? [Any] else { throw .badRequest("bad_embedding", "embedding \(i) is not an array of numbers") }
+                var row: [Float] = []
+                row.reserveCapacity(numbers.count)
+                for x in numbers {
+                    guard let n = x as? NSNumber, !isJSONBool(x), n.doubleValue.isFinite else {
+                        throw .badRequest("bad_embedding", "embedding \(i) holds a value that is not a finite number")
+                    }
+                    row.append(n.floatValue)
+                }
+                inputs.embeddings.append(row)
+            }
+        }
+        let total = encoded.count + inputs.embeddings.count
+        guard total > 0 else {
+            throw .badRequest("empty_request", allowEmbeddings
+                ? "give \"images\" (base64) or \"embedding(s)\"" : "give \"images\" (base64) or \"image\"")
+        }
+        if !encoded.isEmpty && !inputs.embeddings.isEmpty {
+            throw .badRequest("bad_json", "give images or embeddings, not both")
+        }
+        guard total <= maxImagesPerRequest else {
+            throw ServiceError(status: 413, code: "too_many_images", message: "\(total) inputs in one request; the limit is \(maxImagesPerRequest)")
+        }
+        for (name, text) in encoded {
+            var payload = Substring(text)
+            if payload.hasPrefix("data:"), let comma = payload.firstIndex(of: ",") { payload = payload[payload.index(after: comma)...] }
+            guard let data = Data(base64Encoded: String(payload), options: [.ignoreUnknownCharacters]), !data.isEmpty else {
+                throw .badRequest("bad_base64", "\(name) is not valid base64")
+            }
+            inputs.images.append(EncodedImage(bytes: [UInt8](data), name: name))
+        }
+        return inputs
+    }
+}
+
+/// Whether a JSONSerialization value is `true`/`false` (Foundation's boolean NSNumber subclass;
+/// `is Bool` also holds for the numbers 0 and 1).
+func isJSONBool(_ value: Any) -> Bool { String(describing: type(of: value)).contains("Boolean") }
+
+/// A flag set once, read from any thread.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}

@@ -1,0 +1,336 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Serving
+import ViT
+import WordNet
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `catlip serve`: the embedding query daemon.
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve embeddings, synset tags and nearest indexed images over HTTP/1.1 on a Unix socket (and loopback TCP).",
+        discussion: """
+            Endpoints: POST /v1/embed, POST /v1/classify, POST /v1/search (an image as the body, or JSON \
+            {"images": [base64, ...], "top_k": K}; search also takes {"embedding": [...]}), GET /healthz, \
+            GET /metrics (Prometheus text). Errors are JSON {"error": {"code", "message"}}. \
+            The socket is created with mode 0600; a stale socket file is replaced, a live one is an error. \
+            Default socket: $XDG_RUNTIME_DIR/catlip.sock, else /tmp/catlip-UID.sock. \
+            SIGTERM or SIGINT: stop accepting, finish requests in flight, remove the socket, exit 0. \
+            Try: curl --unix-socket SOCKET http://localhost/healthz
+            """)
+
+    @Option(help: "Model directory (config.json, model.safetensors, vocab.tsv for class names).")
+    var model: String
+
+    @Option(help: "Unix socket path (default: $XDG_RUNTIME_DIR/catlip.sock or /tmp/catlip-UID.sock).")
+    var socket: String?
+
+    @Option(help: "Also listen on TCP HOST:PORT (loopback only unless --allow-remote; port 0 picks one).")
+    var listen: String?
+
+    @Flag(help: "Allow --listen on a non-loopback address.")
+    var allowRemote = false
+
+    @Option(help: "Index file for /v1/search (catlip index build).")
+    var index: String?
+
+    @Option(help: "Most images per forward pass.")
+    var maxBatch = 32
+
+    @Option(help: "Milliseconds a batch waits to fill.")
+    var maxWaitMs = 5.0
+
+    @Option(help: "Most images waiting for the engine (503 beyond).")
+    var queue = 256
+
+    @Option(help: "Most images in one request.")
+    var maxImages = 64
+
+    @Option(help: "Largest request body in MiB (413 beyond).")
+    var maxBodyMb = 32
+
+    @Option(help: "Largest image in pixels, width x height (400 beyond).")
+    var maxPixels = 40_000_000
+
+    @Option(help: "Seconds from a request's end to its answer (504 beyond).")
+    var timeout = 30.0
+
+    @Option(help: "Seconds a request may stall while sending (408 and close beyond).")
+    var readTimeout = 10.0
+
+    @Option(help: "Seconds an idle keep-alive connection stays open.")
+    var idleTimeout = 60.0
+
+    @Option(help: "Engine worker threads.")
+    var threads = 2
+
+    func validate() throws {
+        if maxBatch < 1 || queue < 1 || maxImages < 1 || maxBodyMb < 1 || maxPixels < 1 || threads < 1 {
+            throw ValidationError("--max-batch, --queue, --max-images, --max-body-mb, --max-pixels and --threads must be positive")
+        }
+        if maxImages > queue { throw ValidationError("--max-images (\(maxImages)) cannot exceed --queue (\(queue))") }
+        if maxWaitMs < 0 || timeout <= 0 || readTimeout <= 0 || idleTimeout <= 0 {
+            throw ValidationError("--max-wait-ms must be >= 0 and the timeouts positive")
+        }
+    }
+
+    func run() throws {
+        Parallelism.threads = threads
+        let vit = try cliRun { try ViTModel.load(directory: model) }
+        var vocabulary: Vocabulary?
+        let vocabPath = model + "/vocab.tsv"
+        if FileManager.default.fileExists(atPath: vocabPath) {
+            let v = try cliRun { try Vocabulary.load(path: vocabPath) }
+            guard v.count == vit.numClasses else {
+                throw CLIError("\(vocabPath): \(v.count) classes, but the model's head has \(vit.numClasses)")
+            }
+            vocabulary = v
+        }
+        var embeddingIndex: EmbeddingIndex?
+        if let index {
+            let loaded = try cliRun { try EmbeddingIndex.read(path: index) }
+            guard loaded.dim == vit.dim else {
+                throw CLIError("\(index): embeddings of \(loaded.dim) values, but the model's have \(vit.dim)")
+            }
+            let fingerprint = modelFingerprint(vit)
+            if !loaded.modelFingerprint.isEmpty && loaded.modelFingerprint != fingerprint {
+                throw CLIError("\(index): built by another model (fingerprint \(loaded.modelFingerprint), this model \(fingerprint)); rebuild it with catlip index build")
+            }
+            embeddingIndex = loaded
+        }
+        var batching = BatchingOptions()
+        batching.maxBatch = maxBatch
+        batching.maxWait = maxWaitMs / 1000
+        batching.queueCapacity = queue
+        batching.maxPixels = maxPixels
+        let metrics = ServerMetrics()
+        let engine = InferenceEngine(model: vit, options: batching, metrics: metrics)
+        let service = ServingService(
+            engine: engine, vocabulary: vocabulary, index: embeddingIndex, metrics: metrics,
+            maxImagesPerRequest: maxImages, modelName: model)
+        var options = ServeOptions()
+        options.socketPath = socket ?? ServeOptions.defaultSocketPath
+        options.listen = listen
+        options.allowRemote = allowRemote
+        options.maxBodyBytes = maxBodyMb << 20
+        options.requestTimeout = timeout
+        options.readTimeout = readTimeout
+        options.idleTimeout = idleTimeout
+        options.drainTimeout = timeout + 5
+
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let daemon = try cliRun { try ServingDaemon(service: service, options: options) }
+        var places = ["unix:\(options.socketPath!)"]
+        if let port = daemon.tcpPort, let listen {
+            let host = listen[..<(listen.lastIndex(of: ":") ?? listen.endIndex)]
+            places.append("http://\(host):\(port)")
+        }
+        printError(
+            "catlip serve: model \(model) (dim \(vit.dim), \(vit.numClasses) classes, \(vit.imageSize) px), "
+                + "index \(embeddingIndex.map { "\($0.count) rows" } ?? "none"); listening on \(places.joined(separator: ", "))")
+        let signals = [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                printError("catlip serve: signal \(number): draining")
+                DispatchQueue.global().async { daemon.shutdown() }
+            }
+            source.resume()
+            return source
+        }
+        daemon.waitUntilShutDown()
+        _ = signals
+        printError("catlip serve: stopped")
+    }
+}
+
+/// `catlip index build`: embeddings of images for `/v1/search`.
+struct IndexCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "index", abstract: "Build search indexes of image embeddings.", subcommands: [Build.self])
+
+    /// `catlip index build`.
+    struct Build: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Embed images (files, folders, shards or manifests) into an index file for catlip serve --index.",
+            discussion: "The index is a safetensors file: embeddings (N, D) float32, L2-normalised, and the "
+                + "keys (paths, or SHARD:KEY for shard samples) in its metadata. Unreadable images are skipped and reported.")
+
+        @Option(help: "Model directory.")
+        var model: String
+
+        @Option(help: "Output index file.")
+        var out: String
+
+        @Option(help: "Images per forward pass.")
+        var batch = 32
+
+        @Option(help: "Worker threads.")
+        var threads = 2
+
+        @Argument(help: "Images, folders, shards (.tar or a brace pattern) or manifests (.tsv/.jsonl).")
+        var inputs: [String]
+
+        func validate() throws {
+            if batch < 1 || threads < 1 { throw ValidationError("--batch and --threads must be positive") }
+            if inputs.isEmpty { throw ValidationError("give at least one image, folder or shard pattern") }
+        }
+
+        func run() throws {
+            Parallelism.threads = threads
+            let vit = try cliRun { try ViTModel.load(directory: model) }
+            var builder = IndexBuilder(model: vit)
+            builder.batchSize = batch
+            let started = Date()
+            let (index, report) = try cliRun {
+                try builder.build(inputs: inputs) { done, skipped in
+                    if isatty(2) != 0 { FileHandle.standardError.write(Data("\r\(done) embedded, \(skipped) skipped".utf8)) }
+                }
+            }
+            if isatty(2) != 0 { printError("") }
+            for problem in report.problems { printError("skipped \(problem)") }
+            if report.skipped > report.problems.count { printError("... and \(report.skipped - report.problems.count) more skipped") }
+            guard index.count > 0 else { throw CLIError("no image could be embedded from \(inputs.joined(separator: " "))") }
+            try cliRun { try index.write(path: out) }
+            let seconds = Date().timeIntervalSince(started)
+            printError(String(format: "%@: %d images embedded (dim %d), %d skipped, %.1f s (%.1f images/s)",
+                              out, index.count, index.dim, report.skipped, seconds, Double(index.count) / max(seconds, 1e-9)))
+        }
+    }
+}
+
+/// `catlip query`: the daemon's client for people and scripts.
+struct QueryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Ask a running catlip serve: embed, classify or search images; or health.",
+        discussion: "Prints one JSON line per file: {\"file\", \"embedding\"}, {\"file\", \"labels\"} or "
+            + "{\"file\", \"matches\"}. A file the daemon rejects is reported on stderr and the exit status is 1.")
+
+    @Option(help: "Unix socket of the daemon (default: $XDG_RUNTIME_DIR/catlip.sock or /tmp/catlip-UID.sock).")
+    var socket: String?
+
+    @Option(help: "TCP address of the daemon instead, http://HOST:PORT.")
+    var url: String?
+
+    @Option(help: "Results per image (classify, search).")
+    var topK: Int?
+
+    @Option(help: "Seconds to wait for each answer.")
+    var timeout = 120.0
+
+    @Argument(help: "embed, classify, search or health.")
+    var action: String
+
+    @Argument(help: "Image files.")
+    var files: [String] = []
+
+    func validate() throws {
+        guard ["embed", "classify", "search", "health"].contains(action) else {
+            throw ValidationError("action must be embed, classify, search or health, not '\(action)'")
+        }
+        if action != "health" && files.isEmpty { throw ValidationError("give at least one image file") }
+        if socket != nil && url != nil { throw ValidationError("give --socket or --url, not both") }
+        if let topK, !(1...1000).contains(topK) { throw ValidationError("--top-k must be in 1...1000") }
+    }
+
+    func run() throws {
+        let endpoint = try cliRun { try ServeEndpoint.from(socket: socket, url: url) }
+        let client = BlockingHTTPClient(endpoint: endpoint, timeout: timeout)
+        if action == "health" {
+            let r = try cliRun { try client.request(method: "GET", path: "/healthz") }
+            print(r.text.trimmingCharacters(in: .newlines))
+            if r.status != 200 { throw ExitCode(1) }
+            return
+        }
+        let query = topK.map { "?top_k=\($0)" } ?? ""
+        var failed = 0
+        for file in files {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                printError("\(file): cannot be read")
+                failed += 1
+                continue
+            }
+            let r = try cliRun {
+                try client.request(method: "POST", path: "/v1/\(action)\(query)", contentType: "application/octet-stream", body: [UInt8](data))
+            }
+            guard r.status == 200,
+                let object = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any]
+            else {
+                let message = (try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+                    .flatMap { $0["error"] as? [String: Any] }.map { "\($0["code"] ?? "") \($0["message"] ?? "")" } ?? r.text
+                printError("\(file): \(r.status) \(message)")
+                failed += 1
+                continue
+            }
+            var line: [String: Any] = ["file": file]
+            switch action {
+            case "embed": line["embedding"] = (object["embeddings"] as? [Any])?.first
+            case "classify": line["labels"] = ((object["results"] as? [[String: Any]])?.first)?["labels"]
+            default: line["matches"] = ((object["results"] as? [[String: Any]])?.first)?["matches"]
+            }
+            let text = try JSONSerialization.data(withJSONObject: line, options: [.withoutEscapingSlashes, .sortedKeys])
+            print(String(decoding: text, as: UTF8.self))
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+extension BenchCommand {
+    /// `catlip bench serve`: load on a running daemon.
+    struct Serve: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Closed-loop load on a running catlip serve (or any server with the same API): one JSON line "
+                + "per client count with requests/s, images/s, p50/p90/p99 latency and errors.")
+
+        @Option(help: "Unix socket of the daemon.")
+        var socket: String?
+
+        @Option(help: "TCP address of the daemon, http://HOST:PORT.")
+        var url: String?
+
+        @Option(help: "Image sent in every request.")
+        var image: String
+
+        @Option(help: "Endpoint: embed, classify or search.")
+        var endpoint = "embed"
+
+        @Option(help: "Comma-separated concurrent client counts, one run each.")
+        var clients = "1,8,32"
+
+        @Option(help: "Seconds measured per run.")
+        var duration = 10.0
+
+        @Option(help: "Seconds of warm-up per run.")
+        var warmup = 2.0
+
+        func validate() throws {
+            guard ["embed", "classify", "search"].contains(endpoint) else { throw ValidationError("--endpoint must be embed, classify or search") }
+            guard clients.split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else {
+                throw ValidationError("--clients must be positive integers separated by commas")
+            }
+            if duration <= 0 || warmup < 0 { throw ValidationError("--duration must be positive, --warmup >= 0") }
+        }
+
+        func run() throws {
+            let target = try cliRun { try ServeEndpoint.from(socket: socket, url: url) }
+            guard let data = FileManager.default.contents(atPath: image) else { throw CLIError("\(image): cannot be read") }
+            for count in clients.split(separator: ",").compactMap({ Int($0) }) {
+                var load = LoadGenerator(endpoint: target, path: "/v1/\(endpoint)", body: [UInt8](data), contentType: "application/octet-stream")
+                load.clients = count
+                load.duration = duration
+                load.warmup = warmup
+                let report = load.run()
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
+            }
+        }
+    }
+}
