@@ -355,11 +355,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         service.metrics.recordRequest(endpoint: endpoint, status: reply.status, seconds: seconds)
         if let code = reply.errorCode { service.metrics.recordError(code: code) }
         let close = !keepAlive || service.isDraining
+        // The state changes before the write: writing the response's end lets the pipeline
+        // handler deliver a pipelined next request at once, re-entering channelRead.
+        state = close ? .closing : .idle
         write(context: context, reply: reply, headOnly: head?.method == .HEAD, close: close)
-        if close {
-            state = .closing
-        } else {
-            state = .idle
+        if state == .idle && generation == ticket {
             armTimer(context: context, after: options.idleTimeout)
         }
     }

@@ -144,8 +144,8 @@ struct ServeCommand: ParsableCommand {
             source.resume()
             return source
         }
-        daemon.waitUntilShutDown()
-        _ = signals
+        // the signal sources must outlive the wait (an optimised build may release them early)
+        withExtendedLifetime(signals) { daemon.waitUntilShutDown() }
         printError("catlip serve: stopped")
     }
 }

@@ -342,6 +342,22 @@ final class DaemonTests: XCTestCase {
         XCTAssertTrue(metrics.text.contains("catlip_batch_size_images_bucket"))
     }
 
+    func testPipelinedRequestsAreAnsweredInOrderAndHTTP10Closes() throws {
+        let f = try ServingFixture()
+        let daemon = try f.startDaemon(tcp: false)
+        defer { daemon.shutdown() }
+        let image = f.images[4]
+        let bytes = Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            + Array("POST /v1/classify?top_k=1 HTTP/1.1\r\nHost: x\r\nContent-Length: \(image.count)\r\n\r\n".utf8) + image
+            + Array("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            + Array("GET /nope HTTP/1.0\r\n\r\n".utf8)
+        let text = try rawExchange(.unix(f.dir + "/d.sock"), bytes)
+        let statuses = text.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n").filter { $0.hasPrefix("HTTP/1.") }
+        XCTAssertEqual(statuses, ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.0 404 Not Found"], text)
+        XCTAssertTrue(text.contains("\"labels\""), text)
+        XCTAssertTrue(text.hasSuffix("}\n"), "the HTTP/1.0 request's answer ends the connection")
+    }
+
     func testThirtyTwoConcurrentClientsGetTheSingleRequestAnswers() throws {
         let f = try ServingFixture()
         var batching = BatchingOptions()
