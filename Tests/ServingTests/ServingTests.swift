@@ -494,6 +494,23 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(try BlockingHTTPClient(endpoint: endpoint).request(method: "POST", path: "/v1/embed", body: f.images[1]).status, 200)
     }
 
+    func testPixelLimitAndMissingIndexAreNamed400s() throws {
+        let f = try ServingFixture()
+        var batching = BatchingOptions()
+        batching.maxPixels = 500
+        let daemon = try f.startDaemon(tcp: false, batching: batching)
+        defer { daemon.shutdown() }
+        let client = BlockingHTTPClient(endpoint: .unix(f.dir + "/d.sock"))
+        let big = try client.request(method: "POST", path: "/v1/embed", body: f.images[0])  // 24x40 = 960 pixels
+        XCTAssertEqual(big.status, 400)
+        XCTAssertEqual((try json(big)["error"] as? [String: Any])?["code"] as? String, "image_too_large", big.text)
+        XCTAssertTrue(big.text.contains("960 pixels"), big.text)
+        let search = try client.request(method: "POST", path: "/v1/search", body: f.images[7])
+        XCTAssertEqual(search.status, 400)
+        XCTAssertTrue(search.text.contains("no_index"), search.text)
+        XCTAssertTrue(try client.request(method: "GET", path: "/metrics").text.contains("catlip_images_rejected_total 1"))
+    }
+
     func testSocketFileRules() throws {
         let f = try ServingFixture()
         let path = f.dir + "/d.sock"
