@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
 # Debian packages the build and the data need; installed only when missing.
-APT_PACKAGES := pkg-config libjpeg-dev libpng-dev libopenblas-dev wordnet-base
+APT_PACKAGES := pkg-config libjpeg-dev libpng-dev libopenblas-dev wordnet-base libopenmpi-dev openmpi-bin
 # Python for the data generators and peer scripts (not for the build or the tests).
 VENV := .venv
 PYTHON := $(VENV)/bin/python

@@ -34,6 +34,7 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Evaluation", targets: ["Evaluation"]),
         .library(name: "Serving", targets: ["Serving"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,6 +45,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(
             name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // The only place that calls setjmp: libjpeg and libpng report errors by longjmp.
@@ -70,9 +72,14 @@ let package = Package(
             name: "Corpus",
             dependencies: ["Imaging", "Shards", "WordNet"],
             swiftSettings: strict + releaseFlags),
+        // Data-parallel collectives behind a small interface (MPI when launched by mpirun).
+        .target(
+            name: "Distributed",
+            dependencies: ["CMPI"],
+            swiftSettings: strict + releaseFlags),
         .target(
             name: "Training",
-            dependencies: ["Imaging", "WordNet", "Shards", "ViT", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Imaging", "WordNet", "Shards", "ViT", "Distributed", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Evaluation",

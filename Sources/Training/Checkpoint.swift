@@ -34,6 +34,10 @@ public struct TrainState: Codable, Sendable, Equatable {
     public var parameterCount = 0
     /// Whether an EMA block follows the AdamW moments.
     public var hasEMA = false
+    /// Ranks of the data-parallel job that wrote it (nil: one process).
+    public var worldSize: Int?
+    /// Each rank's loader position, in rank order (data-parallel jobs; `loader` is rank 0's).
+    public var rankLoaders: [LoaderPosition]?
 
     /// A fresh state.
     public init() {}

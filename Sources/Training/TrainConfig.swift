@@ -143,6 +143,9 @@ public struct TrainConfig: Sendable, Equatable {
         public var maxBadSteps = 5
         /// Validation every this many steps (0 = only at the end).
         public var evalEvery = 0
+        /// Seconds one collective of a data-parallel job may take before the rank gives up
+        /// (a rank died or the network failed).
+        public var commTimeout = 300.0
     }
 
     /// Data section.
@@ -160,7 +163,8 @@ public struct TrainConfig: Sendable, Equatable {
     /// Keys that may be changed with `--set` when resuming (they do not change the result).
     public static let resumableKeys: Set<String> = [
         "run.log_every", "run.checkpoint_every", "run.checkpoint_minutes", "run.keep_checkpoints",
-        "run.max_bad_steps", "data.threads", "data.prefetch",
+        "run.max_bad_steps", "run.comm_timeout", "data.threads", "data.prefetch",
+        "data.batch_size", "optim.accumulation",  // only together with the rank count: the global batch must stay
     ]
 
     /// Reads a YAML config, applies `overrides` ("section.key=value", the value in YAML syntax),
@@ -230,6 +234,7 @@ public struct TrainConfig: Sendable, Equatable {
         c.run.keepCheckpoints = try reader.int("run.keep_checkpoints", c.run.keepCheckpoints, 1...1000)
         c.run.maxBadSteps = try reader.int("run.max_bad_steps", c.run.maxBadSteps, 1...1_000_000)
         c.run.evalEvery = try reader.int("run.eval_every", c.run.evalEvery, 0...Int(Int32.max))
+        c.run.commTimeout = try reader.double("run.comm_timeout", c.run.commTimeout, 1...1e6)
         try reader.finish()
         try c.validate(file: file)
         return c
@@ -321,20 +326,29 @@ public struct TrainConfig: Sendable, Equatable {
               keep_checkpoints: \(run.keepCheckpoints)
               max_bad_steps: \(run.maxBadSteps)
               eval_every: \(run.evalEvery)
+              comm_timeout: \(num(run.commTimeout))
 
             """
     }
 
     /// The part of the configuration that determines the trained weights (everything except the
     /// `resumableKeys` and the run directory), hashed: a checkpoint is resumed only under the same.
-    public var fingerprint: UInt64 {
+    public var fingerprint: UInt64 { fingerprint(worldSize: 1) }
+
+    /// The fingerprint of a data-parallel run over `worldSize` ranks: the micro-batch size,
+    /// accumulation and rank count enter only through the global batch they make, so a run
+    /// resumes under another rank count when the global batch is kept.
+    public func fingerprint(worldSize: Int) -> UInt64 {
         var c = self
+        c.data.batchSize = data.batchSize * optim.accumulation * worldSize
+        c.optim.accumulation = 1
         c.run.dir = ""
         c.run.logEvery = 1
         c.run.checkpointEvery = 0
         c.run.checkpointMinutes = 0
         c.run.keepCheckpoints = 1
         c.run.maxBadSteps = 1
+        c.run.commTimeout = 1
         c.data.threads = 1
         c.data.prefetch = 1
         return fnv1a(Array(c.yaml().utf8))

@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import Imaging
 import Shards
@@ -79,18 +80,29 @@ public final class Trainer {
     private let database: WordNetDatabase
     private let reporter: any TrainReporter
     private let stop: StopRequest
+    /// The data-parallel ranks (one process: `LocalReducer`).
+    private let reducer: any GradientReducer
     /// Test hook: called after the backward pass of each step (0-based step index), e.g. to
     /// plant a non-finite gradient.
     var afterBackward: ((ViTModel, Int) -> Void)?
 
     /// A trainer for `config` writing into `runDirectory`; `stop` is polled after every step.
-    public init(config: TrainConfig, runDirectory: String, database: WordNetDatabase, reporter: any TrainReporter, stop: StopRequest) {
+    /// With a `reducer` of several ranks, each rank reads its partition of the data, gradients
+    /// and step statistics are summed over the ranks, and rank 0 alone writes the run directory.
+    public init(
+        config: TrainConfig, runDirectory: String, database: WordNetDatabase, reporter: any TrainReporter, stop: StopRequest,
+        reducer: any GradientReducer = LocalReducer()
+    ) {
         self.config = config
         self.runDirectory = runDirectory
         self.database = database
         self.reporter = reporter
         self.stop = stop
+        self.reducer = reducer
     }
+
+    /// Whether this process writes the run directory (rank 0).
+    var isRoot: Bool { reducer.rank == 0 }
 
     var checkpointDirectory: String { runDirectory + "/checkpoints" }
     var metricsPath: String { runDirectory + "/metrics.jsonl" }
@@ -116,17 +128,20 @@ public final class Trainer {
     /// throws when it cannot go on (bad data path, diverged).
     public func run(resume: Bool) throws -> TrainSummary {
         let fm = FileManager.default
-        try fm.createDirectory(atPath: checkpointDirectory, withIntermediateDirectories: true)
-        if !resume && !CheckpointFile.list(directory: checkpointDirectory).isEmpty {
-            throw TrainError("\(runDirectory): holds checkpoints of an earlier run; resume it with --resume \(runDirectory) or choose another run.dir")
+        let world = reducer.worldSize
+        if isRoot {
+            try fm.createDirectory(atPath: checkpointDirectory, withIntermediateDirectories: true)
+            if !resume && !CheckpointFile.list(directory: checkpointDirectory).isEmpty {
+                throw TrainError("\(runDirectory): holds checkpoints of an earlier run; resume it with --resume \(runDirectory) or choose another run.dir")
+            }
+            try writeText(config.yaml(), to: runDirectory + "/config.yaml")
         }
-        try writeText(config.yaml(), to: runDirectory + "/config.yaml")
 
         // Vocabulary and labels
         let vocabulary: Vocabulary
         do { vocabulary = try Vocabulary.load(path: config.data.vocab, database: database) } catch { throw TrainError("data.vocab: \(error)") }
         guard vocabulary.count > 0 else { throw TrainError("\(config.data.vocab): the vocabulary is empty") }
-        try writeText(vocabulary.tsv(), to: runDirectory + "/vocab.tsv")
+        if isRoot { try writeText(vocabulary.tsv(), to: runDirectory + "/vocab.tsv") }
         guard let mode = LabelMode(rawValue: config.data.labelMode) else { throw TrainError("data.label_mode: unknown mode") }
         let trainSource = try openSource(config.data.train, key: "data.train", shuffle: true)
         let labels = try labelTable(source: trainSource, what: "training", vocabulary: vocabulary, mode: mode)
@@ -157,22 +172,49 @@ public final class Trainer {
             maxIterations: config.run.steps)
         var state = TrainState()
         state.seed = config.run.seed
-        state.configFingerprint = String(config.fingerprint, radix: 16)
+        state.configFingerprint = String(config.fingerprint(worldSize: world), radix: 16)
         state.parameterCount = model.parameters.count
         state.hasEMA = ema != nil
         let parameterCount = model.layout.specs.reduce(0) { $0 + $1.count }
         reporter.log(
             "model: ViT \(config.data.imageSize) px, patch \(config.model.patchSize), dim \(config.model.embedDim), depth \(config.model.depth), "
-                + "\(parameterCount) parameters, \(vocabulary.count) classes; global batch \(config.data.batchSize * o.accumulation)")
+                + "\(parameterCount) parameters, \(vocabulary.count) classes; global batch \(config.data.batchSize * o.accumulation * world)"
+                + (world > 1 ? " (\(world) ranks x \(config.data.batchSize) x \(o.accumulation) accumulation)" : ""))
 
-        if resume, let restored = try restore(model: model, adam: adam, ema: ema) {
-            state = restored
-        } else if resume {
-            reporter.log("resume: no readable checkpoint in \(checkpointDirectory); starting from step 0")
+        var loaderStart = state.loader
+        if world == 1 {
+            if resume, let restored = try restore(model: model, adam: adam, ema: ema) {
+                state = restored
+            } else if resume {
+                reporter.log("resume: no readable checkpoint in \(checkpointDirectory); starting from step 0")
+            }
+            loaderStart = Self.loaderPosition(of: state, rank: 0, world: 1, batchSize: config.data.batchSize)
+        } else {
+            // rank 0 reads the checkpoint; every rank gets its state and tensors
+            var restored: TrainState?
+            if isRoot && resume {
+                restored = try restore(model: model, adam: adam, ema: ema)
+                if restored == nil { reporter.log("resume: no readable checkpoint in \(checkpointDirectory); starting from step 0") }
+            }
+            let blob = try reducer.broadcast(isRoot ? (try restored.map { Array(try JSONEncoder().encode($0)) } ?? []) : [])
+            if !blob.isEmpty {
+                guard let shared = try? JSONDecoder().decode(TrainState.self, from: Data(blob)) else {
+                    throw TrainError("rank \(reducer.rank): the checkpoint state from rank 0 does not decode")
+                }
+                state = shared
+                adam.step = state.optimizerStep
+                loaderStart = Self.loaderPosition(of: state, rank: reducer.rank, world: world, batchSize: config.data.batchSize)
+            }
+            // identical starting tensors on every rank (the seeded initialisation or the checkpoint)
+            var blocks = [model.parameters, adam.m, adam.v]
+            if let ema { blocks.append(ema.weights) }
+            for block in blocks { try reducer.broadcast(block.base, count: block.count) }
         }
-        if !resume || state.step == 0 { try? fm.removeItem(atPath: metricsPath) }
-        try truncateMetrics(lines: state.metricsLines)
-        let metrics = try MetricsWriter(path: metricsPath)
+        if isRoot {
+            if !resume || state.step == 0 { try? fm.removeItem(atPath: metricsPath) }
+            try truncateMetrics(lines: state.metricsLines)
+        }
+        let metrics = isRoot ? try MetricsWriter(path: metricsPath) : nil
 
         // Loader
         let transform = TrainTransform(
@@ -181,12 +223,12 @@ public final class Trainer {
         let loaderConfig = LoaderConfig(
             batchSize: config.data.batchSize, transform: transform, classCount: vocabulary.count,
             threads: config.data.threads, prefetchBatches: config.data.prefetch, seed: UInt64(config.run.seed),
-            dropLast: true, resolutions: config.data.resolutions.isEmpty ? nil : config.data.resolutions)
+            rank: reducer.rank, worldSize: world, dropLast: true, resolutions: config.data.resolutions.isEmpty ? nil : config.data.resolutions)
         let loader = BatchLoader(source: trainSource, config: loaderConfig) { key in labels[key] }
-        loader.start(at: state.loader)
+        loader.start(at: loaderStart)
         defer { loader.stop() }
 
-        let validator = config.data.val.isEmpty ? nil : try Validator(
+        let validator = config.data.val.isEmpty || !isRoot ? nil : try Validator(
             trainer: self, vocabulary: vocabulary, mode: mode, model: model)
 
         var activations: [String: ViTActivations] = [:]
@@ -202,6 +244,7 @@ public final class Trainer {
         }
 
         var skipNotes: [String] = []
+        var stepSkipped = 0  // this rank's samples skipped during the current step
         var emptyEpochs = 0
         /// The next batch, rolling over epochs; the data-loader wait is added to `wait`.
         func nextBatch(_ wait: inout Double) throws -> Batch {
@@ -212,7 +255,7 @@ public final class Trainer {
                 do { batch = try loader.next() } catch { throw TrainError("data.train: \(error)") }
                 wait += now() - t0
                 if let batch {
-                    state.skippedSamples += loader.position.consumed - before - batch.count
+                    stepSkipped += loader.position.consumed - before - batch.count
                     emptyEpochs = 0
                     if batch.count > 0 { return batch }
                     continue
@@ -243,7 +286,7 @@ public final class Trainer {
             var images = 0
             var previousCount = 0
             var wait = 0.0
-            for _ in 0..<o.accumulation {
+            for micro in 0..<o.accumulation {
                 let batch = try nextBatch(&wait)
                 let a = acts(count: batch.count, side: batch.side)
                 if previousCount > 0 && previousCount != batch.count {
@@ -251,14 +294,43 @@ public final class Trainer {
                 }
                 model.forward(images: batch.images.baseAddress!, activations: a)
                 let loss = model.loss(targets: batch.targets.baseAddress!, activations: a)
-                model.backward(targets: batch.targets.baseAddress!, activations: a)
+                if world > 1 && micro == o.accumulation - 1 {
+                    // the last micro-batch: each range of gradients, once final, becomes this
+                    // rank's sum over its samples and starts summing over the ranks while the
+                    // rest of the backward pass runs
+                    let count = Float(batch.count)
+                    var failure: (any Error)?
+                    model.backward(targets: batch.targets.baseAddress!, activations: a) { range in
+                        let g = model.gradients.base
+                        for i in range { g[i] *= count }
+                        do { try self.reducer.startSum(g + range.lowerBound, count: range.count) } catch { failure = failure ?? error }
+                    }
+                    if let failure { throw TrainError("step \(state.step + 1): \(failure)") }
+                } else {
+                    model.backward(targets: batch.targets.baseAddress!, activations: a)
+                }
                 lossSum += Double(loss) * Double(batch.count)
                 images += batch.count
                 previousCount = batch.count
                 state.loader = loader.position
             }
-            if previousCount != images { scale(model.gradients, by: Float(previousCount) / Float(images)) }
+            if world == 1 && previousCount != images { scale(model.gradients, by: Float(previousCount) / Float(images)) }
             afterBackward?(model, state.step)
+            // over the ranks: gradient sums in buckets, then the step's statistics and votes
+            let rootWantsCheckpoint = isRoot && config.run.checkpointMinutes > 0 && now() - lastCheckpoint >= config.run.checkpointMinutes * 60
+            var stats = [lossSum, Double(images), stop.requested ? 1 : 0, rootWantsCheckpoint ? 1 : 0, Double(stepSkipped)]
+            stepSkipped = 0
+            if world > 1 {
+                // the gradient sums were started during the last backward pass
+                do {
+                    try reducer.sum(&stats)
+                    try reducer.finishSums()
+                } catch { throw TrainError("step \(state.step + 1): \(error)") }
+                scale(model.gradients, by: 1 / Float(stats[1]))
+                lossSum = stats[0]
+                images = Int(stats[1])
+            }
+            state.skippedSamples += Int(stats[4])
             let loss = lossSum / Double(images)
             let gradNorm = Double(clipGradientNorm(model, maxNorm: o.clipGrad > 0 ? Float(o.clipGrad) : .infinity))
             let lr = schedule.learningRate(iteration: state.step)
@@ -301,7 +373,7 @@ public final class Trainer {
                     ("images_per_s", round2(rate)), ("data_wait", round4(elapsed > 0 ? interval.wait / elapsed : 0)),
                     ("samples", state.samplesSeen), ("skipped", state.skippedSamples), ("bad_steps", state.badSteps),
                 ]
-                try metrics.write(fields)
+                try metrics?.write(fields)
                 state.metricsLines += 1
                 reporter.log(
                     String(format: "step %d/%d  epoch %d  loss %.4f  lr %.2e  grad %.3f  %.0f img/s  data wait %.1f%%", state.step, totalSteps,
@@ -312,22 +384,32 @@ public final class Trainer {
             }
             if let validator, config.run.evalEvery > 0, state.step % config.run.evalEvery == 0, state.step < totalSteps {
                 let v = try validator.evaluate(ema: ema)
-                try metrics.write([("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images)])
+                try metrics?.write([("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images)])
                 state.metricsLines += 1
                 reporter.log(String(format: "step %d: validation mAP %.4f (frequency baseline %.4f, %d images)", state.step, v.map, v.baselineMap, v.images))
                 interval.start = now()
             }
 
-            interrupted = stop.requested
+            // every rank takes the same decisions: the votes were summed with the statistics
+            interrupted = world > 1 ? stats[2] > 0 : stop.requested
             let byStep = config.run.checkpointEvery > 0 && state.step % config.run.checkpointEvery == 0
-            let byTime = config.run.checkpointMinutes > 0 && now() - lastCheckpoint >= config.run.checkpointMinutes * 60
+            let byTime = world > 1 ? stats[3] > 0 : rootWantsCheckpoint
             if byStep || byTime || interrupted || state.step == totalSteps {
                 state.trainSeconds = secondsBefore + now() - sessionStart
-                try checkpoint(state: state, model: model, adam: adam, ema: ema)
+                if world > 1 {
+                    let positions = try reducer.gather(Array(try JSONEncoder().encode(loader.position)))
+                    state.worldSize = world
+                    state.rankLoaders = try positions.map { try JSONDecoder().decode(LoaderPosition.self, from: Data($0)) }
+                } else {
+                    state.worldSize = nil
+                    state.rankLoaders = nil
+                }
+                if isRoot { try checkpoint(state: state, model: model, adam: adam, ema: ema) }
                 lastCheckpoint = now()
             }
             if interrupted {
-                reporter.log("stopped by \(stop.signalName) after step \(state.step); checkpoint written - continue with: catlip train --resume \(runDirectory)")
+                let cause = stop.requested ? stop.signalName : "a signal to another rank"
+                reporter.log("stopped by \(cause) after step \(state.step); checkpoint written - continue with: catlip train --resume \(runDirectory)")
                 break
             }
         }
@@ -338,6 +420,7 @@ public final class Trainer {
             samplesSeen: state.samplesSeen, skippedSamples: state.skippedSamples, badSteps: state.badSteps,
             firstLoss: firstLoss, lastLoss: lastLoss, trainSeconds: secondsBefore + now() - sessionStart,
             validation: nil, modelDirectory: nil, skipReport: skipNotes.joined(separator: "\n"))
+        if !isRoot { return summary }  // rank 0 writes the curve, the model and the summary
         summary.lossCurve = try writeLossCurve()
         if interrupted { return summary }
 
@@ -355,7 +438,7 @@ public final class Trainer {
         if let validator {
             let v = try validator.evaluate(ema: ema)
             summary.validation = v
-            try metrics.write([("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images)])
+            try metrics?.write([("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images)])
             reporter.log(String(format: "validation: mAP %.4f over %d classes of %d images (frequency baseline %.4f)", v.map, v.classes, v.images, v.baselineMap))
         }
         try writeSummary(summary)
@@ -413,7 +496,7 @@ public final class Trainer {
     /// Loads the newest readable checkpoint into the model, optimiser and EMA; unreadable ones
     /// are reported and passed over. Nil when there is none.
     func restore(model: ViTModel, adam: AdamW, ema: WeightEMA?) throws -> TrainState? {
-        let fingerprint = String(config.fingerprint, radix: 16)
+        let fingerprint = String(config.fingerprint(worldSize: reducer.worldSize), radix: 16)
         for path in CheckpointFile.list(directory: checkpointDirectory) {
             do {
                 let header = try CheckpointFile.header(path: path)
@@ -434,6 +517,19 @@ public final class Trainer {
             }
         }
         return nil
+    }
+
+    /// Where rank `rank` of `world` resumes: its own saved position under the same rank count;
+    /// otherwise its share of the global prefix the saved ranks consumed (rank r takes the
+    /// global samples r, r + world, ... of the epoch), with the batch count of the new
+    /// micro-batch size (`batchSize` samples per rank and batch).
+    static func loaderPosition(of state: TrainState, rank: Int, world: Int, batchSize: Int) -> LoaderPosition {
+        let saved = state.rankLoaders ?? [state.loader]
+        if saved.count == world { return saved[rank] }
+        let epoch = saved.map(\.epoch).max() ?? 0
+        let global = saved.filter { $0.epoch == epoch }.reduce(0) { $0 + $1.consumed }
+        let consumed = global > rank ? (global - rank + world - 1) / world : 0
+        return LoaderPosition(epoch: epoch, consumed: consumed, batches: global / max(1, batchSize * world))
     }
 
     /// Keeps the first `lines` lines of metrics.jsonl (those written before the checkpoint).

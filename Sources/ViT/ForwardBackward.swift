@@ -263,8 +263,14 @@ extension ViTModel {
 
     /// The backward pass of the last forward pass through the loss against `targets` (B, V):
     /// ACCUMULATES every parameter gradient into `gradients` (call `zeroGradients()` first for a
-    /// fresh step). Allocates nothing.
-    public func backward(targets: UnsafePointer<Float>, activations acts: ViTActivations) {
+    /// fresh step). Allocates nothing. `gradientsReady`, when given, is called with each range
+    /// of the gradient arena as soon as this pass has finished writing it: the head and final
+    /// norm, then each block from the last to the first, then the embeddings (the ranges tile
+    /// the arena), so that a data-parallel caller can start summing them over its ranks.
+    public func backward(
+        targets: UnsafePointer<Float>, activations acts: ViTActivations,
+        gradientsReady: ((Range<Int>) -> Void)? = nil
+    ) {
         precondition(acts.training, "activations planned for inference only")
         let B = acts.batchSize
         let (N, T, D, V) = (acts.numPatches, acts.tokens, dim, numClasses)
@@ -304,6 +310,9 @@ extension ViTModel {
         Kernels.poolBackward(
             dinp: dresid, dout: acts.bwd(acts.dpooled), avg: avgPool, prefix: prefixTokens,
             batch: B, tokens: T, dim: D)
+
+        let blockStart = { (l: Int) -> Int in l < o.blocks.count ? o.blocks[l].norm1Weight : o.finalNormWeight }
+        gradientsReady?(o.finalNormWeight..<gradients.count)
 
         // blocks in reverse; dresid carries dL/d(residual stream) downwards
         let rows = B * T
@@ -371,6 +380,7 @@ extension ViTModel {
             layerNormBackward(
                 dresid, gp + gw.norm1Weight, gp + gw.norm1Bias, dln, xIn, p + w.norm1Weight,
                 acts.fwd(a.ln1Mean), acts.fwd(a.ln1Rstd), rows: rows)
+            gradientsReady?(blockStart(l)..<blockStart(l + 1))
         }
 
         // embeddings and patch projection (no gradient for the images)
@@ -383,6 +393,7 @@ extension ViTModel {
             nil, gp + o.patchWeight, gp + o.patchBias, acts.bwd(acts.dpatchEmbed),
             acts.fwd(acts.patches), p + o.patchWeight, rows: B * N, inFeatures: patchDim,
             outFeatures: D)
+        gradientsReady?(0..<blockStart(0))
     }
 }
 

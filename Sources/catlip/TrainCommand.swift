@@ -1,4 +1,5 @@
 import ArgumentParser
+import Distributed
 import Foundation
 import Training
 import WordNet
@@ -36,7 +37,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         var trainConfig: TrainConfig
-        let runDirectory: String
+        var runDirectory: String
         if let resume {
             let path = resume + "/config.yaml"
             guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(resume): not a run directory (no config.yaml)") }
@@ -59,24 +60,54 @@ struct TrainCommand: ParsableCommand {
             }
             runDirectory = trainConfig.run.dir
         }
-        try cliRun { try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) }
+        // under mpirun: one data-parallel rank of the job (rank 0 names the run directory)
+        let reducer = try cliRun { try makeReducer(timeout: trainConfig.run.commTimeout) }
+        if reducer.worldSize > 1 {
+            let shared = try cliRun { try reducer.broadcast(Array(runDirectory.utf8)) }
+            runDirectory = String(decoding: shared, as: UTF8.self)
+            trainConfig.run.dir = runDirectory
+        }
+        if reducer.rank == 0 {
+            try cliRun { try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) }
+        }
         let database = try cliRun { try WordNetDatabase(directory: wordnet) }
-        let reporter = ConsoleReporter(logPath: runDirectory + "/train.log")
         let stop = StopRequest()
         stop.installSignalHandlers()
-        let trainer = Trainer(config: trainConfig, runDirectory: runDirectory, database: database, reporter: reporter, stop: stop)
+        if reducer.rank != 0 {
+            // the other ranks train in step and stay quiet; rank 0 reports for the job
+            let trainer = Trainer(
+                config: trainConfig, runDirectory: runDirectory, database: database, reporter: QuietReporter(), stop: stop,
+                reducer: reducer)
+            let summary: TrainSummary
+            do { summary = try trainer.run(resume: resume != nil) } catch {
+                throw CLIError("rank \(reducer.rank) of \(reducer.worldSize): \(error)")
+            }
+            (reducer as? MPIReducer)?.finalize()
+            if summary.interrupted { throw ExitCode(stop.signalName == "SIGINT" ? 130 : 143) }
+            return
+        }
+        let reporter = ConsoleReporter(logPath: runDirectory + "/train.log")
+        let trainer = Trainer(
+            config: trainConfig, runDirectory: runDirectory, database: database, reporter: reporter, stop: stop, reducer: reducer)
         let summary: TrainSummary
         do {
             summary = try trainer.run(resume: resume != nil)
         } catch {
             reporter.finishProgress()
             reporter.append("error: \(error)")
-            throw CLIError("\(error)")
+            throw CLIError(reducer.worldSize > 1 ? "rank 0 of \(reducer.worldSize): \(error)" : "\(error)")
         }
         reporter.finishProgress()
         reporter.report(summary)
+        (reducer as? MPIReducer)?.finalize()
         if summary.interrupted { throw ExitCode(stop.signalName == "SIGINT" ? 130 : 143) }
     }
+}
+
+/// The reporter of ranks other than 0 in a data-parallel job: rank 0 reports for all.
+final class QuietReporter: TrainReporter {
+    func log(_ line: String) {}
+    func progress(step: Int, total: Int, loss: Double, lr: Double, imagesPerSecond: Double, etaSeconds: Double) {}
 }
 
 /// Log lines to stdout and train.log; on a terminal, a live progress line on stderr.
