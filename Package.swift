@@ -107,6 +107,7 @@ let package = Package(
                 "Training",
                 "Evaluation",
                 "Serving",
+                "Distributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict + releaseFlags),

@@ -272,6 +272,7 @@ public final class Trainer {
         let totalSteps = config.run.steps
         var lastCheckpoint = now()
         var interval = (images: 0, wait: 0.0, start: now(), gradNorm: 0.0)
+        var intervalComm = 0.0  // seconds blocked waiting for the ranks' sums
         var firstLoss: Double?
         var lastLoss: Double?
         var interrupted = false
@@ -322,10 +323,12 @@ public final class Trainer {
             stepSkipped = 0
             if world > 1 {
                 // the gradient sums were started during the last backward pass
+                let commStart = now()
                 do {
                     try reducer.sum(&stats)
                     try reducer.finishSums()
                 } catch { throw TrainError("step \(state.step + 1): \(error)") }
+                intervalComm += now() - commStart
                 scale(model.gradients, by: 1 / Float(stats[1]))
                 lossSum = stats[0]
                 images = Int(stats[1])
@@ -371,6 +374,7 @@ public final class Trainer {
                     ("step", state.step), ("epoch", state.loader.epoch), ("loss", meanLoss.isFinite ? meanLoss : NSNull()),
                     ("lr", lr), ("grad_norm", gradNorm.isFinite ? gradNorm : NSNull()),
                     ("images_per_s", round2(rate)), ("data_wait", round4(elapsed > 0 ? interval.wait / elapsed : 0)),
+                ] + (world > 1 ? [("comm_wait", round4(elapsed > 0 ? intervalComm / elapsed : 0)), ("ranks", world)] : []) + [
                     ("samples", state.samplesSeen), ("skipped", state.skippedSamples), ("bad_steps", state.badSteps),
                 ]
                 try metrics?.write(fields)
@@ -381,6 +385,7 @@ public final class Trainer {
                 state.intervalLossSum = 0
                 state.intervalSteps = 0
                 interval = (0, 0, now(), 0)
+                intervalComm = 0
             }
             if let validator, config.run.evalEvery > 0, state.step % config.run.evalEvery == 0, state.step < totalSteps {
                 let v = try validator.evaluate(ema: ema)

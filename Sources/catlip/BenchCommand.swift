@@ -9,7 +9,7 @@ import WordNet
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure throughput; prints one JSON line.",
-        subcommands: [Train.self, Infer.self, Pipeline.self, Labels.self, Loader.self, Serve.self])
+        subcommands: [Train.self, Infer.self, Pipeline.self, Labels.self, Loader.self, Serve.self, Allreduce.self])
 
     /// `catlip bench pipeline`: decode + RandomResizedCrop + flip + float CHW over a folder.
     struct Pipeline: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Distributed
 import Serving
 import ViT
 import WordNet
@@ -331,6 +332,63 @@ extension BenchCommand {
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
             }
+        }
+    }
+}
+
+extension BenchCommand {
+    /// `catlip bench allreduce`: the sum that data-parallel training runs every step.
+    struct Allreduce: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time in-place float sums over the ranks of an MPI job (run under mpirun -np N); rank 0 prints one JSON "
+                + "line per size with the median time, algorithm bandwidth (bytes / time) and bus bandwidth (x 2(N-1)/N).")
+
+        @Option(help: "Comma-separated float counts.")
+        var floats = "262144,1048576,4194304,16777216"
+
+        @Option(help: "Timed repetitions per size (after 3 warm-up ones).")
+        var repeats = 20
+
+        func validate() throws {
+            guard floats.split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else {
+                throw ValidationError("--floats must be positive integers separated by commas")
+            }
+            if repeats < 1 { throw ValidationError("--repeats must be positive") }
+        }
+
+        func run() throws {
+            let reducer = try cliRun { try makeReducer() }
+            for count in floats.split(separator: ",").compactMap({ Int($0) }) {
+                var buffer = [Float](repeating: 1, count: count)
+                var times: [Double] = []
+                for i in 0..<(repeats + 3) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    try buffer.withUnsafeMutableBufferPointer { b in
+                        try cliRun {
+                            try reducer.startSum(b.baseAddress!, count: count)
+                            try reducer.finishSums()
+                        }
+                    }
+                    let t1 = DispatchTime.now().uptimeNanoseconds
+                    if i >= 3 { times.append(Double(t1 - t0) / 1e9) }
+                }
+                // the mean over the ranks of each rank's median
+                times.sort()
+                var median = [times[times.count / 2]]
+                try cliRun { try reducer.sum(&median) }
+                let seconds = median[0] / Double(reducer.worldSize)
+                guard reducer.rank == 0 else { continue }
+                let n = Double(reducer.worldSize)
+                let bytes = Double(count * 4)
+                let algbw = bytes / seconds / 1e9
+                func digits(_ x: Double, _ places: Int) -> Double { Double(String(format: "%.\(places)f", x)) ?? x }
+                printJSON([
+                    "bench": "allreduce", "ranks": reducer.worldSize, "floats": count, "bytes": count * 4,
+                    "ms_median": digits(seconds * 1e3, 3), "algbw_gb_s": digits(algbw, 3),
+                    "busbw_gb_s": digits(algbw * 2 * (n - 1) / max(n, 1), 3),
+                ])
+            }
+            (reducer as? MPIReducer)?.finalize()
         }
     }
 }
