@@ -60,9 +60,11 @@ let package = Package(
         .target(
             name: "WordNet",
             swiftSettings: strict + releaseFlags),
+        // Inline helpers the engine cannot spell in Swift: spin hint, prefetch, futex.
+        .target(name: "CViTSupport"),
         .target(
             name: "ViT",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["COpenBLAS", "CViTSupport"],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Shards",
