@@ -1,4 +1,5 @@
 import COpenBLAS
+import CViTSupport
 import Dispatch
 import Foundation
 
@@ -392,16 +393,15 @@ public enum Gemm {
                                 lb = ldb
                             }
                             let j = j0 + jp
-                            if blockEpilogue.beta == 0 {
-                                // the next tile of C: one store per cache line now, so that its
-                                // lines arrive while this tile computes (Swift has no prefetch;
-                                // that tile overwrites the zeros)
-                                let (ni, nj) = jp + 32 < nw ? (i0, jp + 32) : (i0 + mr, 0)
-                                if ni < m {
-                                    claimLines(
-                                        c + ni * ldc + j0 + nj, rows: min(mr, m - ni),
-                                        columns: min(32, nw - nj), ldc: ldc)
-                                }
+                            // the next tile's lines of C (and of the matrices its epilogue
+                            // reads or writes besides), so that they arrive while this tile
+                            // computes
+                            let (ni, nj) = jp + 32 < nw ? (i0, jp + 32) : (i0 + mr, 0)
+                            if ni < m {
+                                prefetchTile(
+                                    c: c, ldc: ldc, row: ni, column: j0 + nj,
+                                    rows: min(mr, m - ni), columns: min(32, nw - nj),
+                                    epilogue: blockEpilogue)
                             }
                             if w > 16 {
                                 tile14x32(
@@ -540,19 +540,55 @@ public enum Gemm {
         }
     }
 
-    /// Stores a zero into each 64-byte line of a C tile (rows, columns). Those stores wait in
-    /// the store queue for their lines while the micro-kernel runs; without them the tile's own
-    /// stores at the end miss, fill the queue, and the next call's register saves stall.
+    /// Prefetches each 64-byte line of a C tile (rows, columns) for writing, so that the lines
+    /// arrive while the micro-kernel runs; without it the tile's own stores at the end miss,
+    /// fill the store queue, and the next call's register saves stall. (Stores of zeros did the
+    /// same but waited in the store queue themselves.)
     @inline(__always)
     static func claimLines(_ c: UnsafeMutablePointer<Float>, rows: Int, columns: Int, ldc: Int) {
         for r in 0..<rows {
             let row = c + r * ldc
             var j = 0
             while j < columns {
-                row[j] = 0
+                catlip_prefetch_write(row + j)
                 j += 16
             }
-            row[columns - 1] = 0
+            catlip_prefetch_write(row + columns - 1)
+        }
+    }
+
+    /// Prefetches each 64-byte line of a tile (rows, columns) of x (row stride ld) for reading.
+    @inline(__always)
+    static func prefetchLines(_ x: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int) {
+        for r in 0..<rows {
+            let row = x + r * ld
+            var j = 0
+            while j < columns {
+                catlip_prefetch_read(row + j)
+                j += 16
+            }
+            catlip_prefetch_read(row + columns - 1)
+        }
+    }
+
+    /// Prefetches the tile of C at (row, column) (rows, columns) for writing, and the same
+    /// tile of the residual and of the activation's matrix when `epilogue` (positioned at C's
+    /// top-left) uses them. Not inlined: `product`'s loop stays small.
+    @inline(never)
+    static func prefetchTile(
+        c: UnsafeMutablePointer<Float>, ldc: Int, row: Int, column: Int, rows: Int,
+        columns: Int, epilogue e: Epilogue
+    ) {
+        claimLines(c + row * ldc + column, rows: rows, columns: columns, ldc: ldc)
+        if let res = e.residual {
+            prefetchLines(res + row * e.ldr + column, rows: rows, columns: columns, ld: e.ldr)
+        }
+        switch e.activation {
+        case .none, .geluOnly: break
+        case .gelu(let out, let ld):
+            claimLines(out + row * ld + column, rows: rows, columns: columns, ldc: ld)
+        case .geluBackward(let pre, let ld):
+            prefetchLines(pre + row * ld + column, rows: rows, columns: columns, ld: ld)
         }
     }
 
