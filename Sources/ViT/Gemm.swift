@@ -403,13 +403,9 @@ public enum Gemm {
                                     rows: min(mr, m - ni), columns: min(32, nw - nj),
                                     epilogue: blockEpilogue)
                             }
-                            if w > 16 {
-                                tile14x32(
-                                    acc, aTile, rsA: rsA, csA: csA, rows: rows, bp, ldb: lb, k: kb)
-                            } else {
-                                tile14x16(
-                                    acc, aTile, rsA: rsA, csA: csA, rows: rows, bp, ldb: lb, k: kb)
-                            }
+                            tile(
+                                acc, aTile, rsA: rsA, csA: csA, rows: rows, bp, ldb: lb, k: kb,
+                                wide: w > 16)
                             storeTile(
                                 acc, rows: rows, columns: w, vectors: w > 16 ? 2 : 1,
                                 c: c + i0 * ldc + j, ldc: ldc,
@@ -421,6 +417,38 @@ public enum Gemm {
                     j0 += nw
                 }
                 p0 += kb
+            }
+        }
+    }
+
+    /// The micro-kernel for a tile of `rows` (at most `mr`) rows, 32 columns wide (`wide`) or
+    /// 16: the 14-row kernels, or for a short last block of rows the smallest of the 10-, 7- and
+    /// 4-row ones that holds it (the same sums in the same order: results do not depend on the
+    /// kernel).
+    @inline(__always)
+    static func tile(
+        _ acc: UnsafeMutablePointer<SIMD16<Float>>, _ a: UnsafePointer<Float>, rsA: Int, csA: Int,
+        rows: Int, _ b: UnsafePointer<Float>, ldb: Int, k: Int, wide: Bool
+    ) {
+        if wide {
+            if rows > 10 {
+                tile14x32(acc, a, rsA: rsA, csA: csA, rows: rows, b, ldb: ldb, k: k)
+            } else if rows > 7 {
+                tile10x32(acc, a, rsA: rsA, csA: csA, rows: rows, b, ldb: ldb, k: k)
+            } else if rows > 4 {
+                tile7x32(acc, a, rsA: rsA, csA: csA, rows: rows, b, ldb: ldb, k: k)
+            } else {
+                tile4x32(acc, a, rsA: rsA, csA: csA, rows: rows, b, ldb: ldb, k: k)
+            }
+        } else {
+            if rows > 10 {
+                tile14x16(acc, a, rsA: rsA, csA: csA, rows: rows, b, ldb: ldb, k: k)
+            } else if rows > 7 {
+                tile10x16(acc, a, rsA: rsA, csA: csA, rows: rows, b, ldb: ldb, k: k)
+            } else if rows > 4 {
+                tile7x16(acc, a, rsA: rsA, csA: csA, rows: rows, b, ldb: ldb, k: k)
+            } else {
+                tile4x16(acc, a, rsA: rsA, csA: csA, rows: rows, b, ldb: ldb, k: k)
             }
         }
     }

@@ -124,6 +124,8 @@ final class GemmTests: XCTestCase {
         for (m, n, k) in [
             (1, 1, 1), (1, 17, 3), (13, 5, 7), (14, 32, 16), (15, 33, 17), (29, 65, 64),
             (65, 65, 64), (17, 18, 0),
+            // last blocks of 4, 7, 8 and 11 rows: each of the short-tile kernels at its edge
+            (18, 20, 5), (21, 40, 9), (22, 33, 12), (25, 17, 6),
         ] {
             for transA in [false, true] {
                 for transB in [false, true] {
