@@ -142,7 +142,10 @@ final class GemmTests: XCTestCase {
     /// Blocks of k (384) and of n, rows past 256 (packed B), the split over rows and over
     /// columns (products of more than 2^18 multiply-adds), with bias and residual.
     func testBlockingAndWorkerSplits() {
-        for (m, n, k) in [(300, 48, 20), (20, 400, 400), (61, 130, 800), (29, 97, 390)] {
+        for (m, n, k) in [
+            (300, 48, 20), (20, 400, 400), (61, 130, 800), (29, 97, 390),
+            (1010, 40, 20),  // more row parts than workers
+        ] {
             for (transA, transB) in [(false, true), (false, false), (true, false), (true, true)] {
                 check(
                     m: m, n: n, k: k, transA: transA, transB: transB, alpha: 1, beta: 0,
