@@ -2,7 +2,9 @@ import COpenBLAS
 import CViTSupport
 import Dispatch
 import Foundation
+#if os(Linux)
 import Synchronization
+#endif
 
 /// A raw pointer that may cross into worker threads. The kernels split their work into
 /// disjoint ranges, so no two workers write the same float.
@@ -55,7 +57,11 @@ public enum Parallelism {
             body(0)
             return
         }
+        #if os(Linux)
+        // (the pool sleeps on a futex; elsewhere, and on macOS before 15 where Synchronization's
+        // Atomic is missing, the kernels keep concurrentPerform)
         if WorkerPool.shared.run(parts: parts, workers: threads - 1, body) { return }
+        #endif
         withoutActuallyEscaping(body) { body in
             let box = UncheckedBox(body)
             DispatchQueue.concurrentPerform(iterations: parts) { i in box.value(i) }
@@ -89,7 +95,8 @@ struct UncheckedBox<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
-/// The engine's persistent worker threads: one dispatch per parallel section (about 200 per
+#if os(Linux)
+/// The engine's persistent worker threads (Linux): one dispatch per parallel section (about 200 per
 /// training step) costs a few atomic operations instead of `concurrentPerform`'s thread
 /// wake-ups. The calling thread takes parts itself; parked workers spin briefly on the dispatch
 /// counter, then sleep on it (futex). Parts are claimed from one atomic word, so a worker that
@@ -211,3 +218,4 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 }
+#endif
