@@ -83,7 +83,8 @@ public final class Trainer {
     /// The data-parallel ranks (one process: `LocalReducer`).
     private let reducer: any GradientReducer
     /// Test hook: called after the backward pass of each step (0-based step index), e.g. to
-    /// plant a non-finite gradient.
+    /// plant a non-finite gradient. Single-process runs only (with several ranks the gradient
+    /// sums are still in flight at that point).
     var afterBackward: ((ViTModel, Int) -> Void)?
 
     /// A trainer for `config` writing into `runDirectory`; `stop` is polled after every step.
