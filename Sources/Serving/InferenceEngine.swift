@@ -7,7 +7,8 @@ import ViT
 public struct BatchingOptions: Sendable, Equatable {
     /// Most images in one forward pass.
     public var maxBatch: Int = 32
-    /// Longest time the first request of a batch waits for others to join, in seconds.
+    /// Longest time the first request of a batch waits for others to join, in seconds (it waits
+    /// only while fewer images are queued than the previous batch had).
     public var maxWait: Double = 0.005
     /// Most images waiting in the queue; beyond it requests get 503.
     public var queueCapacity: Int = 256
@@ -96,6 +97,7 @@ public final class InferenceEngine: @unchecked Sendable {
     // engine-thread state
     private var activations: [(count: Int, value: ViTActivations)] = []
     private var pixels: [Float] = []
+    private var lastBatchImages = 1  // guarded by `condition`
 
     /// An engine for `model`; `start()` launches its thread.
     public init(model: ViTModel, options: BatchingOptions = BatchingOptions(), metrics: ServerMetrics? = nil) {
@@ -203,7 +205,9 @@ public final class InferenceEngine: @unchecked Sendable {
     }
 
     /// Waits for work, then for the batch window; takes jobs from the front up to maxBatch
-    /// images (at least one job). Nil once stopping with an empty queue.
+    /// images (at least one job). Nil once stopping with an empty queue. The window waits (at
+    /// most `maxWait`) only for as many images as the previous batch had: their clients are the
+    /// ones likely to come back, so a lone client never waits and a busy daemon fills batches.
     private func nextBatch() -> [InferenceJob]? {
         condition.lock()
         defer { condition.unlock() }
@@ -212,7 +216,8 @@ public final class InferenceEngine: @unchecked Sendable {
             condition.wait()
         }
         let windowEnd = Date(timeIntervalSinceNow: options.maxWait)
-        while queuedImages < options.maxBatch && !stopping && !paused {
+        let target = min(options.maxBatch, max(1, lastBatchImages))
+        while queuedImages < target && !stopping && !paused {
             if !condition.wait(until: windowEnd) { break }
         }
         while paused && !stopping { condition.wait() }
@@ -225,6 +230,7 @@ public final class InferenceEngine: @unchecked Sendable {
             images += job.images.count
         }
         queuedImages -= images
+        lastBatchImages = images
         metrics?.queueDepth.set(Double(queuedImages))
         return taken
     }
