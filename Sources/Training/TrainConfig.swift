@@ -348,10 +348,13 @@ public struct TrainConfig: Sendable, Equatable {
         c.run.checkpointMinutes = 0
         c.run.keepCheckpoints = 1
         c.run.maxBadSteps = 1
-        c.run.commTimeout = 1
         c.data.threads = 1
         c.data.prefetch = 1
-        return fnv1a(Array(c.yaml().utf8))
+        // run.comm_timeout may change on resume; its line is left out so that the fingerprints
+        // of configurations written before the key existed stay the same
+        let text = c.yaml().split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("comm_timeout:") }.joined(separator: "\n")
+        return fnv1a(Array(text.utf8))
     }
 }
 
