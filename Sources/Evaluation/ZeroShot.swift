@@ -142,32 +142,12 @@ public enum ZeroShot {
         while i0 < images.count {
             let chunk = Array(images[i0..<min(images.count, i0 + batchSize)])
             i0 += chunk.count
-            let flags = UnsafeMutableBufferPointer<Bool>.allocate(capacity: chunk.count)
-            flags.initialize(repeating: false)
-            defer { flags.deallocate() }
-            pixels.withUnsafeMutableBufferPointer { buffer in
-                nonisolated(unsafe) let buffer = buffer
-                nonisolated(unsafe) let f = flags
-                DispatchQueue.concurrentPerform(iterations: chunk.count) { i in
-                    guard let data = FileManager.default.contents(atPath: chunk[i].path) else { return }
-                    let slot = UnsafeMutableBufferPointer(rebasing: buffer[(i * per)..<((i + 1) * per)])
-                    if (try? transform.apply([UInt8](data), source: chunk[i].path, into: slot)) != nil { f[i] = true }
-                }
+            let (decoded, failures) = pixels.withUnsafeMutableBufferPointer { buffer in
+                transform.decodeBatch(count: chunk.count, into: buffer) { i in (try readFileBytes(chunk[i].path), chunk[i].path) }
             }
-            var n = 0
-            for i in chunk.indices {
-                if flags[i] {
-                    if n != i {
-                        pixels.withUnsafeMutableBufferPointer { p in
-                            (p.baseAddress! + n * per).update(from: p.baseAddress! + i * per, count: per)
-                        }
-                    }
-                    kept.append(chunk[i])
-                    n += 1
-                } else {
-                    failed.append(chunk[i].path)
-                }
-            }
+            kept += decoded.map { chunk[$0] }
+            failed += failures.map { chunk[$0.index].path }
+            let n = decoded.count
             guard n > 0 else { continue }
             let a = acts[n] ?? model.makeActivations(batchSize: n, training: false)
             acts[n] = a

@@ -198,4 +198,28 @@ extension EvalTransform {
         }
         return Array(errors)
     }
+
+    /// `applyAll`, then the images that decoded moved to the front of `output`, in order:
+    /// returns their indices and the failures (index and error), so that a caller runs the
+    /// model on the first `kept.count` images.
+    public func decodeBatch(
+        count: Int, into output: UnsafeMutableBufferPointer<Float>,
+        load: @Sendable (Int) throws -> (bytes: [UInt8], name: String)
+    ) -> (kept: [Int], failures: [(index: Int, error: any Error)]) {
+        let errors = applyAll(count: count, into: output, load: load)
+        let per = outputCount
+        var kept: [Int] = []
+        var failures: [(index: Int, error: any Error)] = []
+        for (i, error) in errors.enumerated() {
+            if let error {
+                failures.append((i, error))
+                continue
+            }
+            if kept.count != i {
+                (output.baseAddress! + kept.count * per).update(from: output.baseAddress! + i * per, count: per)
+            }
+            kept.append(i)
+        }
+        return (kept, failures)
+    }
 }

@@ -32,6 +32,20 @@ public enum ServeEndpoint: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Connects `fd` to `address` (a sockaddr_un or sockaddr_in); closes it on failure.
+    private func connect<Address>(_ fd: Int32, to address: inout Address) throws {
+        let ok = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) == 0
+            }
+        }
+        if !ok {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw ClientError("cannot connect to \(self) (\(reason)); is catlip serve running?")
+        }
+    }
+
     /// A connected, blocking stream socket (receive/send timeouts of `timeout` seconds).
     public func connectSocket(timeout: Double = 60) throws -> Int32 {
         var fd: Int32 = -1
@@ -48,16 +62,7 @@ public enum ServeEndpoint: Sendable, Equatable, CustomStringConvertible {
             withUnsafeMutableBytes(of: &address.sun_path) { raw in
                 for (i, b) in path.utf8.enumerated() { raw[i] = b }
             }
-            let ok = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-                }
-            }
-            if !ok {
-                let reason = String(cString: strerror(errno))
-                close(fd)
-                throw ClientError("cannot connect to \(self) (\(reason)); is catlip serve running?")
-            }
+            try connect(fd, to: &address)
         case .tcp(let host, let port):
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw ClientError("socket: \(String(cString: strerror(errno)))") }
@@ -69,16 +74,7 @@ public enum ServeEndpoint: Sendable, Equatable, CustomStringConvertible {
                 close(fd)
                 throw ClientError("\(host): not an IPv4 address")
             }
-            let ok = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                }
-            }
-            if !ok {
-                let reason = String(cString: strerror(errno))
-                close(fd)
-                throw ClientError("cannot connect to \(self) (\(reason)); is catlip serve running?")
-            }
+            try connect(fd, to: &address)
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }

@@ -162,18 +162,9 @@ public final class ServingDaemon: @unchecked Sendable {
 
     /// Whether a process accepts connections on the Unix socket at `path`.
     static func socketAnswers(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
-        }
-        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) == 0 }
-        }
+        guard let fd = try? ServeEndpoint.unix(path).connectSocket(timeout: 1) else { return false }
+        close(fd)
+        return true
     }
 
     /// Stops accepting, lets requests in flight finish (up to `drainTimeout`), closes every

@@ -54,30 +54,15 @@ public struct IndexBuilder {
             guard !pending.isEmpty else { return }
             let items = pending
             pending.removeAll(keepingCapacity: true)
-            let errors = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.applyAll(count: items.count, into: buffer) { i in
-                    switch items[i].payload {
-                    case .bytes(let b): return (b, items[i].key)
-                    case .file(let path): return (try readImageFile(path), path)
-                    case .missing(let reason): throw IndexError(path: items[i].key, problem: reason)
-                    }
+            let (decoded, failures) = pixels.withUnsafeMutableBufferPointer { buffer in
+                transform.decodeBatch(count: items.count, into: buffer) { i in
+                    (try items[i].payload.load(name: items[i].key), items[i].key)
                 }
             }
-            var n = 0
-            for (i, error) in errors.enumerated() {
-                if let error {
-                    report.skipped += 1
-                    if report.problems.count < 100 { report.problems.append("\(error)") }
-                    continue
-                }
-                if n != i {
-                    pixels.withUnsafeMutableBufferPointer { p in
-                        (p.baseAddress! + n * per).update(from: p.baseAddress! + i * per, count: per)
-                    }
-                }
-                keys.append(items[i].key)
-                n += 1
-            }
+            report.skipped += failures.count
+            for failure in failures where report.problems.count < 100 { report.problems.append("\(failure.error)") }
+            keys += decoded.map { items[$0].key }
+            let n = decoded.count
             if n > 0 {
                 let a = acts[n] ?? model.makeActivations(batchSize: n, training: false)
                 acts[n] = a
@@ -121,12 +106,4 @@ public struct IndexBuilder {
         let index = EmbeddingIndex(dim: model.dim, keys: keys, embeddings: rows, modelFingerprint: modelFingerprint(model))
         return (index, report)
     }
-}
-
-/// The bytes of an image file, or an error naming it.
-func readImageFile(_ path: String) throws -> [UInt8] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw IndexError(path: path, problem: "cannot be read")
-    }
-    return [UInt8](data)
 }

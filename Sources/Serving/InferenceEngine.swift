@@ -253,29 +253,14 @@ public final class InferenceEngine: @unchecked Sendable {
             start += chunk.count
             if pixels.count < chunk.count * per { pixels = [Float](repeating: 0, count: chunk.count * per) }
             let sources = chunk.map { live[$0.job].images[$0.image] }
-            let errors = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.applyAll(count: chunk.count, into: buffer) { i in (sources[i].bytes, sources[i].name) }
+            let (kept, rejected) = pixels.withUnsafeMutableBufferPointer { buffer in
+                transform.decodeBatch(count: chunk.count, into: buffer) { i in (sources[i].bytes, sources[i].name) }
             }
-            // compact the images that decoded
-            var kept: [Int] = []
-            for (i, error) in errors.enumerated() {
-                let owner = chunk[i]
-                if let error {
-                    metrics?.imagesRejected.increment()
-                    if failures[owner.job] == nil {
-                        failures[owner.job] = imageError(error, name: sources[i].name)
-                    }
-                    continue
-                }
-                if failures[owner.job] != nil { continue }
-                if kept.count != i {
-                    pixels.withUnsafeMutableBufferPointer { p in
-                        (p.baseAddress! + kept.count * per).update(from: p.baseAddress! + i * per, count: per)
-                    }
-                }
-                kept.append(i)
+            for (i, error) in rejected where failures[chunk[i].job] == nil {
+                failures[chunk[i].job] = imageError(error, name: sources[i].name)
             }
-            metrics?.imagesDecoded.increment(by: Int64(errors.count - errors.compactMap { $0 }.count))
+            metrics?.imagesRejected.increment(by: Int64(rejected.count))
+            metrics?.imagesDecoded.increment(by: Int64(kept.count))
             guard !kept.isEmpty else { continue }
             let acts = activations(for: kept.count)
             pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, activations: acts) }

@@ -172,7 +172,7 @@ public final class ServingService: Sendable {
     private func submit(
         _ request: ServeRequest, path: String, reply: @escaping @Sendable (ServeReply) -> Void
     ) throws(ServiceError) -> InferenceJob? {
-        var inputs = try parseInputs(request, allowEmbeddings: path == "/v1/search")
+        let inputs = try parseInputs(request, allowEmbeddings: path == "/v1/search")
         let D = engine.model.dim
         if path == "/v1/search" {
             guard let index else {
@@ -197,7 +197,6 @@ public final class ServingService: Sendable {
                 self.classifyReply(outputs, k: k)
             }
         }
-        inputs.topK = nil
         return try queue(inputs.images, logits: false, reply: reply) { outputs in
             var w = JSONWriter()
             w.object { w in

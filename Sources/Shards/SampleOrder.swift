@@ -11,6 +11,18 @@ public enum ImagePayload: Sendable {
     case missing(String)
 }
 
+extension ImagePayload {
+    /// The encoded image: the bytes in memory or read from the file; for a missing image, an
+    /// `ImageError` naming `name` with the reason.
+    public func load(name: String) throws -> [UInt8] {
+        switch self {
+        case .bytes(let bytes): return bytes
+        case .file(let path): return try readFileBytes(path)
+        case .missing(let reason): throw ImageError(.io, source: name, message: reason)
+        }
+    }
+}
+
 /// One sample in an epoch's stream, before decoding.
 public struct StreamSample: Sendable {
     /// The sample's key (tar key or manifest path), the label cache's key.

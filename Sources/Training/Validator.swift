@@ -72,38 +72,15 @@ final class Validator {
         var start = 0
         while start < samples.count {
             let chunk = Array(samples[start..<min(samples.count, start + batchSize)])
-            var ok = [Bool](repeating: false, count: chunk.count)
             let transform = self.transform
-            pixels.withUnsafeMutableBufferPointer { buffer in
-                nonisolated(unsafe) let buffer = buffer
-                let flags = UnsafeMutableBufferPointer<Bool>.allocate(capacity: chunk.count)
-                flags.initialize(repeating: false)
-                nonisolated(unsafe) let f = flags
-                DispatchQueue.concurrentPerform(iterations: chunk.count) { i in
-                    let slot = UnsafeMutableBufferPointer(rebasing: buffer[(i * per)..<((i + 1) * per)])
-                    let bytes: [UInt8]
-                    switch chunk[i].image {
-                    case .bytes(let b): bytes = b
-                    case .file(let path):
-                        guard let data = FileManager.default.contents(atPath: path) else { return }
-                        bytes = [UInt8](data)
-                    case .missing: return
-                    }
-                    if (try? transform.apply(bytes, source: chunk[i].source + ":" + chunk[i].key, into: slot)) != nil { f[i] = true }
+            let decoded = pixels.withUnsafeMutableBufferPointer { buffer in
+                transform.decodeBatch(count: chunk.count, into: buffer) { i in
+                    let name = chunk[i].source + ":" + chunk[i].key
+                    return (try chunk[i].image.load(name: name), name)
                 }
-                ok = Array(flags)
-                flags.deallocate()
-            }
-            var n = 0
-            for i in chunk.indices where ok[i] {
-                if n != i {
-                    pixels.withUnsafeMutableBufferPointer { p in
-                        (p.baseAddress! + n * per).update(from: p.baseAddress! + i * per, count: per)
-                    }
-                }
-                kept.append(labels[start + i])
-                n += 1
-            }
+            }.kept
+            let n = decoded.count
+            for i in decoded { kept.append(labels[start + i]) }
             failed += chunk.count - n
             if n > 0 {
                 let acts = activations[n] ?? model.makeActivations(batchSize: n, training: false)

@@ -140,32 +140,12 @@ struct EmbedCommand: ParsableCommand {
             let chunk = Array(paths[start..<min(paths.count, start + batch)])
             start += chunk.count
             var pixels = [Float](repeating: 0, count: chunk.count * transform.outputCount)
-            var ok = [Bool](repeating: false, count: chunk.count)
-            pixels.withUnsafeMutableBufferPointer { buffer in
-                nonisolated(unsafe) let buffer = buffer
-                nonisolated(unsafe) var okFlags = ok
-                let lock = NSLock()
-                DispatchQueue.concurrentPerform(iterations: chunk.count) { i in
-                    let slot = UnsafeMutableBufferPointer(rebasing: buffer[(i * transform.outputCount)..<((i + 1) * transform.outputCount)])
-                    do {
-                        try transform.apply(try readFileBytes(chunk[i]), source: chunk[i], into: slot)
-                        lock.lock(); okFlags[i] = true; lock.unlock()
-                    } catch {
-                        lock.lock(); printError("skipped \(error)"); lock.unlock()
-                    }
-                }
-                ok = okFlags
+            let (decoded, problems) = pixels.withUnsafeMutableBufferPointer { buffer in
+                transform.decodeBatch(count: chunk.count, into: buffer) { i in (try readFileBytes(chunk[i]), chunk[i]) }
             }
-            // Compact the images that decoded, then embed them.
-            var n = 0
-            for i in chunk.indices where ok[i] {
-                if n != i {
-                    let c = transform.outputCount
-                    pixels.replaceSubrange((n * c)..<((n + 1) * c), with: pixels[(i * c)..<((i + 1) * c)])
-                }
-                kept.append(chunk[i])
-                n += 1
-            }
+            for problem in problems { printError("skipped \(problem.error)") }
+            kept += decoded.map { chunk[$0] }
+            let n = decoded.count
             failures += chunk.count - n
             if n > 0 { embeddings += pixels.withUnsafeBufferPointer { embedder.embed(images: $0.baseAddress!, count: n) } }
         }
