@@ -9,6 +9,9 @@ struct BlockActivationOffsets {
     var fc1 = 0  // (B, T, H) before GELU
     var gelu = 0  // (B, T, H)
     var xOut = 0  // (B, T, D) residual stream after the MLP
+    // the last block with token pooling computes the class token's row only (`lastBlockClassOnly`):
+    var q = 0  // (B, A) class-token queries; keys and values (B, T, 2A) live in `qkv`
+    var xCls = 0, lnCls = 0  // (B, D), (B, D) the class-token rows of the input and of ln1
 }
 
 /// Every buffer a forward and backward pass of one batch shape needs, planned once and held in
@@ -47,6 +50,12 @@ public final class ViTActivations {
     /// threads; with the persistent worker pool 1024 rows measured 4-6% faster than 2048
     /// (config A, 1 and 2 threads) and no slower on ViT-Ti.
     public static let chunkRows = 1024
+    /// Whether the last block has the buffers to compute the class token's row only (token
+    /// pooling: no other row of its output reaches the head).
+    let classTokenBuffers: Bool
+    /// Whether the last forward pass took that route (the fast backend does; the naive
+    /// reference computes every row), so that `backward` follows it.
+    var lastBlockClassOnly = false
     /// Saved forward activations.
     public let forwardArena: FloatArena
     /// Gradients of activations (reused block after block).
@@ -77,6 +86,7 @@ public final class ViTActivations {
     let dpreLogits: Int  // (B, D)
     let dlogits: Int  // (B, V)
     let dposEmbed: Int  // (T, D) gradient of the resampled pos_embed
+    let dq: Int, dlnCls: Int  // (B, Amax), (B, D) the class-token-only last block's
 
     /// Plans and allocates the buffers for `batchSize` images of side `imageSize` (the model's
     /// by default) through `model`. With `training` false only the forward pass is possible:
@@ -119,7 +129,8 @@ public final class ViTActivations {
         self.chunkImages = chunk
         // per-block buffers hold one chunk (the whole batch in training); the residual stream
         // (xOut) always holds the batch
-        func plan(_ A: Int, _ H: Int, _ NH: Int) -> BlockActivationOffsets {
+        let classRows = !model.avgPool
+        func plan(_ A: Int, _ H: Int, _ NH: Int, last: Bool) -> BlockActivationOffsets {
             let C = chunk
             var o = BlockActivationOffsets()
             o.ln1 = f.take(C * T * D)
@@ -136,16 +147,26 @@ public final class ViTActivations {
             // inference keeps no pre-activation (the naive path applies GELU in place)
             o.fc1 = training ? f.take(C * T * H) : o.gelu
             o.xOut = f.take(B * T * D)
+            if last && classRows {
+                o.q = f.take(C * A)
+                o.xCls = f.take(C * D)
+                o.lnCls = f.take(C * D)
+            }
             return o
         }
         let maxA = model.blocks.map(\.attentionWidth).max()!
         let maxH = model.blocks.map(\.mlpHidden).max()!
         let maxNH = model.blocks.map(\.numHeads).max()!
         if training {
-            blocks = model.blocks.map { plan($0.attentionWidth, $0.mlpHidden, $0.numHeads) }
+            blocks = model.blocks.indices.map {
+                let g = model.blocks[$0]
+                return plan(
+                    g.attentionWidth, g.mlpHidden, g.numHeads, last: $0 == model.blocks.count - 1)
+            }
         } else {
             // one set, sized for the widest block
-            blocks = Array(repeating: plan(maxA, maxH, maxNH), count: model.blocks.count)
+            blocks = Array(
+                repeating: plan(maxA, maxH, maxNH, last: true), count: model.blocks.count)
         }
         // inference: block l writes xOut when l is even, else xAlt (x0 is dead after block 0)
         xAlt = training ? 0 : x0
@@ -170,6 +191,9 @@ public final class ViTActivations {
         dpreLogits = g.take(Bg * D)
         dlogits = g.take(Bg * V)
         dposEmbed = g.take(resampler == nil || !training ? 0 : T * D)
+        dq = g.take(classRows ? Bg * maxA : 0)
+        dlnCls = g.take(classRows ? Bg * D : 0)
+        self.classTokenBuffers = classRows
 
         self.batchSize = B
         forwardArena = FloatArena(count: f.count)

@@ -592,6 +592,84 @@ extension Kernels {
         }
     }
 
+    /// Attention of one query per image (the class token's) against all T keys: q (B, A),
+    /// keys and values kv (B·T, 2A) (keys in columns 0..<A, values in A..<2A, heads side by
+    /// side), out (B, A), att (B, NH, T) the softmax row per head. Equals row 0 of
+    /// `attentionForwardNaive` on the full qkv.
+    public static func classTokenAttentionForward(
+        out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
+        q: UnsafePointer<Float>, kv: UnsafePointer<Float>, batch: Int, tokens: Int, heads: Int,
+        headDim: Int
+    ) {
+        let (T, hd, A) = (tokens, headDim, heads * headDim)
+        let scale = 1 / Float(hd).squareRoot()
+        let (po, pa, pq, pkv) = (
+            SendablePointer(out), SendablePointer(att), SendablePointer(q), SendablePointer(kv)
+        )
+        Parallelism.forRanges(batch * heads, costPerItem: 4 * T * hd) { i0, i1 in
+            ScratchPool.shared.withBuffer(count: Gemm.workspaceFloats) { ws in
+                for item in i0..<i1 {
+                    let (b, h) = (item / heads, item % heads)
+                    let k = pkv.p + b * T * 2 * A + h * hd
+                    let p = pa.p + item * T
+                    // s = scale · q K^T (1, T), softmax, o = s V
+                    Gemm.multiplySerial(
+                        transA: false, transB: true, m: 1, n: T, k: hd, alpha: scale,
+                        a: pq.p + b * A + h * hd, lda: A, b: k, ldb: 2 * A, c: p, ldc: T,
+                        workspace: ws)
+                    softmaxRowFast(p, count: T)
+                    Gemm.multiplySerial(
+                        transA: false, transB: false, m: 1, n: hd, k: T, a: p, lda: T,
+                        b: k + A, ldb: 2 * A, c: po.p + b * A + h * hd, ldc: A, workspace: ws)
+                }
+            }
+        }
+    }
+
+    /// The backward pass of `classTokenAttentionForward`: overwrites dq (B, A) and dkv
+    /// (B·T, 2A) from dout (B, A); datt (B, NH, T) is scratch.
+    public static func classTokenAttentionBackward(
+        dq: UnsafeMutablePointer<Float>, dkv: UnsafeMutablePointer<Float>,
+        datt: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, q: UnsafePointer<Float>,
+        kv: UnsafePointer<Float>, att: UnsafePointer<Float>, batch: Int, tokens: Int,
+        heads: Int, headDim: Int
+    ) {
+        let (T, hd, A) = (tokens, headDim, heads * headDim)
+        let scale = 1 / Float(hd).squareRoot()
+        let (pdq, pdkv, pds, pdo, pq, pkv, pa) = (
+            SendablePointer(dq), SendablePointer(dkv), SendablePointer(datt),
+            SendablePointer(dout), SendablePointer(q), SendablePointer(kv), SendablePointer(att)
+        )
+        Parallelism.forRanges(batch * heads, costPerItem: 8 * T * hd) { i0, i1 in
+            ScratchPool.shared.withBuffer(count: Gemm.workspaceFloats) { ws in
+                for item in i0..<i1 {
+                    let (b, h) = (item / heads, item % heads)
+                    let k = pkv.p + b * T * 2 * A + h * hd
+                    let dk = pdkv.p + b * T * 2 * A + h * hd
+                    let (qi, dqi, dO) = (
+                        pq.p + b * A + h * hd, pdq.p + b * A + h * hd, pdo.p + b * A + h * hd
+                    )
+                    let (p, dp) = (pa.p + item * T, pds.p + item * T)
+                    // dp = dO V^T (1, T); dV = p^T dO (T, hd)
+                    Gemm.multiplySerial(
+                        transA: false, transB: true, m: 1, n: T, k: hd, a: dO, lda: A, b: k + A,
+                        ldb: 2 * A, c: dp, ldc: T, workspace: ws)
+                    Gemm.multiplySerial(
+                        transA: true, transB: false, m: T, n: hd, k: 1, a: p, lda: T, b: dO,
+                        ldb: A, beta: 0, c: dk + A, ldc: 2 * A, workspace: ws)
+                    softmaxBackwardRow(dp, p, count: T)
+                    // dq = scale ds K (1, hd); dK = scale ds^T q (T, hd)
+                    Gemm.multiplySerial(
+                        transA: false, transB: false, m: 1, n: hd, k: T, alpha: scale, a: dp,
+                        lda: T, b: k, ldb: 2 * A, beta: 0, c: dqi, ldc: A, workspace: ws)
+                    Gemm.multiplySerial(
+                        transA: true, transB: false, m: T, n: hd, k: 1, alpha: scale, a: dp,
+                        lda: T, b: qi, ldb: A, beta: 0, c: dk, ldc: 2 * A, workspace: ws)
+                }
+            }
+        }
+    }
+
     /// drow = prow ⊙ (drow - Σ prow ⊙ drow): the softmax backward of one row, SIMD.
     @inline(__always)
     static func softmaxBackwardRow(

@@ -129,7 +129,7 @@ extension ViTModel {
         let g = blocks[l]
         let w = layout.offsets.blocks[l]
         let (T, D) = (acts.tokens, dim)
-        let (A, H, NH, hd) = (g.attentionWidth, g.mlpHidden, g.numHeads, g.headDim)
+        let (A, NH, hd) = (g.attentionWidth, g.numHeads, g.headDim)
         let rows = images * T
         let a = acts.blocks[l]
         // x + proj(attn(norm1(x)))
@@ -153,7 +153,19 @@ extension ViTModel {
         linearForward(
             acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias,
             rows: rows, inFeatures: A, outFeatures: D, residual: x, packed: packed?.proj)
-        // x + fc2(gelu(fc1(norm2(x))))
+        mlpForward(l, out: out, rows: rows, acts: acts, packed: packed)
+    }
+
+    /// Block l's MLP half on `rows` token rows of its buffers: out = xMid + fc2(gelu(fc1(
+    /// norm2(xMid)))), xMid read from the block's buffer.
+    func mlpForward(
+        _ l: Int, out: UnsafeMutablePointer<Float>, rows: Int, acts: ViTActivations,
+        packed: PackedBlockWeights? = nil
+    ) {
+        let p = parameters.base
+        let w = layout.offsets.blocks[l]
+        let (D, H) = (dim, blocks[l].mlpHidden)
+        let a = acts.blocks[l]
         layerNormForward(
             acts.fwd(a.ln2), acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), acts.fwd(a.xMid),
             p + w.norm2Weight, p + w.norm2Bias, rows: rows)
@@ -211,7 +223,22 @@ extension ViTModel {
             batch: B, numPatches: N, dim: D)
 
         var x = acts.fwd(acts.x0)
+        // with token pooling only the class token's row of the last block reaches the output
+        let classOnly = classTokenOnlyLastBlock(acts)
+        acts.lastBlockClassOnly = classOnly
         for l in blocks.indices {
+            if classOnly && l == blocks.count - 1 {
+                // its output is the pooled row: (B, D) straight into `pooled`, in chunks
+                var image = 0
+                while image < B {
+                    let n = min(acts.chunkImages, B - image)
+                    classTokenBlockForward(
+                        l, x: x + image * T * D, out: acts.fwd(acts.pooled) + image * D,
+                        images: n, acts: acts)
+                    image += n
+                }
+                break
+            }
             let out =
                 acts.training || l % 2 == 0 ? acts.fwd(acts.blocks[l].xOut) : acts.fwd(acts.xAlt)
             let chunk = acts.chunkImages
@@ -235,9 +262,11 @@ extension ViTModel {
 
         // pooling, then the final norm (`norm` on the class token, or `fc_norm` on the mean: the
         // norm is per token, so normalising only the pooled row equals timm's norm-then-select)
-        Kernels.poolForward(
-            out: acts.fwd(acts.pooled), inp: x, avg: avgPool, prefix: prefixTokens, batch: B,
-            tokens: T, dim: D)
+        if !classOnly {
+            Kernels.poolForward(
+                out: acts.fwd(acts.pooled), inp: x, avg: avgPool, prefix: prefixTokens,
+                batch: B, tokens: T, dim: D)
+        }
         layerNormForward(
             acts.fwd(acts.preLogits), acts.fwd(acts.normMean), acts.fwd(acts.normRstd),
             acts.fwd(acts.pooled), p + o.finalNormWeight, p + o.finalNormBias, rows: B)
@@ -307,9 +336,12 @@ extension ViTModel {
             acts.bwd(acts.dpreLogits), acts.fwd(acts.pooled), p + o.finalNormWeight,
             acts.fwd(acts.normMean), acts.fwd(acts.normRstd), rows: B)
         let dresid = acts.bwd(acts.dresid)
-        Kernels.poolBackward(
-            dinp: dresid, dout: acts.bwd(acts.dpooled), avg: avgPool, prefix: prefixTokens,
-            batch: B, tokens: T, dim: D)
+        let classOnly = acts.lastBlockClassOnly
+        if !classOnly {
+            Kernels.poolBackward(
+                dinp: dresid, dout: acts.bwd(acts.dpooled), avg: avgPool, prefix: prefixTokens,
+                batch: B, tokens: T, dim: D)
+        }
 
         let blockStart = { (l: Int) -> Int in l < o.blocks.count ? o.blocks[l].norm1Weight : o.finalNormWeight }
         gradientsReady?(o.finalNormWeight..<gradients.count)
@@ -321,43 +353,20 @@ extension ViTModel {
             let w = o.blocks[l]
             let gw = o.blocks[l]
             let a = acts.blocks[l]
-            let (A, H, NH, hd) = (g.attentionWidth, g.mlpHidden, g.numHeads, g.headDim)
+            let (A, NH, hd) = (g.attentionWidth, g.numHeads, g.headDim)
             let xIn = l == 0 ? acts.fwd(acts.x0) : acts.fwd(acts.blocks[l - 1].xOut)
+            if classOnly && l == blocks.count - 1 {
+                // dpooled: the gradient of the block's (B, D) output
+                classTokenBlockBackward(
+                    l, dout: acts.bwd(acts.dpooled), dresid: dresid, xIn: xIn, acts: acts)
+                gradientsReady?(blockStart(l)..<blockStart(l + 1))
+                continue
+            }
             let dln = acts.bwd(acts.dln)
-            let dfc1 = acts.bwd(acts.dfc1)
             let dattnOut = acts.bwd(acts.dattnOut)
             let dqkv = acts.bwd(acts.dqkv)
             // MLP: xOut = xMid + fc2(gelu(fc1(ln2(xMid))))
-            let dgelu = acts.bwd(acts.dgelu)
-            linearBackward(
-                dgelu, gp + gw.fc2Weight, gp + gw.fc2Bias, dresid, acts.fwd(a.gelu),
-                p + w.fc2Weight, rows: rows, inFeatures: H, outFeatures: D, fresh: true)
-            switch backend {
-            case .naive:
-                dfc1.update(repeating: 0, count: rows * H)
-                Kernels.geluBackwardNaive(
-                    dinp: dfc1, inp: acts.fwd(a.fc1), dout: dgelu, count: rows * H)
-            case .fast:
-                // in place, with fc1's bias gradient in the same pass (measured: faster than
-                // GemmActivation.geluBackward in fc2's product plus a column-sum pass)
-                Kernels.geluBackwardWithBias(
-                    dinp: dgelu, inp: acts.fwd(a.fc1), dout: dgelu, dbias: gp + gw.fc1Bias,
-                    rows: rows, columns: H)
-            }
-            switch backend {
-            case .naive:
-                linearBackward(
-                    dln, gp + gw.fc1Weight, gp + gw.fc1Bias, dfc1, acts.fwd(a.ln2),
-                    p + w.fc1Weight, rows: rows, inFeatures: D, outFeatures: H, fresh: true)
-            case .fast:
-                Kernels.linearBackward(
-                    dinp: dln, dweight: gp + gw.fc1Weight, dbias: nil, dout: dgelu,
-                    inp: acts.fwd(a.ln2), weight: p + w.fc1Weight, rows: rows, inFeatures: D,
-                    outFeatures: H, accumulate: false)
-            }
-            layerNormBackward(
-                dresid, gp + gw.norm2Weight, gp + gw.norm2Bias, dln, acts.fwd(a.xMid),
-                p + w.norm2Weight, acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), rows: rows)
+            mlpBackward(l, dresid: dresid, rows: rows, acts: acts)
             // attention: xMid = xIn + proj(attn(ln1(xIn)))
             linearBackward(
                 dattnOut, gp + gw.projWeight, gp + gw.projBias, dresid, acts.fwd(a.attnOut),
@@ -394,6 +403,51 @@ extension ViTModel {
             acts.fwd(acts.patches), p + o.patchWeight, rows: B * N, inFeatures: patchDim,
             outFeatures: D)
         gradientsReady?(0..<blockStart(0))
+    }
+
+    /// Block l's MLP half backward on `rows` token rows: `dresid` holds the gradient of the
+    /// block's output on entry and that of xMid on return (the LayerNorm's share added).
+    func mlpBackward(
+        _ l: Int, dresid: UnsafeMutablePointer<Float>, rows: Int, acts: ViTActivations
+    ) {
+        let p = parameters.base
+        let gp = gradients.base
+        let w = layout.offsets.blocks[l]
+        let gw = w
+        let (D, H) = (dim, blocks[l].mlpHidden)
+        let a = acts.blocks[l]
+        let dln = acts.bwd(acts.dln)
+        let dfc1 = acts.bwd(acts.dfc1)
+        let dgelu = acts.bwd(acts.dgelu)
+        linearBackward(
+            dgelu, gp + gw.fc2Weight, gp + gw.fc2Bias, dresid, acts.fwd(a.gelu),
+            p + w.fc2Weight, rows: rows, inFeatures: H, outFeatures: D, fresh: true)
+        switch backend {
+        case .naive:
+            dfc1.update(repeating: 0, count: rows * H)
+            Kernels.geluBackwardNaive(
+                dinp: dfc1, inp: acts.fwd(a.fc1), dout: dgelu, count: rows * H)
+        case .fast:
+            // in place, with fc1's bias gradient in the same pass (measured: faster than
+            // GemmActivation.geluBackward in fc2's product plus a column-sum pass)
+            Kernels.geluBackwardWithBias(
+                dinp: dgelu, inp: acts.fwd(a.fc1), dout: dgelu, dbias: gp + gw.fc1Bias,
+                rows: rows, columns: H)
+        }
+        switch backend {
+        case .naive:
+            linearBackward(
+                dln, gp + gw.fc1Weight, gp + gw.fc1Bias, dfc1, acts.fwd(a.ln2),
+                p + w.fc1Weight, rows: rows, inFeatures: D, outFeatures: H, fresh: true)
+        case .fast:
+            Kernels.linearBackward(
+                dinp: dln, dweight: gp + gw.fc1Weight, dbias: nil, dout: dgelu,
+                inp: acts.fwd(a.ln2), weight: p + w.fc1Weight, rows: rows, inFeatures: D,
+                outFeatures: H, accumulate: false)
+        }
+        layerNormBackward(
+            dresid, gp + gw.norm2Weight, gp + gw.norm2Bias, dln, acts.fwd(a.xMid),
+            p + w.norm2Weight, acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), rows: rows)
     }
 }
 

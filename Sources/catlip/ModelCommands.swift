@@ -83,7 +83,8 @@ func runBench(_ shape: ModelShapeOptions, train: Bool) throws {
         "dim": shape.dim, "depth": shape.depth, "heads": shape.heads, "vocab": shape.vocab,
         "batch": shape.batch, "threads": shape.threads, "images_per_s": round1(result.imagesPerSecond),
         "step_ms_median": round1(result.stepMsMedian), "peak_rss_mb": round1(result.peakRssMb),
-        "gflops": round1(result.gflops), "gflop_per_image": result.gflopPerImage,
+        "gflops": round1(result.gflops), "gflops_executed": round1(result.gflopsExecuted),
+        "gflop_per_image": result.gflopPerImage,
         "parameters": result.parameters,
     ])
 }

@@ -409,6 +409,63 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Attention of the class token alone equals row 0 of the naive full attention: its
+    /// output and softmax row, and, with an output gradient on row 0 only, the gradients of
+    /// the class token's query and of every key and value.
+    func testClassTokenAttentionMatchesNaiveRowZero() {
+        for (B, T, NH, hd) in [(1, 1, 1, 1), (2, 5, 3, 4), (3, 26, 3, 16), (2, 17, 2, 7), (2, 65, 3, 64)] {
+            let A = NH * hd
+            let qkv = [Float].randomNormal(B * T * 3 * A, seed: 31)
+            var dout = [Float](repeating: 0, count: B * T * A)
+            let doutCls = [Float].randomNormal(B * A, seed: 32)
+            for b in 0..<B { for c in 0..<A { dout[b * T * A + c] = doutCls[b * A + c] } }
+            var out = [Float](repeating: 0, count: B * T * A)
+            var att = [Float](repeating: 0, count: B * NH * T * T)
+            var s = att
+            var dqkv = [Float](repeating: 0, count: qkv.count)
+            Kernels.attentionForwardNaive(
+                out: &out, att: &att, qkv: qkv, batch: B, tokens: T, heads: NH, headDim: hd)
+            Kernels.attentionBackwardNaive(
+                dqkv: &dqkv, datt: &s, dout: dout, qkv: qkv, att: att, batch: B, tokens: T,
+                heads: NH, headDim: hd)
+            // the class route's inputs: queries of row 0, keys and values of every row
+            var q = [Float](), kv = [Float]()
+            var wantOut = [Float](), wantAtt = [Float](), wantDq = [Float](), wantDkv = [Float]()
+            for b in 0..<B {
+                q += qkv[(b * T * 3 * A)..<(b * T * 3 * A + A)]
+                wantOut += out[(b * T * A)..<(b * T * A + A)]
+                wantDq += dqkv[(b * T * 3 * A)..<(b * T * 3 * A + A)]
+                for h in 0..<NH {
+                    let row = (b * NH + h) * T * T
+                    wantAtt += att[row..<(row + T)]
+                }
+                for t in 0..<T {
+                    let r = (b * T + t) * 3 * A
+                    kv += qkv[(r + A)..<(r + 3 * A)]
+                    wantDkv += dqkv[(r + A)..<(r + 3 * A)]
+                }
+            }
+            var gotOut = [Float](repeating: .nan, count: B * A)
+            var gotAtt = [Float](repeating: .nan, count: B * NH * T)
+            var gotDq = [Float](repeating: .nan, count: B * A)
+            var gotDkv = [Float](repeating: .nan, count: B * T * 2 * A)
+            var scratch = [Float](repeating: .nan, count: B * NH * T)
+            Kernels.classTokenAttentionForward(
+                out: &gotOut, att: &gotAtt, q: q, kv: kv, batch: B, tokens: T, heads: NH,
+                headDim: hd)
+            Kernels.classTokenAttentionBackward(
+                dq: &gotDq, dkv: &gotDkv, datt: &scratch, dout: doutCls, q: q, kv: kv,
+                att: gotAtt, batch: B, tokens: T, heads: NH, headDim: hd)
+            assertWithinTolerance(
+                [
+                    elementwise("out", gotOut, wantOut, rtol: 1e-5, atol: 1e-6),
+                    elementwise("att", gotAtt, wantAtt, rtol: 1e-5, atol: 1e-6),
+                    elementwise("dq", gotDq, wantDq, rtol: 1e-4, atol: 1e-5),
+                    elementwise("dkv", gotDkv, wantDkv, rtol: 1e-4, atol: 1e-5),
+                ], "class-token attention B\(B) T\(T) NH\(NH) hd\(hd)")
+        }
+    }
+
     // MARK: finite differences (central, float32 kernels, loss summed in double)
 
     /// Checks `grad` against central differences of `loss` at `x`, for `samples` coordinates.

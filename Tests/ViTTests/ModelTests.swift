@@ -191,33 +191,40 @@ final class ModelTests: XCTestCase {
     }
 
     /// The same buffers serve every step: results are identical on reuse, and the fast kernels agree with
-    /// the naive model.
+    /// the naive model: with avg pooling, and with token pooling, where the fast backend computes
+    /// the last block for the class token only and the naive one every row (with and without
+    /// a qkv bias).
     func testActivationsReusedAndBackendsAgree() throws {
-        let m = try ViTModel(config: tinyConfig(avg: true, scaling: true), seed: 9)
-        let B = 3
-        let images = [Float].randomNormal(B * 3 * 10 * 10, seed: 10)
-        let targets = (0..<(B * 5)).map { Float($0 % 3 == 0 ? 1 : 0) }
-        let acts = m.makeActivations(batchSize: B)
-        XCTAssertGreaterThan(acts.byteCount, 0)
-        func run(_ backend: ComputeBackend) -> ([Float], [Float]) {
-            m.backend = backend
-            m.forward(images: images, activations: acts)
-            m.zeroGradients()
-            m.backward(targets: targets, activations: acts)
-            return (
-                Array(UnsafeBufferPointer(start: acts.logitsPointer, count: B * 5)),
-                Array(m.gradients.buffer)
-            )
+        for (avg, qkvBias) in [(true, true), (false, true), (false, false)] {
+            let m = try ViTModel(
+                config: tinyConfig(avg: avg, scaling: true, qkvBias: qkvBias), seed: 9)
+            let B = 3
+            let images = [Float].randomNormal(B * 3 * 10 * 10, seed: 10)
+            let targets = (0..<(B * 5)).map { Float($0 % 3 == 0 ? 1 : 0) }
+            let acts = m.makeActivations(batchSize: B)
+            XCTAssertGreaterThan(acts.byteCount, 0)
+            func run(_ backend: ComputeBackend) -> ([Float], [Float]) {
+                m.backend = backend
+                m.forward(images: images, activations: acts)
+                m.zeroGradients()
+                m.backward(targets: targets, activations: acts)
+                return (
+                    Array(UnsafeBufferPointer(start: acts.logitsPointer, count: B * 5)),
+                    Array(m.gradients.buffer)
+                )
+            }
+            let base = acts.forwardArena.base
+            let (l1, g1) = run(.fast)
+            let (l2, g2) = run(.fast)
+            XCTAssertEqual(l1, l2)
+            XCTAssertEqual(g1, g2)
+            XCTAssertEqual(acts.forwardArena.base, base)
+            XCTAssertEqual(acts.lastBlockClassOnly, !avg)
+            let (l3, g3) = run(.naive)
+            XCTAssertFalse(acts.lastBlockClassOnly)
+            XCTAssert(elementwise("logits", l3, l1, rtol: 1e-5, atol: 1e-6).score <= 1, "avg \(avg)")
+            XCTAssert(relativeToMax("grads", g3, g1, rel: 1e-4).score <= 1, "avg \(avg)")
         }
-        let base = acts.forwardArena.base
-        let (l1, g1) = run(.fast)
-        let (l2, g2) = run(.fast)
-        XCTAssertEqual(l1, l2)
-        XCTAssertEqual(g1, g2)
-        XCTAssertEqual(acts.forwardArena.base, base)
-        let (l3, g3) = run(.naive)
-        XCTAssert(elementwise("logits", l3, l1, rtol: 1e-5, atol: 1e-6).score <= 1)
-        XCTAssert(relativeToMax("grads", g3, g1, rel: 1e-4).score <= 1)
     }
 }
 

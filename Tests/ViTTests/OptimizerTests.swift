@@ -126,6 +126,16 @@ final class BenchTests: XCTestCase {
                 imgSize: 224, patchSize: 16, numClasses: 1000, embedDim: 192, depth: 12, numHeads: 3
             ))
         XCTAssertEqual(ViTBench.forwardFlopsPerImage(ti) / 1e9, 2.51, accuracy: 5e-3)
+        // what the engine computes: config A's last block on the class token only saves
+        // 2 x (30,376,320 - 5,185,920) FLOPs per image (counted by hand); avg pooling saves none
+        XCTAssertEqual(ViTBench.forwardFlopsPerImage(a), 369_618_432)
+        XCTAssertEqual(ViTBench.executedForwardFlopsPerImage(a), 319_237_632)
+        let avg = ModelConfig(
+            modelArgs: ModelArgs(
+                imgSize: 64, patchSize: 8, numClasses: 1000, globalPool: "avg", embedDim: 192,
+                depth: 6, numHeads: 3))
+        XCTAssertEqual(
+            ViTBench.executedForwardFlopsPerImage(avg), ViTBench.forwardFlopsPerImage(avg))
     }
 
     func testRunReportsEveryField() throws {
@@ -137,6 +147,7 @@ final class BenchTests: XCTestCase {
             XCTAssertEqual(r.mode, train ? "train" : "infer")
             XCTAssert(
                 r.imagesPerSecond > 0 && r.gflops > 0 && r.peakRssMb > 0 && r.activationMb > 0)
+            XCTAssert(r.gflopsExecuted > 0 && r.gflopsExecuted < r.gflops)
             XCTAssert(r.stepMsMin <= r.stepMsMedian && r.stepMsMedian <= r.stepMsMax)
             XCTAssertEqual(r.parameters, try ViTModel(config: c).layout.parameterCount)
             let json = String(decoding: try JSONEncoder().encode(r), as: UTF8.self)
