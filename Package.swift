@@ -61,7 +61,7 @@ let package = Package(
             name: "WordNet",
             swiftSettings: strict + releaseFlags),
         // Inline helpers the engine cannot spell in Swift: spin hint, prefetch, futex.
-        .target(name: "CViTSupport"),
+        .target(name: "CViTSupport", cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "ViT",
             dependencies: ["COpenBLAS", "CViTSupport"],

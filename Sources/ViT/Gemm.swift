@@ -525,44 +525,9 @@ public enum Gemm {
                     }
                 }
             } else {
-                // op(B)(p, j) = b[j·ldb + p]: four rows of B at a time, each step writing four
-                // neighbouring floats of a panel row
-                var j = 0
-                while j + 4 <= w {
-                    var s0 = b + (j0 + jp + j) * ldb + p0
-                    var s1 = s0 + ldb
-                    var s2 = s1 + ldb
-                    var s3 = s2 + ldb
-                    var d = UnsafeMutableRawPointer(panel + j)
-                    for _ in 0..<kb {
-                        d.storeBytes(
-                            of: SIMD4<Float>(s0.pointee, s1.pointee, s2.pointee, s3.pointee),
-                            as: SIMD4<Float>.self)
-                        s0 += 1
-                        s1 += 1
-                        s2 += 1
-                        s3 += 1
-                        d += 4 * pw
-                    }
-                    j += 4
-                }
-                while j < pw {
-                    var d = panel + j
-                    if j < w {
-                        var src = b + (j0 + jp + j) * ldb + p0
-                        for _ in 0..<kb {
-                            d.pointee = src.pointee
-                            src += 1
-                            d += pw
-                        }
-                    } else {
-                        for _ in 0..<kb {
-                            d.pointee = 0
-                            d += pw
-                        }
-                    }
-                    j += 1
-                }
+                // op(B)(p, j) = b[j·ldb + p]: 8 x 8 blocks transposed in registers (C, AVX2;
+                // 1-1.5% faster inference at batch 32 than four scalar gathers per step)
+                catlip_pack_transposed(panel, b + (j0 + jp) * ldb + p0, ldb, kb, w, pw)
             }
             jp += 32
         }

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 
 @testable import ViT
+import CViTSupport
 
 /// `body` with the array's storage, or nil.
 func withOptionalPointer<R>(_ values: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
@@ -117,6 +118,25 @@ final class GemmTests: XCTestCase {
             XCTAssertEqual(
                 r, results[0], "\(m)x\(n)x\(k) differs between thread counts", file: file,
                 line: line)
+        }
+    }
+
+    /// The transposing panel packer (8 x 8 register transposes in C) against its definition,
+    /// for every panel width, ragged column counts and lengths, and a leading dimension past
+    /// the packed range; the padding columns are zero.
+    func testTransposedPacking() {
+        let ldb = 45
+        let b = [Float].randomNormal(32 * ldb, seed: 41)
+        for pw in [16, 32] {
+            for w in 1...pw {
+                for kb in [1, 7, 8, 9, 16, 23, 40] {
+                    var got = [Float](repeating: .nan, count: kb * pw)
+                    catlip_pack_transposed(&got, b, ldb, kb, w, pw)
+                    var want = [Float](repeating: 0, count: kb * pw)
+                    for p in 0..<kb { for j in 0..<w { want[p * pw + j] = b[j * ldb + p] } }
+                    XCTAssertEqual(got, want, "pw \(pw) w \(w) kb \(kb)")
+                }
+            }
         }
     }
 

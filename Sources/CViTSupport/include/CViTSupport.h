@@ -1,6 +1,7 @@
-// Small inline helpers for the ViT engine that Swift has no spelling for: a spin-wait hint,
-// software prefetches, and a futex-based sleep/wake on a 32-bit word (with the atomic accesses
-// to that word), used by the engine's worker pool (Parallel.swift) and GEMM (Gemm.swift).
+// Small helpers for the ViT engine that Swift has no spelling for: a spin-wait hint, software
+// prefetches, a futex-based sleep/wake on a 32-bit word (with the atomic accesses to that
+// word), used by the engine's worker pool (Parallel.swift) and GEMM (Gemm.swift), and the
+// GEMM's transposing panel packer (x86 intrinsics, in shim.c).
 #ifndef CVITSUPPORT_H
 #define CVITSUPPORT_H
 
@@ -69,5 +70,10 @@ static inline void catlip_futex_wake_all(uint32_t *p) {
     (void)p;
 #endif
 }
+
+/// Packs w <= pw columns of op(B) = B^T into a GEMM panel of width pw: for p in 0..<kb,
+/// dst[p·pw + j] = b[j·ldb + p] for j < w and 0 for w <= j < pw (shim.c; AVX2 8 x 8
+/// transposes where the processor has them).
+void catlip_pack_transposed(float *dst, const float *b, long ldb, long kb, long w, long pw);
 
 #endif
