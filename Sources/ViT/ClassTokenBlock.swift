@@ -10,7 +10,8 @@ extension ViTModel {
     /// Whether the forward pass with `acts` computes the last block for the class token only:
     /// token pooling, the fast backend, and the buffers for it.
     func classTokenOnlyLastBlock(_ acts: ViTActivations) -> Bool {
-        backend == .fast && !avgPool && prefixTokens == 1 && acts.classTokenBuffers
+        backend == .fast && !avgPool && prefixTokens == 1 && !blocks.isEmpty
+            && acts.classTokenBuffers
     }
 
     /// The last block l on `images` images, class token only: out (n, D) = row 0 of each
