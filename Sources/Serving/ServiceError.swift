@@ -1,3 +1,5 @@
+import ViT
+
 /// A request that cannot be served: the HTTP status, a stable machine-readable code and a
 /// message naming the request part and the problem. Sent as
 /// `{"error": {"code": ..., "message": ...}}` (DESIGN.md, daemon protocol).
@@ -80,7 +82,7 @@ public struct JSONWriter: Sendable {
     /// Writes an object key; the next value written is its value.
     public mutating func key(_ name: String) {
         separator()
-        JSONWriter.appendString(name, to: &text)
+        text += MiniJSON.quote(name)
         text += ":"
         needsComma = false
     }
@@ -88,7 +90,7 @@ public struct JSONWriter: Sendable {
     /// Writes a string value.
     public mutating func value(_ string: String) {
         separator()
-        JSONWriter.appendString(string, to: &text)
+        text += MiniJSON.quote(string)
     }
 
     /// Writes an integer value.
@@ -142,24 +144,5 @@ public struct JSONWriter: Sendable {
     public mutating func field(_ name: String, _ number: Double) {
         key(name)
         value(number)
-    }
-
-    /// Appends `string` as a JSON string literal (quotes, backslash, control characters escaped).
-    public static func appendString(_ string: String, to text: inout String) {
-        text += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
     }
 }

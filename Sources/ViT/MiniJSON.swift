@@ -1,7 +1,8 @@
-/// A small strict JSON parser for safetensors headers. Unlike Foundation's parsers it keeps the
-/// members of an object in order with duplicates (so duplicate tensor names can be reported),
-/// bounds nesting depth, rejects invalid UTF-8 and never traps on malformed input.
-enum MiniJSON {
+/// A small strict JSON parser for safetensors headers, and the JSON string quoting the other
+/// modules share (`quote`). Unlike Foundation's parsers it keeps the members of an object in
+/// order with duplicates (so duplicate tensor names can be reported), bounds nesting depth,
+/// rejects invalid UTF-8 and never traps on malformed input.
+public enum MiniJSON {
     /// A parsed JSON value.
     indirect enum Value: Equatable {
         case object([(String, Value)])
@@ -55,7 +56,7 @@ enum MiniJSON {
     }
 
     /// `s` as a JSON string literal (quotes, backslashes and control characters escaped).
-    static func quote(_ s: String) -> String {
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
