@@ -22,13 +22,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torchvision_compat  # noqa: E402
+# (zeroshot_torch applies the torchvision workaround before importing timm)
+from zeroshot_torch import load_model  # noqa: E402
 
-torchvision_compat.import_torchvision()
 import timm  # noqa: E402
 from PIL import Image  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-from timm.models.vision_transformer import VisionTransformer  # noqa: E402
 
 
 def main(argv):
@@ -43,12 +41,7 @@ def main(argv):
         print(f"{directory}/config.json: set pretrained_cfg.crop_pct to 1.0 for this check",
               file=sys.stderr)
         return 2
-    model = VisionTransformer(
-        img_size=size, patch_size=a["patch_size"], num_classes=a["num_classes"],
-        global_pool=a["global_pool"], embed_dim=a["embed_dim"], depth=a["depth"],
-        num_heads=a["num_heads"], mlp_ratio=a["mlp_ratio"], qkv_bias=a["qkv_bias"],
-        class_token=a["class_token"], fc_norm=a["global_pool"] == "avg").eval()
-    model.load_state_dict(load_file(os.path.join(directory, "model.safetensors")), strict=True)
+    model, _ = load_model(directory)  # its eval transform unused: identical tensors instead
     mean = torch.tensor(pre["mean"]).view(3, 1, 1)
     std = torch.tensor(pre["std"]).view(3, 1, 1)
     batch = []

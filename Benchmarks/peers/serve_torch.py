@@ -24,36 +24,13 @@ import os
 import sys
 
 import torch
-from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torchvision_compat import import_torchvision  # noqa: E402
-from zeroshot_torch import load_rgb  # noqa: E402
+# (zeroshot_torch applies the torchvision workaround before importing timm)
+from zeroshot_torch import load_model, load_rgb  # noqa: E402
 
-import_torchvision()
-import timm  # noqa: E402
-import torchvision.transforms as T  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi import FastAPI, Request, Response  # noqa: E402
-
-
-def load_model(directory):
-    cfg = json.load(open(os.path.join(directory, "config.json")))
-    a = cfg["model_args"]
-    model = timm.models.vision_transformer.VisionTransformer(
-        img_size=a["img_size"], patch_size=a["patch_size"], num_classes=a["num_classes"],
-        global_pool=a.get("global_pool", "token"), embed_dim=a["embed_dim"], depth=a["depth"],
-        num_heads=a["num_heads"], mlp_ratio=a.get("mlp_ratio", 4.0), qkv_bias=a.get("qkv_bias", True),
-        class_token=a.get("class_token", True))
-    model.load_state_dict(load_file(os.path.join(directory, "model.safetensors")), strict=True)
-    model.eval()
-    p = cfg["pretrained_cfg"]
-    size = p["input_size"][1]
-    interp = T.InterpolationMode.BICUBIC if p.get("interpolation") == "bicubic" else T.InterpolationMode.BILINEAR
-    transform = T.Compose([
-        T.Resize(int(size / p.get("crop_pct", 0.875)), interpolation=interp),
-        T.CenterCrop(size), T.ToTensor(), T.Normalize(p["mean"], p["std"])])
-    return model, transform
 
 
 def decode_rgb(data):

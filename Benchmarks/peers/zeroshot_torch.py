@@ -61,6 +61,28 @@ def load_rgb(path):
     return im.convert("RGB")
 
 
+def load_model(directory):
+    """timm's VisionTransformer from a catlip model directory (config.json's model_args,
+    model.safetensors loaded strict=True, eval mode) and timm's eval transform for its
+    pretrained_cfg (resize to int(size / crop_pct), centre crop, ToTensor, mean/std)."""
+    cfg = json.load(open(os.path.join(directory, "config.json")))
+    a = cfg["model_args"]
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=a["img_size"], patch_size=a["patch_size"], num_classes=a["num_classes"],
+        global_pool=a.get("global_pool", "token"), embed_dim=a["embed_dim"], depth=a["depth"],
+        num_heads=a["num_heads"], mlp_ratio=a.get("mlp_ratio", 4.0), qkv_bias=a.get("qkv_bias", True),
+        class_token=a.get("class_token", True))
+    model.load_state_dict(load_file(os.path.join(directory, "model.safetensors")), strict=True)
+    model.eval()
+    p = cfg["pretrained_cfg"]
+    size = p["input_size"][1]
+    interp = T.InterpolationMode.BICUBIC if p.get("interpolation") == "bicubic" else T.InterpolationMode.BILINEAR
+    transform = T.Compose([
+        T.Resize(int(size / p.get("crop_pct", 0.875)), interpolation=interp),
+        T.CenterCrop(size), T.ToTensor(), T.Normalize(p["mean"], p["std"])])
+    return model, transform
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -71,21 +93,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = json.load(open(os.path.join(args.model, "config.json")))
-    a = cfg["model_args"]
-    model = timm.models.vision_transformer.VisionTransformer(
-        img_size=a["img_size"], patch_size=a["patch_size"], num_classes=a["num_classes"],
-        global_pool=a.get("global_pool", "token"), embed_dim=a["embed_dim"], depth=a["depth"],
-        num_heads=a["num_heads"], mlp_ratio=a.get("mlp_ratio", 4.0), qkv_bias=a.get("qkv_bias", True),
-        class_token=a.get("class_token", True))
-    model.load_state_dict(load_file(os.path.join(args.model, "model.safetensors")), strict=True)
-    model.eval()
-    p = cfg["pretrained_cfg"]
-    size = p["input_size"][1]
-    interp = T.InterpolationMode.BICUBIC if p.get("interpolation") == "bicubic" else T.InterpolationMode.BILINEAR
-    transform = T.Compose([
-        T.Resize(int(size / p.get("crop_pct", 0.875)), interpolation=interp),
-        T.CenterCrop(size), T.ToTensor(), T.Normalize(p["mean"], p["std"])])
+    model, transform = load_model(args.model)
 
     pairs = read_dataset(args.data)
     # the vocabulary rows of each class: catlip eval map's routes are not re-derived here; a
