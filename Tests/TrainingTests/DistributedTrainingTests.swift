@@ -9,40 +9,9 @@ import XCTest
 /// weights as one rank with the whole batch; a run resumes under another rank count when the
 /// global batch is kept; a rank killed mid-run ends the job with an error and a readable
 /// checkpoint.
-final class DistributedTrainingTests: XCTestCase {
-    var directory: String!
+final class DistributedTrainingTests: ProcessTestCase {
+    override class var directoryPrefix: String { "catlip-mpi" }
     var manifest: String?
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("catlip-mpi-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    var binary: String {
-        get throws {
-            let path = Bundle.main.bundleURL.appendingPathComponent("catlip").path
-            guard FileManager.default.isExecutableFile(atPath: path) else { throw XCTSkip("catlip not built at \(path)") }
-            return path
-        }
-    }
-
-    /// Runs a command to completion: (status, stdout + stderr).
-    func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
 
     static let mpirun = "/usr/bin/mpirun"
     static let mpiFlags = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo"]

@@ -7,42 +7,8 @@ import XCTest
 /// `catlip train` as a process: SIGTERM writes a checkpoint and stops, kill -9 at any moment
 /// (also in the middle of a checkpoint write) loses nothing, and resuming gives the same losses
 /// and bit-identical weights as the run that was never interrupted.
-final class KillResumeTests: XCTestCase {
-    var directory: String!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("catlip-kill-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    var binary: String {
-        get throws {
-            let path = Bundle.main.bundleURL.appendingPathComponent("catlip").path
-            guard FileManager.default.isExecutableFile(atPath: path) else { throw XCTSkip("catlip not built at \(path)") }
-            return path
-        }
-    }
-
-    func start(_ arguments: [String]) throws -> (Process, Pipe) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try binary)
-        process.arguments = arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        return (process, out)
-    }
-
-    func finish(_ p: (Process, Pipe)) -> (status: Int32, output: String) {
-        let data = p.1.fileHandleForReading.readDataToEndOfFile()
-        p.0.waitUntilExit()
-        return (p.0.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+final class KillResumeTests: ProcessTestCase {
+    override class var directoryPrefix: String { "catlip-kill" }
 
     /// Polls `condition` every 5 ms for up to `seconds`.
     func wait(seconds: Double, _ condition: () -> Bool) -> Bool {

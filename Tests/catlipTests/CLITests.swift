@@ -18,28 +18,6 @@ final class CLITests: XCTestCase {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// Runs `catlip` with `arguments`; returns (status, stdout, stderr).
-    func catlip(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let binary = Bundle.main.bundleURL.appendingPathComponent("catlip")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw XCTSkip("catlip binary not built at \(binary.path) (run swift build --build-tests)")
-        }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (
-            process.terminationStatus, String(decoding: outData, as: UTF8.self),
-            String(decoding: errData, as: UTF8.self)
-        )
-    }
-
     /// A 30x20 test PNG with a gradient.
     func writeSample(_ name: String = "sample.png") throws -> String {
         var pixels = [UInt8](repeating: 0, count: 30 * 20 * 3)

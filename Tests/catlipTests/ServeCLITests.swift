@@ -12,10 +12,7 @@ import XCTest
 /// transports, then SIGTERM with a request in flight (answered, exit 0, socket removed).
 final class ServeCLITests: XCTestCase {
     func testIndexServeQueryAndSigtermDrain() throws {
-        let binary = Bundle.main.bundleURL.appendingPathComponent("catlip")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw XCTSkip("catlip binary not built at \(binary.path) (run swift build --build-tests)")
-        }
+        let binary = try catlipBinary()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("catlip-serve-cli-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
@@ -31,20 +28,7 @@ final class ServeCLITests: XCTestCase {
             images.append(png)
         }
 
-        func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-            let process = Process()
-            process.executableURL = binary
-            process.arguments = arguments
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        }
-
-        let built = try run(["index", "build", "--model", dir + "/model", "--out", dir + "/index.safetensors", dir + "/images"])
+        let built = try catlip(["index", "build", "--model", dir + "/model", "--out", dir + "/index.safetensors", dir + "/images"])
         XCTAssertEqual(built.status, 0, built.err)
         XCTAssertTrue(built.err.contains("3 images embedded"), built.err)
 
@@ -69,14 +53,14 @@ final class ServeCLITests: XCTestCase {
         }
         let port0 = try XCTUnwrap(port, "daemon did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
 
-        let classify = try run(["query", "--socket", socketPath, "--top-k", "2", "classify", dir + "/images/img1.png"])
+        let classify = try catlip(["query", "--socket", socketPath, "--top-k", "2", "classify", dir + "/images/img1.png"])
         XCTAssertEqual(classify.status, 0, classify.err)
         let labels = (try JSONSerialization.jsonObject(with: Data(classify.out.utf8)) as? [String: Any])?["labels"] as? [Any]
         XCTAssertEqual(labels?.count, 2, classify.out)
-        let search = try run(["query", "--url", "http://127.0.0.1:\(port0)", "search", dir + "/images/img2.png"])
+        let search = try catlip(["query", "--url", "http://127.0.0.1:\(port0)", "search", dir + "/images/img2.png"])
         XCTAssertEqual(search.status, 0, search.err)
         XCTAssertTrue(search.out.contains("\"key\":\"\(dir)/images/img2.png\""), search.out)
-        let bad = try run(["query", "--socket", socketPath, "embed", dir + "/index.safetensors"])
+        let bad = try catlip(["query", "--socket", socketPath, "embed", dir + "/index.safetensors"])
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.err.contains("index.safetensors: 400"), bad.err)
 
