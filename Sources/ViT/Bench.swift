@@ -53,18 +53,7 @@ public enum ViTBench {
     /// PyTorch peer does: patch embedding N·(C·P·P)·D, per block T·D·3A (qkv) + 2·T·T·A
     /// (attention) + T·A·D (proj) + 2·T·D·H (MLP), head D·V. Training counts 3x this.
     public static func forwardFlopsPerImage(_ config: ModelConfig) -> Double {
-        let a = config.modelArgs
-        let g = a.imgSize / a.patchSize
-        let n = Double(g * g)
-        let t = n + (a.classToken ? 1 : 0)
-        let d = Double(a.embedDim)
-        var macs = n * Double(a.inChans * a.patchSize * a.patchSize) * d
-        for b in config.blocks {
-            let (aw, h) = (Double(b.attentionWidth), Double(b.mlpHidden))
-            macs += t * d * 3 * aw + 2 * t * t * aw + t * aw * d + 2 * t * d * h
-        }
-        macs += d * Double(a.numClasses)
-        return 2 * macs
+        flopsPerImage(config, classOnlyLastBlock: false)
     }
 
     /// `forwardFlopsPerImage` as the fast backend computes it: with token pooling the last
@@ -72,16 +61,26 @@ public enum ViTBench {
     /// the class token (see ClassTokenBlock.swift).
     public static func executedForwardFlopsPerImage(_ config: ModelConfig) -> Double {
         let a = config.modelArgs
-        guard a.globalPool != "avg", a.classToken, let last = config.blocks.last else {
-            return forwardFlopsPerImage(config)
-        }
+        return flopsPerImage(config, classOnlyLastBlock: a.globalPool != "avg" && a.classToken)
+    }
+
+    /// The forward count with the last block's queries (and so its attention, proj and MLP
+    /// rows) limited to the class token when `classOnlyLastBlock`: per block, keys and values
+    /// T·D·2A, queries Q·D·A, attention 2·Q·T·A, proj Q·A·D, MLP 2·Q·D·H for Q query rows.
+    static func flopsPerImage(_ config: ModelConfig, classOnlyLastBlock: Bool) -> Double {
+        let a = config.modelArgs
         let g = a.imgSize / a.patchSize
-        let t = Double(g * g + 1)
+        let n = Double(g * g)
+        let t = n + (a.classToken ? 1 : 0)
         let d = Double(a.embedDim)
-        let (aw, h) = (Double(last.attentionWidth), Double(last.mlpHidden))
-        let full = t * d * 3 * aw + 2 * t * t * aw + t * aw * d + 2 * t * d * h
-        let classOnly = t * d * 2 * aw + d * aw + 2 * t * aw + aw * d + 2 * d * h
-        return forwardFlopsPerImage(config) - 2 * (full - classOnly)
+        var macs = n * Double(a.inChans * a.patchSize * a.patchSize) * d
+        for (l, b) in config.blocks.enumerated() {
+            let (aw, h) = (Double(b.attentionWidth), Double(b.mlpHidden))
+            let q = classOnlyLastBlock && l == config.blocks.count - 1 ? 1 : t
+            macs += t * d * 2 * aw + q * d * aw + 2 * q * t * aw + q * aw * d + 2 * q * d * h
+        }
+        macs += d * Double(a.numClasses)
+        return 2 * macs
     }
 
     /// Peak resident set size of this process in MB.
