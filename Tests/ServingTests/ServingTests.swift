@@ -206,6 +206,18 @@ final class IndexTests: XCTestCase {
         XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(w.text.utf8)))
     }
 
+    func testLoadGeneratorCountsEveryCompletionInItsWindow() {
+        // window [10 s, 20 s): a request started in the warm-up but completed inside counts (a
+        // closed loop with long latencies would otherwise lose one request per client); one
+        // completed at or after the end does not, wherever it started
+        let s: UInt64 = 1_000_000_000
+        XCTAssertTrue(LoadGenerator.counts(completedAt: 10 * s + 1, from: 10 * s, to: 20 * s))
+        XCTAssertTrue(LoadGenerator.counts(completedAt: 10 * s, from: 10 * s, to: 20 * s))
+        XCTAssertTrue(LoadGenerator.counts(completedAt: 20 * s - 1, from: 10 * s, to: 20 * s))
+        XCTAssertFalse(LoadGenerator.counts(completedAt: 20 * s, from: 10 * s, to: 20 * s))
+        XCTAssertFalse(LoadGenerator.counts(completedAt: 10 * s - 1, from: 10 * s, to: 20 * s))
+    }
+
     func testIndexBuilderEmbedsFilesFoldersAndSkipsBadImages() throws {
         let f = try ServingFixture()
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: f.dir + "/images/broken.png"))
