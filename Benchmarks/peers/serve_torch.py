@@ -6,7 +6,9 @@ the L2-normalised pooled pre-logits embedding) over the same model directory.
 The model is timm's VisionTransformer built from config.json's model_args with
 model.safetensors loaded strict=True; preprocessing is timm's eval transform for the model's
 pretrained_cfg (resize to int(size / crop_pct), centre crop, ToTensor, mean/std), transparent
-PNGs composited on white as catlip's decoder does. float32, eager, torch.no_grad().
+PNGs composited on white as catlip's decoder does. float32, eager, torch.no_grad(); with
+--precision bf16 the forward runs under torch.autocast("cpu", dtype=torch.bfloat16) (what
+timm's --amp-dtype bfloat16 does), the peer of `catlip serve --precision bf16`.
 
 Two ways a user writes it (--mode):
   serial   `async def` endpoint: one forward at a time on the event loop (batch 1).
@@ -43,6 +45,7 @@ def main():
     ap.add_argument("--port", type=int, default=8790)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mode", choices=["serial", "threads"], default="serial")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, transform = load_model(args.model)
@@ -54,9 +57,9 @@ def main():
         except Exception as e:  # noqa: BLE001 - a bad image is the client's error
             return Response(json.dumps({"error": {"code": "bad_image", "message": str(e)}}), status_code=400,
                             media_type="application/json")
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             e = model.forward_head(model.forward_features(x), pre_logits=True)
-            e = torch.nn.functional.normalize(e, dim=1)
+        e = torch.nn.functional.normalize(e.float(), dim=1)
         body = json.dumps({"dim": e.shape[1], "embeddings": e.tolist()})
         return Response(body, media_type="application/json")
 

@@ -156,6 +156,7 @@ public final class ServingService: Sendable {
             w.field("dim", engine.model.dim)
             w.field("classes", engine.model.numClasses)
             w.field("image_size", engine.model.imageSize)
+            w.field("precision", engine.model.inferencePrecision.rawValue)
             w.field("index_rows", index?.count ?? 0)
             w.field("queue_depth", engine.queueDepth)
         }

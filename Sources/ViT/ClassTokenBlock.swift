@@ -29,13 +29,14 @@ extension ViTModel {
         let (A, NH, hd) = (g.attentionWidth, g.numHeads, g.headDim)
         let a = acts.blocks[l]
         let qBias = w.qkvBias.map { UnsafePointer(p + $0) }
+        let half = bf16Block(l, acts)
         layerNormForward(
             acts.fwd(a.ln1), acts.fwd(a.ln1Mean), acts.fwd(a.ln1Rstd), x, p + w.norm1Weight,
             p + w.norm1Bias, rows: n * T)
         // keys and values for every token: rows A..<3A of the qkv weight
         linearForward(
             acts.fwd(a.qkv), acts.fwd(a.ln1), p + w.qkvWeight + A * D, qBias.map { $0 + A },
-            rows: n * T, inFeatures: D, outFeatures: 2 * A)
+            rows: n * T, inFeatures: D, outFeatures: 2 * A, bf16: half?.kv)
         // the query of the class token: rows 0..<A
         Kernels.poolForward(
             out: acts.fwd(a.xCls), inp: x, avg: false, prefix: 1, batch: n, tokens: T, dim: D)
@@ -44,13 +45,13 @@ extension ViTModel {
             tokens: T, dim: D)
         linearForward(
             acts.fwd(a.q), acts.fwd(a.lnCls), p + w.qkvWeight, qBias, rows: n, inFeatures: D,
-            outFeatures: A)
+            outFeatures: A, bf16: half?.q)
         Kernels.classTokenAttentionForward(
             out: acts.fwd(a.attnOut), att: acts.fwd(a.att), q: acts.fwd(a.q),
             kv: acts.fwd(a.qkv), batch: n, tokens: T, heads: NH, headDim: hd)
         linearForward(
             acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias, rows: n,
-            inFeatures: A, outFeatures: D, residual: acts.fwd(a.xCls))
+            inFeatures: A, outFeatures: D, residual: acts.fwd(a.xCls), bf16: half?.proj)
         mlpForward(l, out: out, rows: n, acts: acts)
     }
 

@@ -14,8 +14,14 @@ extension ViTModel {
         _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
         _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
         rows: Int, inFeatures: Int, outFeatures: Int, residual: UnsafePointer<Float>? = nil,
-        packed: UnsafePointer<Float>? = nil
+        packed: UnsafePointer<Float>? = nil, bf16: BF16PackedWeight? = nil
     ) {
+        if let bf16, backend == .fast {
+            Gemm.multiplyBF16(
+                m: rows, a: inp, lda: inFeatures, weight: bf16, c: out, ldc: outFeatures,
+                bias: bias, residual: residual, ldr: outFeatures)
+            return
+        }
         switch backend {
         case .naive:
             Kernels.linearForwardNaive(
@@ -132,6 +138,7 @@ extension ViTModel {
         let (A, NH, hd) = (g.attentionWidth, g.numHeads, g.headDim)
         let rows = images * T
         let a = acts.blocks[l]
+        let half = bf16Block(l, acts)
         // x + proj(attn(norm1(x)))
         layerNormForward(
             acts.fwd(a.ln1), acts.fwd(a.ln1Mean), acts.fwd(a.ln1Rstd), x, p + w.norm1Weight,
@@ -139,7 +146,7 @@ extension ViTModel {
         linearForward(
             acts.fwd(a.qkv), acts.fwd(a.ln1), p + w.qkvWeight,
             w.qkvBias.map { UnsafePointer(p + $0) }, rows: rows, inFeatures: D,
-            outFeatures: 3 * A, packed: packed?.qkv)
+            outFeatures: 3 * A, packed: packed?.qkv, bf16: half?.qkv)
         switch backend {
         case .naive:
             Kernels.attentionForwardNaive(
@@ -152,7 +159,8 @@ extension ViTModel {
         }
         linearForward(
             acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias,
-            rows: rows, inFeatures: A, outFeatures: D, residual: x, packed: packed?.proj)
+            rows: rows, inFeatures: A, outFeatures: D, residual: x, packed: packed?.proj,
+            bf16: half?.proj)
         mlpForward(l, out: out, rows: rows, acts: acts, packed: packed)
     }
 
@@ -166,6 +174,7 @@ extension ViTModel {
         let w = layout.offsets.blocks[l]
         let (D, H) = (dim, blocks[l].mlpHidden)
         let a = acts.blocks[l]
+        let half = bf16Block(l, acts)
         layerNormForward(
             acts.fwd(a.ln2), acts.fwd(a.ln2Mean), acts.fwd(a.ln2Rstd), acts.fwd(a.xMid),
             p + w.norm2Weight, p + w.norm2Bias, rows: rows)
@@ -185,6 +194,12 @@ extension ViTModel {
                 activation: .gelu(out: acts.fwd(a.gelu), ld: H), packedWeight: packed?.fc1)
         case .fast:
             // inference keeps no pre-activation: GELU in fc1's epilogue
+            if let fc1 = half?.fc1 {
+                Gemm.multiplyBF16(
+                    m: rows, a: acts.fwd(a.ln2), lda: D, weight: fc1, c: acts.fwd(a.gelu), ldc: H,
+                    bias: p + w.fc1Bias, activation: .geluOnly)
+                break
+            }
             Kernels.linearForward(
                 out: acts.fwd(a.gelu), inp: acts.fwd(a.ln2), weight: p + w.fc1Weight,
                 bias: p + w.fc1Bias, rows: rows, inFeatures: D, outFeatures: H,
@@ -192,7 +207,7 @@ extension ViTModel {
         }
         linearForward(
             out, acts.fwd(a.gelu), p + w.fc2Weight, p + w.fc2Bias, rows: rows, inFeatures: H,
-            outFeatures: D, residual: acts.fwd(a.xMid), packed: packed?.fc2)
+            outFeatures: D, residual: acts.fwd(a.xMid), packed: packed?.fc2, bf16: half?.fc2)
     }
 
     /// The forward pass of a batch of images (B, C, S, S), float32 in C order, B =
@@ -216,7 +231,8 @@ extension ViTModel {
         }
         linearForward(
             acts.fwd(acts.patchEmbed), acts.fwd(acts.patches), p + o.patchWeight,
-            p + o.patchBias, rows: B * N, inFeatures: patchDim, outFeatures: D)
+            p + o.patchBias, rows: B * N, inFeatures: patchDim, outFeatures: D,
+            bf16: acts.training ? nil : bf16Weights?.patch)
         Kernels.embedForward(
             out: acts.fwd(acts.x0), patches: acts.fwd(acts.patchEmbed),
             clsToken: o.clsToken.map { UnsafePointer(p + $0) }, posEmbed: posEmbed,
@@ -242,20 +258,23 @@ extension ViTModel {
             let out =
                 acts.training || l % 2 == 0 ? acts.fwd(acts.blocks[l].xOut) : acts.fwd(acts.xAlt)
             let chunk = acts.chunkImages
+            let chunks: (PackedBlockWeights?) -> Void = { packed in
+                var image = 0
+                while image < B {
+                    let n = min(chunk, B - image)
+                    self.blockForward(
+                        l, x: x + image * T * D, out: out + image * T * D, images: n,
+                        acts: acts, packed: packed)
+                    image += n
+                }
+            }
             if chunk >= B {
                 blockForward(l, x: x, out: out, images: B, acts: acts)
+            } else if bf16Block(l, acts) != nil {
+                chunks(nil)  // the bf16 weights are packed already
             } else {
                 // inference in chunks of images, each weight packed once for all of them
-                withPackedBlockWeights(l) { packed in
-                    var image = 0
-                    while image < B {
-                        let n = min(chunk, B - image)
-                        blockForward(
-                            l, x: x + image * T * D, out: out + image * T * D, images: n,
-                            acts: acts, packed: packed)
-                        image += n
-                    }
-                }
+                withPackedBlockWeights(l, chunks)
             }
             x = out
         }

@@ -32,6 +32,8 @@ public final class ViTModel {
     public let gradients: FloatArena
     /// Implementation of the kernels (`Gemm` and SIMD by default; naive is the reference).
     public var backend: ComputeBackend = .fast
+    /// The bf16 copy of the weights for inference at `InferencePrecision.bf16`, nil at fp32.
+    var bf16Weights: BF16ModelWeights?
 
     /// Model width D.
     public var dim: Int { config.modelArgs.embedDim }

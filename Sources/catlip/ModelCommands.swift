@@ -64,22 +64,43 @@ extension BenchCommand {
         @OptionGroup var shape: ModelShapeOptions
         @Option(name: .customLong("save-model"), help: "Also write the randomly initialised model (seed 0) to this model directory, e.g. for catlip serve benchmarks.")
         var saveModel: String?
+        @OptionGroup var precision: PrecisionOption
         func run() throws {
             if let saveModel {
                 var config = shape.config
                 config.pretrainedCfg = PretrainedConfig(inputSize: [3, shape.imageSize, shape.imageSize], numClasses: shape.vocab)
                 try cliRun { try ViTModel(config: config, seed: 0).save(directory: saveModel) }
             }
-            try runBench(shape, train: false)
+            try runBench(shape, train: false, precision: precision.value)
         }
     }
 }
 
-func runBench(_ shape: ModelShapeOptions, train: Bool) throws {
+/// `--precision fp32|bf16`: the input precision of the products in inference.
+struct PrecisionOption: ParsableArguments {
+    @Option(help: "Input precision of the matrix products in inference: fp32, or bf16 (bf16 inputs, float sums; needs AVX512_BF16; embeddings move by a few tenths of a percent).")
+    var precision: String = "fp32"
+
+    func validate() throws {
+        guard InferencePrecision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16") }
+    }
+
+    /// The parsed precision.
+    var value: InferencePrecision { InferencePrecision(rawValue: precision) ?? .fp32 }
+
+    /// Sets it on `model`; a processor without bf16 products is a readable error.
+    func apply(to model: ViTModel) throws {
+        try cliRun { try model.setInferencePrecision(value) }
+    }
+}
+
+func runBench(_ shape: ModelShapeOptions, train: Bool, precision: InferencePrecision = .fp32) throws {
     Parallelism.threads = shape.threads
-    let result = try cliRun { try ViTBench.run(config: shape.config, batchSize: shape.batch, train: train, steps: shape.steps) }
+    let result = try cliRun {
+        try ViTBench.run(config: shape.config, batchSize: shape.batch, train: train, steps: shape.steps, precision: precision)
+    }
     printJSON([
-        "bench": train ? "train" : "infer", "image_size": shape.imageSize, "patch": shape.patch,
+        "bench": train ? "train" : "infer", "precision": precision.rawValue, "image_size": shape.imageSize, "patch": shape.patch,
         "dim": shape.dim, "depth": shape.depth, "heads": shape.heads, "vocab": shape.vocab,
         "batch": shape.batch, "threads": shape.threads, "images_per_s": round1(result.imagesPerSecond),
         "step_ms_median": round1(result.stepMsMedian), "peak_rss_mb": round1(result.peakRssMb),
@@ -116,6 +137,8 @@ struct EmbedCommand: ParsableCommand {
     @Option(help: "Worker threads.")
     var threads: Int = 2
 
+    @OptionGroup var precision: PrecisionOption
+
     @Argument(help: "Images, or folders searched recursively for .jpg/.jpeg/.png files.")
     var inputs: [String]
 
@@ -128,6 +151,7 @@ struct EmbedCommand: ParsableCommand {
     func run() throws {
         Parallelism.threads = threads
         let vit = try cliRun { try ViTModel.load(directory: model) }
+        try precision.apply(to: vit)
         let cfg = vit.config.pretrainedCfg
         let filter: ResampleFilter = cfg.interpolation == "bicubic" ? .bicubic : .bilinear
         let transform = EvalTransform(size: vit.imageSize, cropPct: cfg.cropPct, filter: filter)

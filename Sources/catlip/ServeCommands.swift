@@ -70,6 +70,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Engine worker threads.")
     var threads = 2
 
+    @OptionGroup var precision: PrecisionOption
+
     func validate() throws {
         if maxBatch < 1 || queue < 1 || maxImages < 1 || maxBodyMb < 1 || maxPixels < 1 || threads < 1 {
             throw ValidationError("--max-batch, --queue, --max-images, --max-body-mb, --max-pixels and --threads must be positive")
@@ -83,6 +85,7 @@ struct ServeCommand: ParsableCommand {
     func run() throws {
         Parallelism.threads = threads
         let vit = try cliRun { try ViTModel.load(directory: model) }
+        try precision.apply(to: vit)
         var vocabulary: Vocabulary?
         let vocabPath = model + "/vocab.tsv"
         if FileManager.default.fileExists(atPath: vocabPath) {
@@ -175,6 +178,8 @@ struct IndexCommand: ParsableCommand {
         @Option(help: "Worker threads.")
         var threads = 2
 
+        @OptionGroup var precision: PrecisionOption
+
         @Argument(help: "Images, folders, shards (.tar or a brace pattern) or manifests (.tsv/.jsonl).")
         var inputs: [String]
 
@@ -186,6 +191,7 @@ struct IndexCommand: ParsableCommand {
         func run() throws {
             Parallelism.threads = threads
             let vit = try cliRun { try ViTModel.load(directory: model) }
+            try precision.apply(to: vit)
             var builder = IndexBuilder(model: vit)
             builder.batchSize = batch
             let started = Date()

@@ -222,4 +222,73 @@ final class GemmTests: XCTestCase {
         }
         XCTAssertEqual(c1, c2)
     }
+    /// The bf16 product (AVX512_BF16 kernels in C) against the float reference on inputs
+    /// rounded to bf16 the way the kernels round them (so only the order of the float sums
+    /// differs): ragged rows (1-14-row tiles), odd k (a zero-padded pair), columns past a
+    /// multiple of 32 and of 16, every epilogue, one and two workers (identical results).
+    func testBF16ProductMatchesTheRoundedReference() throws {
+        try XCTSkipUnless(Gemm.bf16Supported, "this processor has no AVX512_BF16")
+        for (m, n, k, activation) in [
+            (1, 32, 2, "none"), (13, 33, 7, "geluOnly"), (29, 17, 192, "none"),
+            (200, 96, 65, "gelu"), (197, 70, 768, "none"), (64, 8, 1, "geluOnly"),
+        ] {
+            let ldc = n + 3
+            let a = [Float].randomNormal(m * (k + 2), seed: UInt64(m + k))
+            let w = [Float].randomNormal(n * k, seed: UInt64(n))
+            let bias = [Float].randomNormal(n, seed: 7)
+            let residual = [Float].randomNormal(m * ldc, seed: 8)
+            let (ar, wr) = (a.map(Gemm.roundedToBF16), w.map(Gemm.roundedToBF16))
+            let want = reference(
+                transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: ar, lda: k + 2,
+                b: wr, ldb: k, beta: 0, c: [Float](repeating: 0, count: m * ldc), ldc: ldc,
+                bias: bias, residual: residual, activation: activation, pre: [])
+            let bytes = Gemm.bf16PackedBytes(k: k, n: n)
+            let packed = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            defer { packed.deallocate() }
+            let weight = w.withUnsafeBufferPointer {
+                Gemm.packBF16(into: packed, weight: $0.baseAddress!, k: k, n: n)
+            }
+            var results: [[Float]] = []
+            for t in [1, 2] {
+                Parallelism.threads = t
+                var c = [Float](repeating: .nan, count: m * ldc)
+                var out = [Float](repeating: 0, count: m * ldc)
+                out.withUnsafeMutableBufferPointer { o in
+                    let act: GemmActivation =
+                        activation == "gelu" ? .gelu(out: o.baseAddress!, ld: ldc)
+                        : activation == "geluOnly" ? .geluOnly : .none
+                    Gemm.multiplyBF16(
+                        m: m, a: a, lda: k + 2, weight: weight, c: &c, ldc: ldc, bias: bias,
+                        residual: residual, ldr: ldc, activation: act)
+                }
+                let what = "\(m)x\(n)x\(k) \(activation) threads \(t)"
+                for i in 0..<m {
+                    for j in 0..<n {
+                        let (got, ref) = (c[i * ldc + j], want.c[i * ldc + j])
+                        XCTAssertEqual(got, ref, accuracy: 2e-5 * (1 + abs(ref)), "\(what) C[\(i), \(j)]")
+                        if activation == "gelu" {
+                            XCTAssertEqual(
+                                out[i * ldc + j], want.out[i * ldc + j],
+                                accuracy: 2e-5 * (1 + abs(ref)), "\(what) gelu[\(i), \(j)]")
+                        }
+                    }
+                    // columns past n are never written
+                    XCTAssertTrue(c[(i * ldc + n)..<(i * ldc + ldc)].allSatisfy(\.isNaN), what)
+                }
+                results.append(c.map { $0.isNaN ? 0 : $0 } + out)
+            }
+            XCTAssertEqual(results[0], results[1], "\(m)x\(n)x\(k): the worker split changed a result")
+        }
+    }
+
+    /// Rounding to bf16: nearest, ties to even, NaN kept, infinities and the largest values.
+    func testRoundingToBF16() {
+        XCTAssertEqual(Gemm.roundedToBF16(1), 1)
+        XCTAssertEqual(Gemm.roundedToBF16(Float(bitPattern: 0x3F80_8000)), 1)  // tie: to even
+        XCTAssertEqual(Gemm.roundedToBF16(Float(bitPattern: 0x3F81_8000)), Float(bitPattern: 0x3F82_0000))
+        XCTAssertEqual(Gemm.roundedToBF16(Float(bitPattern: 0x3F80_8001)), Float(bitPattern: 0x3F81_0000))
+        XCTAssertEqual(Gemm.roundedToBF16(-0.1), -0.10009765625)
+        XCTAssertEqual(Gemm.roundedToBF16(.infinity), .infinity)
+        XCTAssertTrue(Gemm.roundedToBF16(.nan).isNaN)
+    }
 }

@@ -295,6 +295,65 @@ final class InferenceActivationTests: XCTestCase {
             }
         }
     }
+
+    /// Inference at bf16 input precision: close to the float forward pass (cosine similarity
+    /// of every embedding above 0.9999, logits within 1% of their largest magnitude; measured
+    /// 0.99999 and 0.3%) but not equal to it (the bf16 products ran), for token pooling (the
+    /// class-token-only last block with its own q and kv weights) and average pooling with
+    /// per-block widths; chunked inference gives the unchunked bf16 result exactly; training
+    /// activations and the naive backend stay float; setting fp32 again restores the float
+    /// results exactly.
+    func testBF16InferenceStaysCloseToFloat() throws {
+        try XCTSkipUnless(Gemm.bf16Supported, "this processor has no AVX512_BF16")
+        for scaling in [false, true] {
+            let config = ModelConfig(
+                modelArgs: ModelArgs(
+                    imgSize: 32, patchSize: 8, numClasses: 10, globalPool: scaling ? "avg" : "token",
+                    embedDim: 64, depth: 3, numHeads: 2, classToken: !scaling,
+                    layerScaling: scaling
+                        ? LayerScaling(headDim: 16, alpha: [0.5, 1], beta: [0.5, 4]) : nil))
+            let m = try ViTModel(config: config, seed: 31)
+            let (B, D, V) = (5, m.dim, m.numClasses)
+            let images = [Float].randomNormal(B * 3 * 32 * 32, seed: 32)
+            func run(_ acts: ViTActivations) -> (emb: [Float], logits: [Float]) {
+                m.forward(images: images, activations: acts)
+                return (
+                    Array(UnsafeBufferPointer(start: acts.preLogitsPointer, count: B * D)),
+                    Array(UnsafeBufferPointer(start: acts.logitsPointer, count: B * V)))
+            }
+            let what = scaling ? "avg pooling, layer scaling" : "token pooling"
+            let float = run(m.makeActivations(batchSize: B, training: false))
+            let floatTraining = run(m.makeActivations(batchSize: B))
+            m.backend = .naive
+            let naive = run(m.makeActivations(batchSize: B, training: false))
+            m.backend = .fast
+
+            try m.setInferencePrecision(.bf16)
+            XCTAssertEqual(m.inferencePrecision, .bf16)
+            let half = run(m.makeActivations(batchSize: B, training: false))
+            for b in 0..<B {
+                let (x, y) = (half.emb[(b * D)..<((b + 1) * D)], float.emb[(b * D)..<((b + 1) * D)])
+                let dot = zip(x, y).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+                let cosine = dot / (x.reduce(0) { $0 + $1 * $1 }.squareRoot() * y.reduce(0) { $0 + $1 * $1 }.squareRoot())
+                XCTAssertGreaterThan(cosine, 0.9999, "\(what): image \(b)")
+            }
+            let scale = float.logits.map(abs).max()!
+            let worst = zip(half.logits, float.logits).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(worst, 0.01 * scale, "\(what): logits")
+            XCTAssertNotEqual(half.emb, float.emb, "\(what): the bf16 products did not run")
+            let chunked = run(ViTActivations(model: m, batchSize: B, training: false, chunkRows: 2 * m.tokens))
+            XCTAssertEqual(chunked.emb, half.emb, "\(what): chunked")
+            XCTAssertEqual(chunked.logits, half.logits, "\(what): chunked")
+            XCTAssertEqual(run(m.makeActivations(batchSize: B)).logits, floatTraining.logits, "\(what): training")
+            m.backend = .naive
+            XCTAssertEqual(run(m.makeActivations(batchSize: B, training: false)).logits, naive.logits, "\(what): naive")
+            m.backend = .fast
+
+            try m.setInferencePrecision(.fp32)
+            XCTAssertEqual(m.inferencePrecision, .fp32)
+            XCTAssertEqual(run(m.makeActivations(batchSize: B, training: false)).emb, float.emb, "\(what): fp32 again")
+        }
+    }
 }
 
 final class EmbedderTests: XCTestCase {

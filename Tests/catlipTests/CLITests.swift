@@ -273,6 +273,24 @@ final class CLITests: XCTestCase {
         let expected = pixels.withUnsafeBufferPointer { ViTEmbedder(model: model, batchSize: 2).embed(images: $0.baseAddress!, count: 2) }
         XCTAssertEqual(values.count, expected.count)
         for (x, y) in zip(values, expected) { XCTAssertEqual(x, y, accuracy: 1e-4) }
+
+        // --precision bf16: the library's bf16 path, close to the float embeddings
+        if Gemm.bf16Supported {
+            let halfOut = directory.appendingPathComponent("h.npy").path
+            let half = try catlip(["embed", "--model", fixtureModel, "--precision", "bf16", "--out", halfOut, a, b])
+            XCTAssertEqual(half.status, 0, half.err)
+            let halfNpy = try [UInt8](Data(contentsOf: URL(fileURLWithPath: halfOut)))
+            let halfValues = halfNpy[(10 + headerLength)...].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            try model.setInferencePrecision(.bf16)
+            let halfExpected = pixels.withUnsafeBufferPointer { ViTEmbedder(model: model, batchSize: 2).embed(images: $0.baseAddress!, count: 2) }
+            XCTAssertEqual(halfValues, halfExpected)
+            XCTAssertNotEqual(halfValues, values)
+            let scale = values.map(abs).max()!
+            for (x, y) in zip(halfValues, values) { XCTAssertEqual(x, y, accuracy: 0.02 * scale) }
+        }
+        let unknown = try catlip(["embed", "--model", fixtureModel, "--precision", "fp16", "--out", out, a])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.err.contains("--precision must be fp32 or bf16"), unknown.err)
     }
 
     func testBenchTrainAndInferPrintJSON() throws {

@@ -35,8 +35,11 @@ final class ServeCLITests: XCTestCase {
         let socketPath = dir + "/serve.sock"
         let daemon = Process()
         daemon.executableURL = binary
+        // the daemon at bf16 where the processor has it (the index was built at fp32: a search
+        // for an indexed image still finds it first)
+        let precision = Gemm.bf16Supported ? "bf16" : "fp32"
         daemon.arguments = ["serve", "--model", dir + "/model", "--socket", socketPath, "--index", dir + "/index.safetensors",
-                            "--listen", "127.0.0.1:0"]
+                            "--listen", "127.0.0.1:0", "--precision", precision]
         let log = dir + "/serve.log"
         FileManager.default.createFile(atPath: log, contents: nil)
         daemon.standardError = FileHandle(forWritingAtPath: log)
@@ -67,7 +70,9 @@ final class ServeCLITests: XCTestCase {
         // SIGTERM with a 48-image request in flight and an idle keep-alive connection
         let endpoint = ServeEndpoint.unix(socketPath)
         let idle = BlockingHTTPClient(endpoint: endpoint)
-        XCTAssertEqual(try idle.request(method: "GET", path: "/healthz").status, 200)
+        let health = try idle.request(method: "GET", path: "/healthz")
+        XCTAssertEqual(health.status, 200)
+        XCTAssertTrue(health.text.contains("\"precision\":\"\(precision)\""), health.text)
         let body = "{\"images\": [" + (0..<48).map { "\"" + Data(images[$0 % 3]).base64EncodedString() + "\"" }.joined(separator: ",") + "]}"
         let busy = try endpoint.connectSocket(timeout: 30)
         defer { close(busy) }

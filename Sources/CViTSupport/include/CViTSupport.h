@@ -1,7 +1,7 @@
 // Small helpers for the ViT engine that Swift has no spelling for: a spin-wait hint, software
 // prefetches, a futex-based sleep/wake on a 32-bit word (with the atomic accesses to that
 // word), used by the engine's worker pool (Parallel.swift) and GEMM (Gemm.swift), and the
-// GEMM's transposing panel packer (x86 intrinsics, in shim.c).
+// GEMM's transposing panel packer and the bf16 product kernels (x86 intrinsics, in shim.c).
 #ifndef CVITSUPPORT_H
 #define CVITSUPPORT_H
 
@@ -75,5 +75,24 @@ static inline void catlip_futex_wake_all(uint32_t *p) {
 /// dst[p·pw + j] = b[j·ldb + p] for j < w and 0 for w <= j < pw (shim.c; AVX2 8 x 8
 /// transposes where the processor has them).
 void catlip_pack_transposed(float *dst, const float *b, long ldb, long kb, long w, long pw);
+
+/// Whether the processor has AVX512_BF16 (and the AVX-512 subsets it needs): the bf16
+/// functions below do nothing without it.
+int catlip_bf16_supported(void);
+
+/// Packs op(B) = B^T (k, n), B (n, k) with row stride ldb, as bf16 for `catlip_bf16_tile`:
+/// panels of 32 columns, panel q at q·kp·64 bf16 values (kp = (k + 1) / 2 pairs); in a panel,
+/// pair p holds for each of its 32 columns j the 32-bit pair (bf16(B[j][2p]) low,
+/// bf16(B[j][2p + 1]) high), zero past k and past n. Rounds to nearest even.
+void catlip_bf16_pack_transposed(void *dst, const float *b, long ldb, long k, long n);
+
+/// Converts `rows` rows of k floats (row stride lda) to bf16, each row zero-padded to an even
+/// count: row r at dst + r·2·kp bf16 values (kp = (k + 1) / 2). Rounds to nearest even.
+void catlip_bf16_convert_rows(void *dst, const float *a, long lda, long rows, long k);
+
+/// acc (rows × 32 floats, row r at acc + 32·r) = A · panel for A the rows (1 ≤ rows ≤ 14) that
+/// `catlip_bf16_convert_rows` wrote with this kp and one panel of
+/// `catlip_bf16_pack_transposed`: float sums of bf16 products (VDPBF16PS).
+void catlip_bf16_tile(float *acc, const void *a, long rows, const void *panel, long kp);
 
 #endif
