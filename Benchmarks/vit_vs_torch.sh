@@ -5,7 +5,9 @@
 #
 #   Benchmarks/vit_vs_torch.sh [ROUNDS] [CASE ...]
 #
-# CASE is one of a-train a-infer ti-train ti-infer a24k-train (default: all but a24k-train).
+# CASE is one of a-train a-infer ti-train ti-infer a24k-train (default: the first four), or
+# a-bf16-infer / ti-bf16-infer: inference at bf16 on both sides (catlip --precision bf16,
+# the peer under torch.autocast(bfloat16)).
 # Needs a release build (swift build -c release --product catlip) and the peer environment
 # (/opt/catlip-peers, see BENCHMARKS.md). Run by hand; not part of the tests.
 set -euo pipefail
@@ -27,6 +29,9 @@ args_for() {
     esac
 }
 
+catlip_extra() { case "$1" in *-bf16-*) echo "--precision bf16" ;; *) echo "" ;; esac; }
+peer_extra() { case "$1" in *-bf16-*) echo "--bf16" ;; *) echo "" ;; esac; }
+
 field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -36,9 +41,9 @@ for c in "${CASES[@]}"; do
     ours=() theirs=() ratios=()
     for r in $(seq "$ROUNDS"); do
         # shellcheck disable=SC2086
-        o=$("$CATLIP" bench "$mode" --threads "$THREADS" $extra | field images_per_s)
+        o=$("$CATLIP" bench "$mode" --threads "$THREADS" $extra $(catlip_extra "$c") | field images_per_s)
         # shellcheck disable=SC2086
-        t=$("$PY" Benchmarks/peers/vit_torch.py "$mode" --threads "$THREADS" $extra | field images_per_s)
+        t=$("$PY" Benchmarks/peers/vit_torch.py "$mode" --threads "$THREADS" $extra $(peer_extra "$c") | field images_per_s)
         ours+=("$o") theirs+=("$t")
         ratios+=("$(python3 -c "print(round($o / $t, 2))")")
         echo "$c round $r: catlip $o, PyTorch $t images/s"

@@ -173,6 +173,45 @@ void catlip_bf16_pack_transposed(void *dst, const float *b, long ldb, long k, lo
 #endif
 }
 
+#if defined(__x86_64__)
+// Pairs of rows (r0, r1) of 16 floats into 16 32-bit lanes (bf16(r0[j]) low, bf16(r1[j]) high).
+BF16_TARGET static inline void bf16_pair_rows(uint16_t *dst, __m512 r0, __m512 r1) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    __m512 a = _mm512_permutex2var_ps(r0, lo, r1), b = _mm512_permutex2var_ps(r0, hi, r1);
+    _mm512_storeu_si512((void *)dst, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+}
+
+BF16_TARGET static void bf16_pack(uint16_t *dst, const float *b, long ldb, long k, long n) {
+    long kp = (k + 1) / 2, panels = (n + 31) / 32;
+    for (long q = 0; q < panels; q++) {
+        long j0 = 32 * q, w = n - j0 < 32 ? n - j0 : 32;
+        uint16_t *panel = dst + q * kp * 64;
+        for (long p = 0; p < kp; p++) {
+            const float *r0 = b + 2 * p * ldb + j0;
+            const float *r1 = r0 + ldb;
+            int second = 2 * p + 1 < k;
+            for (long h = 0; h < 32; h += 16) {
+                long c = w - h < 0 ? 0 : (w - h > 16 ? 16 : w - h);
+                __mmask16 m = (__mmask16)((1u << c) - 1);
+                __m512 x0 = _mm512_maskz_loadu_ps(m, r0 + h);
+                __m512 x1 = second ? _mm512_maskz_loadu_ps(m, r1 + h) : _mm512_setzero_ps();
+                bf16_pair_rows(panel + 64 * p + 2 * h, x0, x1);
+            }
+        }
+    }
+}
+#endif
+
+void catlip_bf16_pack(void *dst, const float *b, long ldb, long k, long n) {
+#if defined(__x86_64__)
+    if (!catlip_bf16_supported()) return;
+    bf16_pack((uint16_t *)dst, b, ldb, k, n);
+#else
+    (void)dst; (void)b; (void)ldb; (void)k; (void)n;
+#endif
+}
+
 void catlip_bf16_convert_rows(void *dst, const float *a, long lda, long rows, long k) {
 #if defined(__x86_64__)
     if (!catlip_bf16_supported()) return;

@@ -8,7 +8,8 @@ public struct BatchingOptions: Sendable, Equatable {
     /// Most images in one forward pass.
     public var maxBatch: Int = 32
     /// Longest time the first request of a batch waits for others to join, in seconds (it waits
-    /// only while fewer images are queued than the previous batch had).
+    /// only while fewer images are queued than are expected: the previous batch's, whose clients
+    /// are likely to come back, plus those that arrived while it ran).
     public var maxWait: Double = 0.005
     /// Most images waiting in the queue; beyond it requests get 503.
     public var queueCapacity: Int = 256
@@ -97,7 +98,7 @@ public final class InferenceEngine: @unchecked Sendable {
     // engine-thread state
     private var activations: [(count: Int, value: ViTActivations)] = []
     private var pixels: [Float] = []
-    private var lastBatchImages = 1  // guarded by `condition`
+    private var expectedImages = 1  // guarded by `condition`
 
     /// An engine for `model`; `start()` launches its thread.
     public init(model: ViTModel, options: BatchingOptions = BatchingOptions(), metrics: ServerMetrics? = nil) {
@@ -206,8 +207,12 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// Waits for work, then for the batch window; takes jobs from the front up to maxBatch
     /// images (at least one job). Nil once stopping with an empty queue. The window waits (at
-    /// most `maxWait`) only for as many images as the previous batch had: their clients are the
-    /// ones likely to come back, so a lone client never waits and a busy daemon fills batches.
+    /// most `maxWait`) only until `expectedImages` are queued: the previous batch's images
+    /// (their clients are the ones likely to come back) plus those that arrived while it ran
+    /// (`process` counts them before answering). So a lone client never waits, a busy daemon
+    /// fills its batches, and requests left over when a batch filled up are counted for the
+    /// next one: counting only the previous batch, 32 closed-loop clients could settle into
+    /// batches of 30 that each left 2 requests behind for a second batch time.
     private func nextBatch() -> [InferenceJob]? {
         condition.lock()
         defer { condition.unlock() }
@@ -216,7 +221,7 @@ public final class InferenceEngine: @unchecked Sendable {
             condition.wait()
         }
         let windowEnd = Date(timeIntervalSinceNow: options.maxWait)
-        let target = min(options.maxBatch, max(1, lastBatchImages))
+        let target = min(options.maxBatch, max(1, expectedImages))
         while queuedImages < target && !stopping && !paused {
             if !condition.wait(until: windowEnd) { break }
         }
@@ -230,7 +235,7 @@ public final class InferenceEngine: @unchecked Sendable {
             images += job.images.count
         }
         queuedImages -= images
-        lastBatchImages = images
+        expectedImages = images
         metrics?.queueDepth.set(Double(queuedImages))
         return taken
     }
@@ -275,6 +280,11 @@ public final class InferenceEngine: @unchecked Sendable {
             }
         }
         metrics?.batchSeconds.record(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+        // before any answer goes out, so that none of this batch's clients is counted twice
+        condition.lock()
+        expectedImages = InferenceEngine.expectedImages(
+            batch: owners.count, arrivedMeanwhile: queuedImages, maxBatch: options.maxBatch)
+        condition.unlock()
         for (j, job) in live.enumerated() {
             guard job.claim() else { continue }
             if let failure = failures[j] {
@@ -283,6 +293,12 @@ public final class InferenceEngine: @unchecked Sendable {
                 job.completion(.success(outputs[j].map { $0! }))
             }
         }
+    }
+
+    /// The images the next batch window waits for: the `batch` just computed (its clients come
+    /// back) plus the images that arrived while it ran, at most `maxBatch`, at least 1.
+    static func expectedImages(batch: Int, arrivedMeanwhile: Int, maxBatch: Int) -> Int {
+        max(1, min(maxBatch, batch + arrivedMeanwhile))
     }
 
     /// Forward-only activations for `count` images; the four most recently used sizes are kept

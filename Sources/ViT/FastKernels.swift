@@ -521,11 +521,17 @@ extension Kernels {
     /// workers.
     public static func attentionForward(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
-        qkv: UnsafePointer<Float>, batch: Int, tokens: Int, heads: Int, headDim: Int
+        qkv: UnsafePointer<Float>, batch: Int, tokens: Int, heads: Int, headDim: Int,
+        bf16: Bool = false
     ) {
         let (T, hd, A) = (tokens, headDim, heads * headDim)
         let scale = 1 / Float(hd).squareRoot()
         let (po, pa, pq) = (SendablePointer(out), SendablePointer(att), SendablePointer(qkv))
+        if bf16 {
+            attentionForwardBF16(
+                out: out, att: att, qkv: qkv, batch: batch, tokens: T, heads: heads, headDim: hd)
+            return
+        }
         Parallelism.forRanges(batch * heads, costPerItem: 4 * T * T * hd) { i0, i1 in
             ScratchPool.shared.withBuffer(count: Gemm.workspaceFloats) { ws in
                 for item in i0..<i1 {
@@ -541,6 +547,47 @@ extension Kernels {
                         transA: false, transB: false, m: T, n: hd, k: T, a: p, lda: T,
                         b: q + 2 * A, ldb: 3 * A, c: po.p + b * T * A + h * hd, ldc: A,
                         workspace: ws)
+                }
+            }
+        }
+    }
+
+    /// `attentionForward` with both products at bf16 input precision (`Gemm.productBF16`, for
+    /// inference at `InferencePrecision.bf16`): per (batch, head), the keys and values rounded
+    /// and packed once, the queries and the softmax rows rounded as they are read; the scores,
+    /// the softmax and the output stay float.
+    static func attentionForwardBF16(
+        out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
+        qkv: UnsafePointer<Float>, batch: Int, tokens T: Int, heads: Int, headDim hd: Int
+    ) {
+        let A = heads * hd
+        let scale = 1 / Float(hd).squareRoot()
+        let (po, pa, pq) = (SendablePointer(out), SendablePointer(att), SendablePointer(qkv))
+        let keyBytes = (Gemm.bf16PackedBytes(k: hd, n: T) + 63) / 64 * 64
+        let valueBytes = Gemm.bf16PackedBytes(k: T, n: hd)
+        let scores = Gemm.Epilogue(
+            alpha: scale, beta: 0, bias: nil, residual: nil, ldr: 0, activation: .none)
+        let plain = Gemm.Epilogue(
+            alpha: 1, beta: 0, bias: nil, residual: nil, ldr: 0, activation: .none)
+        Parallelism.forRanges(batch * heads, costPerItem: 4 * T * T * hd) { i0, i1 in
+            ScratchPool.shared.withBuffer(count: (keyBytes + valueBytes) / 4 + 16) { buffer in
+                let (keyPack, valuePack) = (
+                    UnsafeMutableRawPointer(buffer), UnsafeMutableRawPointer(buffer) + keyBytes
+                )
+                for item in i0..<i1 {
+                    let (b, h) = (item / heads, item % heads)
+                    let q = pq.p + b * T * 3 * A + h * hd
+                    let p = pa.p + item * T * T
+                    let keys = Gemm.packBF16(
+                        into: keyPack, b: q + A, ldb: 3 * A, transB: true, k: hd, n: T)
+                    Gemm.productBF16(
+                        m: T, a: q, lda: 3 * A, weight: keys, c: p, ldc: T, epilogue: scores)
+                    for t in 0..<T { softmaxRowFast(p + t * T, count: T) }
+                    let values = Gemm.packBF16(
+                        into: valuePack, b: q + 2 * A, ldb: 3 * A, transB: false, k: T, n: hd)
+                    Gemm.productBF16(
+                        m: T, a: p, lda: T, weight: values, c: po.p + b * T * A + h * hd,
+                        ldc: A, epilogue: plain)
                 }
             }
         }

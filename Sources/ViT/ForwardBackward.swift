@@ -155,7 +155,7 @@ extension ViTModel {
         case .fast:
             Kernels.attentionForward(
                 out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
-                batch: images, tokens: T, heads: NH, headDim: hd)
+                batch: images, tokens: T, heads: NH, headDim: hd, bf16: half != nil)
         }
         linearForward(
             acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias,

@@ -1,7 +1,7 @@
 import CViTSupport
 
 // Products with bf16 inputs and float sums, for inference at `InferencePrecision.bf16`: A (the
-// activations) and B (a weight, packed once) are rounded to bf16 (8 significant bits), the
+// activations) and B (a weight, packed once, or attention's keys and values) are rounded to bf16 (8 significant bits), the
 // products are summed in float by AVX512_BF16's VDPBF16PS, which does twice the multiply-adds
 // per cycle of a float FMA on Zen 4, and the result goes through the same epilogue as `Gemm`'s
 // float products (bias, residual, GELU). The kernels are C (CViTSupport), compiled for that
@@ -31,8 +31,22 @@ extension Gemm {
     static func packBF16(
         into dst: UnsafeMutableRawPointer, weight: UnsafePointer<Float>, k: Int, n: Int
     ) -> BF16PackedWeight {
+        packBF16(into: dst, b: weight, ldb: k, transB: true, k: k, n: n)
+    }
+
+    /// Packs op(B) (k, n) into `dst` (`bf16PackedBytes(k:n:)` bytes) for `productBF16`: B^T
+    /// for B (n, k) with `transB` (a weight, or attention's keys), else B (k, n) (attention's
+    /// values); row stride ldb. Requires `bf16Supported`.
+    static func packBF16(
+        into dst: UnsafeMutableRawPointer, b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+        k: Int, n: Int
+    ) -> BF16PackedWeight {
         precondition(bf16Supported, "bf16 products need AVX512_BF16")
-        catlip_bf16_pack_transposed(dst, weight, k, k, n)
+        if transB {
+            catlip_bf16_pack_transposed(dst, b, ldb, k, n)
+        } else {
+            catlip_bf16_pack(dst, b, ldb, k, n)
+        }
         return BF16PackedWeight(pointer: UnsafeRawPointer(dst), inFeatures: k, outFeatures: n)
     }
 

@@ -1,8 +1,10 @@
 // Inference at bf16 input precision: the linear layers of the blocks and the patch embedding
-// multiply bf16-rounded activations by a bf16 copy of their weights with float sums
-// (`Gemm.multiplyBF16`), everything else (LayerNorm, attention, GELU, residual stream, head)
-// stays float. Like `torch.autocast(dtype=torch.bfloat16)` or timm's `--amp-dtype bfloat16`
-// for the matrix products, at about twice their float speed on a processor with AVX512_BF16;
+// multiply bf16-rounded activations by a bf16 copy of their weights, and attention multiplies
+// rounded queries by rounded keys and rounded softmax rows by rounded values, all with float
+// sums (`Gemm.productBF16`); everything else (LayerNorm, softmax, GELU, residual stream, the
+// class token's attention in the last block, head) stays float. Like
+// `torch.autocast(dtype=torch.bfloat16)` or timm's `--amp-dtype bfloat16` for the matrix
+// products, at about twice their float speed on a processor with AVX512_BF16;
 // embeddings move by a few tenths of a percent (cosine similarity to the float ones above 0.999
 // on the test models). Training never uses it.
 
@@ -10,7 +12,8 @@
 public enum InferencePrecision: String, Sendable, CaseIterable {
     /// float32 everywhere (the default, and what training uses).
     case fp32
-    /// bf16 inputs and float sums in the blocks' linear layers and the patch embedding.
+    /// bf16 inputs and float sums in the blocks' linear layers and attention products and in
+    /// the patch embedding.
     case bf16
 }
 

@@ -206,6 +206,17 @@ final class IndexTests: XCTestCase {
         XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(w.text.utf8)))
     }
 
+    func testBatchWindowExpectsTheLastBatchAndWhatArrivedMeanwhile() {
+        // 30 computed while 2 more waited: the next window waits for all 32 (not 30, which
+        // would leave 2 behind every time)
+        XCTAssertEqual(InferenceEngine.expectedImages(batch: 30, arrivedMeanwhile: 2, maxBatch: 32), 32)
+        XCTAssertEqual(InferenceEngine.expectedImages(batch: 1, arrivedMeanwhile: 31, maxBatch: 32), 32)
+        XCTAssertEqual(InferenceEngine.expectedImages(batch: 32, arrivedMeanwhile: 40, maxBatch: 32), 32)
+        XCTAssertEqual(InferenceEngine.expectedImages(batch: 8, arrivedMeanwhile: 0, maxBatch: 32), 8)
+        XCTAssertEqual(InferenceEngine.expectedImages(batch: 1, arrivedMeanwhile: 0, maxBatch: 32), 1)  // a lone client never waits
+        XCTAssertEqual(InferenceEngine.expectedImages(batch: 0, arrivedMeanwhile: 0, maxBatch: 32), 1)
+    }
+
     func testLoadGeneratorCountsEveryCompletionInItsWindow() {
         // window [10 s, 20 s): a request started in the warm-up but completed inside counts (a
         // closed loop with long latencies would otherwise lose one request per client); one

@@ -409,6 +409,44 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Attention at bf16 input precision: the scores and softmax are those of the naive
+    /// attention on bf16-rounded queries and keys, and the output is the softmax rows, rounded,
+    /// times the rounded values (only the float summation order differs): token counts past a
+    /// panel of 32, odd head widths and token counts (a zero-padded pair on each side).
+    func testBF16AttentionMatchesTheRoundedReference() throws {
+        try XCTSkipUnless(Gemm.bf16Supported, "this processor has no AVX512_BF16")
+        for (B, T, NH, hd) in [(1, 1, 1, 2), (2, 37, 2, 9), (2, 65, 3, 64)] {
+            let A = NH * hd
+            let qkv = [Float].randomNormal(B * T * 3 * A, seed: 14)
+            let rounded = qkv.map(Gemm.roundedToBF16)
+            var (out, att) = ([Float](repeating: .nan, count: B * T * A), [Float](repeating: .nan, count: B * NH * T * T))
+            var (outRef, attRef) = ([Float](repeating: 0, count: B * T * A), [Float](repeating: 0, count: B * NH * T * T))
+            Kernels.attentionForward(
+                out: &out, att: &att, qkv: qkv, batch: B, tokens: T, heads: NH, headDim: hd, bf16: true)
+            Kernels.attentionForwardNaive(
+                out: &outRef, att: &attRef, qkv: rounded, batch: B, tokens: T, heads: NH, headDim: hd)
+            for b in 0..<B {
+                for h in 0..<NH {
+                    for t in 0..<T {
+                        for d in 0..<hd {
+                            var sum = 0.0
+                            for u in 0..<T {
+                                let pr = Gemm.roundedToBF16(att[((b * NH + h) * T + t) * T + u])
+                                sum += Double(pr) * Double(rounded[(b * T + u) * 3 * A + 2 * A + h * hd + d])
+                            }
+                            outRef[(b * T + t) * A + h * hd + d] = Float(sum)
+                        }
+                    }
+                }
+            }
+            assertWithinTolerance(
+                [
+                    elementwise("att", att, attRef, rtol: 1e-5, atol: 1e-6),
+                    elementwise("out", out, outRef, rtol: 1e-5, atol: 1e-6),
+                ], "bf16 attention B\(B) T\(T) NH\(NH) hd\(hd)")
+        }
+    }
+
     /// Attention of the class token alone equals row 0 of the naive full attention: its
     /// output and softmax row, and, with an output gradient on row 0 only, the gradients of
     /// the class token's query and of every key and value.

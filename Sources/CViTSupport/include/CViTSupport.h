@@ -86,6 +86,10 @@ int catlip_bf16_supported(void);
 /// bf16(B[j][2p + 1]) high), zero past k and past n. Rounds to nearest even.
 void catlip_bf16_pack_transposed(void *dst, const float *b, long ldb, long k, long n);
 
+/// Packs op(B) = B (k, n) with row stride ldb the same way as `catlip_bf16_pack_transposed`
+/// (pair p of column j: bf16(B[2p][j]) low, bf16(B[2p + 1][j]) high; zero past k and n).
+void catlip_bf16_pack(void *dst, const float *b, long ldb, long k, long n);
+
 /// Converts `rows` rows of k floats (row stride lda) to bf16, each row zero-padded to an even
 /// count: row r at dst + r·2·kp bf16 values (kp = (k + 1) / 2). Rounds to nearest even.
 void catlip_bf16_convert_rows(void *dst, const float *a, long lda, long rows, long k);
