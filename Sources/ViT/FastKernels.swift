@@ -518,7 +518,7 @@ extension Kernels {
 
     /// `attentionForwardNaive` with both products of each (batch, head) on `Gemm`'s serial
     /// product (strided views of qkv, no copies) and a SIMD softmax, pairs split over the
-    /// workers.
+    /// workers; with `bf16`, both products at bf16 input precision (`attentionForwardBF16`).
     public static func attentionForward(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
         qkv: UnsafePointer<Float>, batch: Int, tokens: Int, heads: Int, headDim: Int,
