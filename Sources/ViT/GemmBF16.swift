@@ -1,11 +1,11 @@
 import CViTSupport
 
 // Products with bf16 inputs and float sums, for inference at `InferencePrecision.bf16`: A (the
-// activations) and B (a weight, packed once, or attention's keys and values) are rounded to bf16 (8 significant bits), the
-// products are summed in float by AVX512_BF16's VDPBF16PS, which does twice the multiply-adds
-// per cycle of a float FMA on Zen 4, and the result goes through the same epilogue as `Gemm`'s
-// float products (bias, residual, GELU). The kernels are C (CViTSupport), compiled for that
-// extension and used only where the processor has it.
+// activations) and B (a weight, packed once, or attention's keys and values) are rounded to
+// bf16 (8 significant bits), the products are summed in float by AVX512_BF16's VDPBF16PS,
+// which does twice the multiply-adds per cycle of a float FMA on Zen 4, and the result goes
+// through the same epilogue as `Gemm`'s float products (bias, residual, GELU). The kernels are
+// C (CViTSupport), compiled for that extension and used only where the processor has it.
 
 /// A weight (out, in) rounded to bf16 and packed for `Gemm.multiplyBF16`.
 public struct BF16PackedWeight: @unchecked Sendable {
