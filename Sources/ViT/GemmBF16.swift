@@ -117,10 +117,12 @@ extension Gemm {
     }
 
     /// x rounded to the nearest bf16 (ties to even), as a float: what the bf16 products see
-    /// of each input (for reference computations).
+    /// of each input (for reference computations). Like the kernels' conversion
+    /// (VCVTNEPS2BF16), float denormals become zero of the same sign.
     public static func roundedToBF16(_ x: Float) -> Float {
         if x.isNaN { return x }
         let bits = x.bitPattern
+        if bits & 0x7F80_0000 == 0 { return Float(bitPattern: bits & 0x8000_0000) }
         let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
         return Float(bitPattern: rounded & 0xFFFF_0000)
     }

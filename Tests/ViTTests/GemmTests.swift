@@ -289,6 +289,25 @@ final class GemmTests: XCTestCase {
         XCTAssertEqual(Gemm.roundedToBF16(Float(bitPattern: 0x3F80_8001)), Float(bitPattern: 0x3F81_0000))
         XCTAssertEqual(Gemm.roundedToBF16(-0.1), -0.10009765625)
         XCTAssertEqual(Gemm.roundedToBF16(.infinity), .infinity)
+        XCTAssertEqual(Gemm.roundedToBF16(.greatestFiniteMagnitude), .infinity)  // rounds up, overflows
         XCTAssertTrue(Gemm.roundedToBF16(.nan).isNaN)
+        XCTAssertEqual(Gemm.roundedToBF16(Float(bitPattern: 0x8040_0000)).bitPattern, 0x8000_0000)  // denormal
+    }
+
+    /// The kernels' conversion (VCVTNEPS2BF16) rounds like `roundedToBF16` (normal values, ties
+    /// both ways, infinities, overflow, denormals to zero), and pads an odd row with a zero.
+    func testKernelConversionMatchesRoundedToBF16() throws {
+        try XCTSkipUnless(Gemm.bf16Supported, "this processor has no AVX512_BF16")
+        let values: [Float] = [
+            1, -1, 0.1, -0.1, 3.14159, 65504, -1e30, .infinity, -.infinity, .greatestFiniteMagnitude,
+            Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0xBF80_8001),
+            Float(bitPattern: 0x0040_0000), Float(bitPattern: 0x8000_0001), 0, -0.0,
+        ] + [Float].randomNormal(20, seed: 3)
+        var bits = [UInt16](repeating: 0xFFFF, count: values.count + 1)
+        bits.withUnsafeMutableBytes { catlip_bf16_convert_rows($0.baseAddress!, values, values.count, 1, values.count) }
+        for (x, b) in zip(values, bits) {
+            XCTAssertEqual(UInt32(b) << 16, Gemm.roundedToBF16(x).bitPattern, "\(x)")
+        }
+        XCTAssertEqual(bits[values.count], 0, "the padding of an odd row")
     }
 }
