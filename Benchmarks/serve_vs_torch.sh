@@ -31,27 +31,28 @@ wait_healthy() {
   for _ in $(seq 1 120); do curl -s -o /dev/null "$1/healthz" && return 0; sleep 0.5; done
   echo "no answer from $1" >&2; return 1
 }
-# catlip_run CLIENTS TRANSPORT...: one daemon, `bench serve` over the given transports
+# catlip_run ROUND CLIENTS TRANSPORT...: one daemon, `bench serve` over the given transports
 catlip_run() {
-  local clients=$1; shift
+  local round=$1 clients=$2; shift 2
   rm -f "$WORK/s.sock"
   $R serve --model "$M" --socket "$WORK/s.sock" --listen 127.0.0.1:8781 --precision "$PRECISION" 2>"$WORK/serve.err" &
   local sp=$!
   wait_healthy http://127.0.0.1:8781
   for t in "$@"; do
-    case $t in
-      tcp) echo "catlip-tcp"; $R bench serve --url http://127.0.0.1:8781 --image "$IMG" --clients "$clients" --duration "$D" --warmup 3 ;;
-      unix) echo "catlip-unix"; $R bench serve --socket "$WORK/s.sock" --image "$IMG" --clients "$clients" --duration "$D" --warmup 3 ;;
-    esac
+    local target=(--url http://127.0.0.1:8781)
+    [ "$t" = unix ] && target=(--socket "$WORK/s.sock")
+    echo "catlip-$t"
+    $R bench serve "${target[@]}" --image "$IMG" --clients "$clients" --duration "$D" --warmup 3 | tagged "catlip-$t" "$round"
   done
   kill -TERM $sp; wait $sp || true
 }
-# peer_run MODE CLIENTS
+# peer_run ROUND MODE CLIENTS
 peer_run() {
-  $PY Benchmarks/peers/serve_torch.py --model "$M" --port 8790 --threads 2 --mode "$1" --precision "$PRECISION" 2>"$WORK/peer.err" &
+  $PY Benchmarks/peers/serve_torch.py --model "$M" --port 8790 --threads 2 --mode "$2" --precision "$PRECISION" 2>"$WORK/peer.err" &
   local pp=$!
   wait_healthy http://127.0.0.1:8790
-  echo "peer-$1"; $R bench serve --url http://127.0.0.1:8790 --image "$IMG" --clients "$2" --duration "$D" --warmup 3
+  echo "peer-$2"
+  $R bench serve --url http://127.0.0.1:8790 --image "$IMG" --clients "$3" --duration "$D" --warmup 3 | tagged "peer-$2" "$1"
   kill $pp; wait $pp 2>/dev/null || true
 }
 # tagged NAME ROUND: prefix each JSON line on stdin with {"run": NAME, "round": ROUND, ...}, copy to the log
@@ -67,15 +68,13 @@ tagged() {
 echo "== model $SIZE px, patch $PATCH, depth $DEPTH, $PRECISION; $(date -u +%FT%TZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bench-infer"; $R bench infer "${SHAPE[@]}" --batch 32 --steps 10 --precision "$PRECISION" --save-model "$M" | tail -1 | tagged infer 0
 echo "-- sweep"
-catlip_run 1,8,32 tcp | tagged catlip-tcp 0
-for mode in serial threads; do peer_run $mode 1,8,32 | tagged peer-$mode 0; done
+catlip_run 0 1,8,32 tcp
+for mode in serial threads; do peer_run 0 $mode 1,8,32; done
 for r in $(seq 1 "$ROUNDS"); do
   echo "-- round $r of $ROUNDS; $(date -u +%TZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "bench-infer"; $R bench infer "${SHAPE[@]}" --batch 32 --steps 10 --precision "$PRECISION" | tail -1 | tagged infer "$r"
-  catlip_run 32 tcp unix | while IFS= read -r line; do
-    case $line in catlip-*) name=$line; echo "$line" ;; *) echo "$line" | tagged "$name" "$r" ;; esac
-  done
-  for mode in serial threads; do peer_run $mode 32 | tagged peer-$mode "$r"; done
+  catlip_run "$r" 32 tcp unix
+  for mode in serial threads; do peer_run "$r" $mode 32; done
 done
 echo "-- medians over rounds 1-$ROUNDS ($LOG)"
 python3 - "$LOG" <<'EOF'

@@ -524,14 +524,15 @@ extension Kernels {
         qkv: UnsafePointer<Float>, batch: Int, tokens: Int, heads: Int, headDim: Int,
         bf16: Bool = false
     ) {
+        if bf16 {
+            attentionForwardBF16(
+                out: out, att: att, qkv: qkv, batch: batch, tokens: tokens, heads: heads,
+                headDim: headDim)
+            return
+        }
         let (T, hd, A) = (tokens, headDim, heads * headDim)
         let scale = 1 / Float(hd).squareRoot()
         let (po, pa, pq) = (SendablePointer(out), SendablePointer(att), SendablePointer(qkv))
-        if bf16 {
-            attentionForwardBF16(
-                out: out, att: att, qkv: qkv, batch: batch, tokens: T, heads: heads, headDim: hd)
-            return
-        }
         Parallelism.forRanges(batch * heads, costPerItem: 4 * T * T * hd) { i0, i1 in
             ScratchPool.shared.withBuffer(count: Gemm.workspaceFloats) { ws in
                 for item in i0..<i1 {
