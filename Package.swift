@@ -53,22 +53,25 @@ let package = Package(
             name: "CImageCodecs",
             dependencies: ["CJPEG", "CPNG"],
             cSettings: [.unsafeFlags(["-O2"])] + cReleaseFlags),
+        // Safe file I/O for untrusted files and atomic replacement; no dependencies.
+        .target(name: "FileIO", swiftSettings: strict + releaseFlags),
         .target(
             name: "Imaging",
-            dependencies: ["CImageCodecs"],
+            dependencies: ["CImageCodecs", "FileIO"],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "WordNet",
+            dependencies: ["FileIO"],
             swiftSettings: strict + releaseFlags),
         // Inline helpers the engine cannot spell in Swift: spin hint, prefetch, futex.
         .target(name: "CViTSupport", cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "ViT",
-            dependencies: ["COpenBLAS", "CViTSupport"],
+            dependencies: ["COpenBLAS", "CViTSupport", "FileIO"],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Shards",
-            dependencies: ["Imaging", "WordNet"],
+            dependencies: ["FileIO", "Imaging", "WordNet"],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Corpus",
@@ -81,7 +84,7 @@ let package = Package(
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Training",
-            dependencies: ["Imaging", "WordNet", "Shards", "ViT", "Distributed", .product(name: "Yams", package: "Yams")],
+            dependencies: ["FileIO", "Imaging", "WordNet", "Shards", "ViT", "Distributed", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Evaluation",
@@ -113,45 +116,51 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict + releaseFlags),
+        // Shared by the test targets: the seeded mutators of the fuzz tests.
+        .target(
+            name: "TestSupport",
+            dependencies: ["Imaging"],
+            path: "Tests/TestSupport",
+            swiftSettings: strict),
         .testTarget(
             name: "ImagingTests",
-            dependencies: ["Imaging"],
+            dependencies: ["TestSupport", "Imaging", "FileIO"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "WordNetTests",
-            dependencies: ["WordNet"],
+            dependencies: ["TestSupport", "WordNet"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "ShardsTests",
-            dependencies: ["Shards", "Imaging", "WordNet"],
+            dependencies: ["TestSupport", "Shards", "Imaging", "WordNet"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "ViTTests",
-            dependencies: ["ViT"],
+            dependencies: ["TestSupport", "ViT"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "CorpusTests",
-            dependencies: ["Corpus", "Imaging", "Shards", "WordNet"],
+            dependencies: ["TestSupport", "Corpus", "Imaging", "Shards", "WordNet"],
             swiftSettings: strict),
         .testTarget(
             name: "TrainingTests",
-            dependencies: ["Training", "Shards", "ViT", "WordNet", "Imaging"],
+            dependencies: ["TestSupport", "Training", "Shards", "ViT", "WordNet", "Imaging"],
             swiftSettings: strict),
         .testTarget(
             name: "EvaluationTests",
-            dependencies: ["Evaluation", "WordNet", "ViT", "Imaging"],
+            dependencies: ["TestSupport", "Evaluation", "WordNet", "ViT", "Imaging"],
             swiftSettings: strict),
         .testTarget(
             name: "ServingTests",
-            dependencies: ["Serving", "ViT", "Imaging", "WordNet"],
+            dependencies: ["TestSupport", "Serving", "ViT", "Imaging", "WordNet"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",
-            dependencies: ["Imaging", "ViT", "Serving", "catlip"],
+            dependencies: ["TestSupport", "Imaging", "ViT", "Serving", "catlip"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

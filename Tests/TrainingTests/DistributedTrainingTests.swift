@@ -134,8 +134,7 @@ final class DistributedTrainingTests: ProcessTestCase {
         let end = Date(timeIntervalSinceNow: 120)
         while CheckpointFile.list(directory: run + "/checkpoints").isEmpty && Date() < end && process.isRunning { usleep(50_000) }
         XCTAssertFalse(CheckpointFile.list(directory: run + "/checkpoints").isEmpty, "no checkpoint appeared")
-        let children = try self.run("/usr/bin/pgrep", ["-P", String(process.processIdentifier)]).output
-            .split(separator: "\n").compactMap { Int32($0) }
+        let children = childProcesses(of: process.processIdentifier)
         var victim: Int32?
         for pid in children {
             let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()

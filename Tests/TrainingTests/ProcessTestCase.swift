@@ -51,4 +51,19 @@ class ProcessTestCase: XCTestCase {
     func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         finish(try start(arguments, executable: executable))
     }
+
+    /// The pids whose parent is `parent`, read from /proc (no procps needed: a bare Debian root
+    /// has no pgrep). A process that exits while the list is read is left out.
+    func childProcesses(of parent: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses,
+            // so the fields are counted from the last ')'.
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == parent
+        }.sorted()
+    }
 }
