@@ -1,0 +1,230 @@
+// Safe file I/O shared by every module that reads untrusted files or replaces files in place
+// (issue 17): reading refuses anything but a regular file and caps the size before and while
+// reading; writing goes through a temporary file created with O_EXCL|O_NOFOLLOW under a random
+// name, so a symlink planted in a shared directory cannot redirect the write.
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A file that could not be read or written: which file, what kind of problem, and the problem
+/// in words (one line).
+public struct FileIOError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Kinds of failure, for callers that count skipped files by reason.
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
+        /// open(2) failed (missing file, permissions, ...).
+        case cannotOpen = "cannot open"
+        /// A directory, FIFO, device or socket where a regular file was expected.
+        case notRegularFile = "not a regular file"
+        /// The file is larger than the caller's cap.
+        case tooLarge = "file too large"
+        /// read(2) or fstat(2) failed.
+        case readFailed = "read failed"
+        /// Creating, writing, syncing or renaming the temporary file failed.
+        case writeFailed = "write failed"
+    }
+
+    /// The kind of failure.
+    public let kind: Kind
+    /// The file the error is about (the target, for writes).
+    public let path: String
+    /// What is wrong, in words, without the path.
+    public let problem: String
+
+    /// An error about `path`.
+    public init(_ kind: Kind, path: String, problem: String) {
+        self.kind = kind
+        self.path = path
+        self.problem = problem
+    }
+
+    /// `path: problem`.
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// Reading untrusted files and replacing files atomically.
+public enum SafeFile {
+    /// The text of the current `errno`.
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    /// `bytes` as a short human size ("512 bytes", "3.5 MiB", "2.0 GiB").
+    public static func sizeText(_ bytes: Int) -> String {
+        if bytes < 1 << 20 { return "\(bytes) bytes" }
+        let mib = Double(bytes) / Double(1 << 20)
+        if mib < 1024 { return mib == mib.rounded() ? "\(Int(mib)) MiB" : String(describing: (mib * 10).rounded() / 10) + " MiB" }
+        return String(describing: (mib / 1024 * 10).rounded() / 10) + " GiB"
+    }
+
+    /// What a file of mode `mode` is, for "not a regular file" messages.
+    static func typeName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "not a regular file"
+        }
+    }
+
+    // MARK: - Reading
+
+    /// The whole contents of the regular file at `path` (a symbolic link to one is followed),
+    /// at most `maxBytes` bytes. Directories, FIFOs, devices (`/dev/zero`) and sockets are
+    /// refused without reading from them: the file is opened non-blocking, so a FIFO without a
+    /// writer cannot hang the open, and its type is checked with fstat before any read. The
+    /// size is checked against the cap from fstat (a sparse file announcing terabytes is refused
+    /// before anything is allocated) and again while reading (the file may grow meanwhile).
+    /// Throws `FileIOError` naming the file and the problem.
+    public static func read(_ path: String, maxBytes: Int) throws -> [UInt8] {
+        precondition(maxBytes >= 0, "maxBytes must not be negative")
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        if fd < 0 {
+            let code = errno
+            // Opening a Unix socket fails with ENXIO: say what the path is instead.
+            var st = stat()
+            if code == ENXIO, stat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+                throw FileIOError(.notRegularFile, path: path, problem: "is \(typeName(st.st_mode)), not a regular file")
+            }
+            throw FileIOError(.cannotOpen, path: path, problem: "cannot open: \(String(cString: strerror(code)))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw FileIOError(.readFailed, path: path, problem: "cannot stat: \(errnoText())")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw FileIOError(.notRegularFile, path: path, problem: "is \(typeName(st.st_mode)), not a regular file")
+        }
+        let announced = Int(st.st_size)
+        guard announced <= maxBytes else {
+            throw FileIOError(
+                .tooLarge, path: path, problem: "file of \(sizeText(announced)) is over the limit of \(sizeText(maxBytes))")
+        }
+        // One spare byte: a file of the announced size ends without growing the buffer, and a
+        // file that grew is noticed when the byte past the cap arrives.
+        var bytes = [UInt8](repeating: 0, count: max(0, announced) + 1)
+        var filled = 0
+        while true {
+            if filled == bytes.count {
+                guard filled <= maxBytes else {
+                    throw FileIOError(
+                        .tooLarge, path: path, problem: "file grew past the limit of \(sizeText(maxBytes)) while being read")
+                }
+                let more = min(max(65536, bytes.count), maxBytes - bytes.count + 1)
+                bytes.append(contentsOf: repeatElement(0, count: more))
+            }
+            let n = bytes.withUnsafeMutableBytes { posixRead(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileIOError(.readFailed, path: path, problem: "read failed: \(errnoText())")
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        guard filled <= maxBytes else {
+            throw FileIOError(
+                .tooLarge, path: path, problem: "file grew past the limit of \(sizeText(maxBytes)) while being read")
+        }
+        bytes.removeSubrange(filled...)
+        return bytes
+    }
+
+    // MARK: - Writing
+
+    /// Attempts at a fresh temporary name before giving up (each name is 64 random bits, so a
+    /// collision means someone is planting names).
+    static let temporaryAttempts = 8
+
+    /// The suffix of temporary names: `DIR/.NAME.<16 hex digits>.tmp`, hidden, next to the
+    /// target so that the rename stays on one file system, and recognisable by clean-ups.
+    public static let temporarySuffix = ".tmp"
+
+    /// A fresh temporary path next to `path`.
+    static func temporaryPath(for path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        var random = SystemRandomNumberGenerator()
+        let hex = String(random.next() as UInt64, radix: 16)
+        return directory + "." + name + "." + String(repeating: "0", count: 16 - hex.count) + hex + temporarySuffix
+    }
+
+    /// Replaces `path` crash-safely with what `body` writes: `body` gets a sink that appends
+    /// bytes to a new temporary file next to `path` (created with O_EXCL|O_NOFOLLOW under a
+    /// random name, mode 0644 less the umask, so nothing planted at that name is followed or
+    /// reused); then the file is fsync'd, renamed over `path` (a symbolic link at `path` is
+    /// replaced, not written through) and the directory fsync'd. At every instant `path` is
+    /// either the old or the new complete file. On any error, including one thrown by `body`
+    /// (rethrown as it is), the temporary file is removed. I/O failures throw `FileIOError`
+    /// naming `path`.
+    public static func writeAtomically(
+        _ path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
+        var temporary = ""
+        var fd: Int32 = -1
+        for _ in 0..<temporaryAttempts {
+            temporary = temporaryPath(for: path)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            if fd >= 0 || errno != EEXIST { break }
+        }
+        guard fd >= 0 else {
+            throw FileIOError(.writeFailed, path: path, problem: "cannot create a temporary file \(temporary): \(errnoText())")
+        }
+        var isOpen = true
+        var published = false
+        defer {
+            if isOpen { close(fd) }
+            if !published { unlink(temporary) }
+        }
+        try body { bytes in
+            var done = 0
+            while done < bytes.count {
+                let n = write(fd, bytes.baseAddress! + done, min(bytes.count - done, 1 << 30))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FileIOError(.writeFailed, path: path, problem: "write failed: \(errnoText())")
+                }
+                done += n
+            }
+        }
+        if fsync(fd) != 0 {
+            throw FileIOError(.writeFailed, path: path, problem: "fsync failed: \(errnoText())")
+        }
+        isOpen = false
+        if close(fd) != 0 {
+            throw FileIOError(.writeFailed, path: path, problem: "close failed: \(errnoText())")
+        }
+        if rename(temporary, path) != 0 {
+            throw FileIOError(.writeFailed, path: path, problem: "cannot rename \(temporary) into place: \(errnoText())")
+        }
+        published = true
+        syncDirectory(containing: path)
+    }
+
+    /// Replaces `path` crash-safely with `bytes` (see `writeAtomically(_:_:)`).
+    public static func writeAtomically(_ path: String, bytes: [UInt8]) throws {
+        try writeAtomically(path) { sink in try bytes.withUnsafeBytes { try sink($0) } }
+    }
+
+    /// fsync of the directory holding `path`, so that a rename or unlink in it is durable
+    /// (best effort: some file systems refuse to sync directories).
+    public static func syncDirectory(containing path: String) {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+}
+
+/// `read(2)`, callable where the method `SafeFile.read` shadows it.
+private func posixRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    read(fd, buffer, count)
+}
