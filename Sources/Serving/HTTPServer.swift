@@ -31,12 +31,14 @@ public struct ServeOptions: Sendable {
     /// The defaults: no transport chosen yet, 32 MiB bodies, 10 s read, 60 s idle, 30 s request.
     public init() {}
 
-    /// The default socket path: `$XDG_RUNTIME_DIR/catlip.sock`, else `/tmp/catlip-UID.sock`.
+    /// The default socket path: `$XDG_RUNTIME_DIR/catlip.sock`, else `/tmp/catlip-UID/catlip.sock`,
+    /// in a directory of this user's that the daemon creates mode 0700 and both sides verify
+    /// (`SocketPath`): a socket straight in /tmp could be planted by another local user.
     public static var defaultSocketPath: String {
         if let dir = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !dir.isEmpty {
             return dir + "/catlip.sock"
         }
-        return "/tmp/catlip-\(getuid()).sock"
+        return SocketPath.privateDirectory() + "/catlip.sock"
     }
 }
 
@@ -134,24 +136,27 @@ public final class ServingDaemon: @unchecked Sendable {
         else { throw ServeStartError(description: "--listen \(text): expected HOST:PORT, e.g. 127.0.0.1:8080") }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        let loopback = host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        let loopback = ServeEndpoint.isLoopback(host)  // strict: "127.evil.com" is a name, not loopback
         if !loopback && !allowRemote {
             throw ServeStartError(description: "--listen \(text): \(host) is not a loopback address; add --allow-remote to serve other machines")
         }
         return (host == "localhost" ? "127.0.0.1" : host, port)
     }
 
-    /// Refuses a path that exists and is not a socket, or a socket another daemon answers on;
-    /// removes a stale socket file.
+    /// Refuses a path in a directory another user could write to (`SocketPath`), a path that
+    /// exists and is not a socket of this user's (never followed or removed), or a socket another
+    /// daemon answers on; removes a stale socket file of this user's.
     static func prepareSocketPath(_ path: String) throws {
         if path.utf8.count >= 108 {
             throw ServeStartError(description: "\(path): socket path too long (\(path.utf8.count) bytes; the limit is 107)")
         }
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        guard (st.st_mode & S_IFMT) == S_IFSOCK else {
-            throw ServeStartError(description: "\(path): exists and is not a socket; not replacing it")
+        let present: Bool
+        do {
+            present = try SocketPath.checkBeforeBind(path)
+        } catch let error as SocketPathError {
+            throw ServeStartError(description: error.description)
         }
+        guard present else { return }
         if socketAnswers(path) {
             throw ServeStartError(description: "\(path): another daemon is listening on this socket")
         }
@@ -162,7 +167,8 @@ public final class ServingDaemon: @unchecked Sendable {
 
     /// Whether a process accepts connections on the Unix socket at `path`.
     static func socketAnswers(_ path: String) -> Bool {
-        guard let fd = try? ServeEndpoint.unix(path).connectSocket(timeout: 1) else { return false }
+        // a plain connect: the file is this user's socket (checked); nothing is sent
+        guard let fd = try? ServeEndpoint.unix(path).connectSocket(timeout: 1, verifyPeer: false) else { return false }
         close(fd)
         return true
     }

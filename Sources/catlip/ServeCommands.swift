@@ -20,7 +20,9 @@ struct ServeCommand: ParsableCommand {
             {"images": [base64, ...], "top_k": K}; search also takes {"embedding": [...]}), GET /healthz, \
             GET /metrics (Prometheus text). Errors are JSON {"error": {"code", "message"}}. \
             The socket is created with mode 0600; a stale socket file is replaced, a live one is an error. \
-            Default socket: $XDG_RUNTIME_DIR/catlip.sock, else /tmp/catlip-UID.sock. \
+            Default socket: $XDG_RUNTIME_DIR/catlip.sock, else /tmp/catlip-UID/catlip.sock (the directory is \
+            created mode 0700). The socket's directory and those above it must be this user's or root's and not \
+            writable by others unless sticky; anything but a stale socket of this user's at the path is left alone. \
             SIGTERM or SIGINT: stop accepting, finish requests in flight, remove the socket, exit 0. \
             Try: curl --unix-socket SOCKET http://localhost/healthz
             """)
@@ -28,7 +30,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Model directory (config.json, model.safetensors, vocab.tsv for class names).")
     var model: String
 
-    @Option(help: "Unix socket path (default: $XDG_RUNTIME_DIR/catlip.sock or /tmp/catlip-UID.sock).")
+    @Option(help: "Unix socket path (default: $XDG_RUNTIME_DIR/catlip.sock or /tmp/catlip-UID/catlip.sock).")
     var socket: String?
 
     @Option(help: "Also listen on TCP HOST:PORT (loopback only unless --allow-remote; port 0 picks one).")
@@ -218,18 +220,19 @@ struct QueryCommand: ParsableCommand {
         commandName: "query",
         abstract: "Ask a running catlip serve: embed, classify or search images; or health.",
         discussion: "Prints one JSON line per file: {\"file\", \"embedding\"}, {\"file\", \"labels\"} or "
-            + "{\"file\", \"matches\"}. A file the daemon rejects is reported on stderr and the exit status is 1.")
+            + "{\"file\", \"matches\"}. A file the daemon rejects is reported on stderr and the exit status is 1. "
+            + "Answers over 256 MiB, malformed answers and a socket or daemon of another user's are errors.")
 
-    @Option(help: "Unix socket of the daemon (default: $XDG_RUNTIME_DIR/catlip.sock or /tmp/catlip-UID.sock).")
+    @Option(help: "Unix socket of the daemon (default: $XDG_RUNTIME_DIR/catlip.sock or /tmp/catlip-UID/catlip.sock); it must be a socket of this user's or root's in a directory nobody else can write to, and the daemon must run as this user or root.")
     var socket: String?
 
-    @Option(help: "TCP address of the daemon instead, http://HOST:PORT.")
+    @Option(help: "TCP address of the daemon instead, http://HOST:PORT (HOST an IPv4 address, [IPv6 address] or localhost; PORT 1-65535).")
     var url: String?
 
     @Option(help: "Results per image (classify, search).")
     var topK: Int?
 
-    @Option(help: "Seconds to wait for each answer.")
+    @Option(help: "Seconds to send each request and receive its whole answer (above 0, at most 86400).")
     var timeout = 120.0
 
     @Argument(help: "embed, classify, search or health.")
@@ -245,6 +248,11 @@ struct QueryCommand: ParsableCommand {
         if action != "health" && files.isEmpty { throw ValidationError("give at least one image file") }
         if socket != nil && url != nil { throw ValidationError("give --socket or --url, not both") }
         if let topK, !(1...1000).contains(topK) { throw ValidationError("--top-k must be in 1...1000") }
+        do {
+            try BlockingHTTPClient.checkTimeout(timeout, option: "--timeout")
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
     func run() throws {
