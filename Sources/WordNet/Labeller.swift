@@ -34,16 +34,23 @@ public final class Labeller {
     /// Longest multi-word lemma tried in `nouns` mode, in words.
     public let maximumPhraseWords = 4
 
-    private var memo = TokenMemo()
+    private var memo: TokenMemo
     private var phraseMemo: [String: String?] = [:]  // joined words -> noun lemma or nil
     private var text: [UInt8] = []
     private var ranges: [Range<Int>] = []
     private let phrasePrefixes: Set<String>
 
     /// A labeller over `database` applying `mode`.
-    public init(database: WordNetDatabase, mode: LabelMode = .corenet) {
+    public convenience init(database: WordNetDatabase, mode: LabelMode = .corenet) {
+        self.init(database: database, mode: mode, memoArenaBytes: TokenMemo.defaultArenaBytes)
+    }
+
+    /// A labeller whose token memo keeps at most `memoArenaBytes` bytes of token text before
+    /// starting afresh (tests set it small to exercise the resets).
+    init(database: WordNetDatabase, mode: LabelMode, memoArenaBytes: Int) {
         self.database = database
         self.mode = mode
+        memo = TokenMemo(arenaBytes: memoArenaBytes)
         // First words of multi-word noun lemmas, to try phrases only where one can start.
         var prefixes = Set<String>()
         if mode == .nouns {
@@ -240,7 +247,10 @@ public final class Labeller {
 
 /// Token bytes -> memoised label (synset in the low bits, `phraseStart` flag), in an
 /// open-addressing table keyed by the bytes themselves: no String is made for a token seen
-/// before, and FNV-1a hashing of a short token is cheaper than SipHash.
+/// before, and FNV-1a hashing of a short token is cheaper than SipHash. The token bytes live in
+/// one arena indexed by Int32: the memo starts afresh before the arena would pass `arenaBytes`
+/// (at most Int32.max), and a token longer than that is not memoised, so endless distinct long
+/// tokens bound its memory instead of overflowing the indices.
 struct TokenMemo {
     /// Low bits of a value: the synset, or all ones for "no label".
     static let synsetMask: Int32 = 0x3FFF_FFFF
@@ -248,6 +258,12 @@ struct TokenMemo {
     static let phraseStart: Int32 = 0x4000_0000
     /// Entries kept before the memo starts afresh (bounds memory on endless vocabularies).
     static let maximumEntries = 500_000
+    /// The default arena size: 64 MiB of token text per labeller (a memo of 500,000 ordinary
+    /// tokens takes about 4 MiB).
+    static let defaultArenaBytes = 64 << 20
+
+    /// Token bytes kept before the memo starts afresh.
+    let arenaBytes: Int
 
     private var slots = [Int32](repeating: 0, count: 1 << 14)  // entry + 1, 0 = empty
     private var hashes: [UInt64] = []
@@ -255,6 +271,11 @@ struct TokenMemo {
     private var lengths: [Int32] = []
     private var values: [Int32] = []
     private var arena: [UInt8] = []
+
+    /// An empty memo keeping at most `arenaBytes` bytes of tokens (clamped to 1...Int32.max).
+    init(arenaBytes: Int = defaultArenaBytes) {
+        self.arenaBytes = min(max(1, arenaBytes), Int(Int32.max))
+    }
 
     static func hash(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -276,8 +297,12 @@ struct TokenMemo {
         }
     }
 
+    /// Memoises `value` for `key` (a token longer than `arenaBytes` is not memoised).
     mutating func insert(_ key: UnsafeBufferPointer<UInt8>, hash: UInt64, value: Int32) {
-        if values.count >= Self.maximumEntries { self = TokenMemo() }
+        guard key.count <= arenaBytes else { return }
+        if values.count >= Self.maximumEntries || arena.count + key.count > arenaBytes {
+            self = TokenMemo(arenaBytes: arenaBytes)
+        }
         if (values.count + 1) * 2 > slots.count { grow() }
         let entry = values.count
         hashes.append(hash)
