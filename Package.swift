@@ -88,7 +88,7 @@ let package = Package(
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Evaluation",
-            dependencies: ["WordNet", "ViT", "Imaging"],
+            dependencies: ["FileIO", "WordNet", "ViT", "Imaging"],
             swiftSettings: strict + releaseFlags),
         // The daemon: HTTP/1.1 on SwiftNIO, dynamic batching for the engine, the image index.
         .target(
@@ -104,6 +104,7 @@ let package = Package(
         .executableTarget(
             name: "catlip",
             dependencies: [
+                "FileIO",
                 "Imaging",
                 "WordNet",
                 "Shards",
@@ -129,7 +130,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "WordNetTests",
-            dependencies: ["TestSupport", "WordNet"],
+            dependencies: ["TestSupport", "WordNet", "Imaging", "FileIO"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(

@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 import WordNet
 
@@ -176,10 +177,18 @@ public struct ClassMapper: Sendable {
 }
 
 extension ClassMapper {
+    /// The largest class map read: 64 MiB (a line per class; every WordNet noun synset named
+    /// takes a few MiB). A FIFO, device or larger file is refused.
+    public static let maximumUserMapBytes = 64 << 20
+
     /// Reads a user's class map: TSV lines `name<TAB>wnid` (wnid padded or not); blank lines and
     /// lines starting with # are skipped. Throws naming the file and line for anything else.
     public static func readUserMap(path: String, database: WordNetDatabase) throws -> [String: String] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        let bytes: [UInt8]
+        do { bytes = try SafeFile.read(path, maxBytes: maximumUserMapBytes) } catch let error as FileIOError {
+            throw EvaluationError(path: path, problem: "cannot read the class map: \(error.problem)")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw EvaluationError(path: path, problem: "cannot read the class map as UTF-8 text")
         }
         var map: [String: String] = [:]

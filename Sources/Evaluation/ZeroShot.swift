@@ -1,4 +1,5 @@
 import Dispatch
+import FileIO
 import Foundation
 import Imaging
 import ViT
@@ -124,8 +125,10 @@ public struct ZeroShotClassifier {
 /// score under every rule, tally.
 public enum ZeroShot {
     /// Pooled pre-logits embeddings of `images` under the model's evaluation preprocessing:
-    /// features (kept.count x D), the images that decoded, and the paths that did not.
-    public static func embed(model: ViTModel, images: [LabelledImage], batchSize: Int = 32)
+    /// features (kept.count x D), the images that decoded, and the paths that did not (including
+    /// files over `maxFileBytes` and paths that are not regular files, which are not read).
+    public static func embed(
+        model: ViTModel, images: [LabelledImage], batchSize: Int = 32, maxFileBytes: Int = defaultMaxImageFileBytes)
         -> (features: [Float], kept: [LabelledImage], failed: [String])
     {
         let cfg = model.config.pretrainedCfg
@@ -143,7 +146,7 @@ public enum ZeroShot {
             let chunk = Array(images[i0..<min(images.count, i0 + batchSize)])
             i0 += chunk.count
             let (decoded, failures) = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.decodeBatch(count: chunk.count, into: buffer) { i in (try readFileBytes(chunk[i].path), chunk[i].path) }
+                transform.decodeBatch(count: chunk.count, into: buffer) { i in (try readFileBytes(chunk[i].path, maxBytes: maxFileBytes), chunk[i].path) }
             }
             kept += decoded.map { chunk[$0] }
             failed += failures.map { chunk[$0.index].path }
@@ -161,13 +164,13 @@ public enum ZeroShot {
     /// the number of images that could not be read or decoded, and images per second.
     public static func evaluate(
         model: ViTModel, classifier: ZeroShotClassifier, images: [LabelledImage], rules: [ScoringRule], topK: Int,
-        batchSize: Int = 32
+        batchSize: Int = 32, maxFileBytes: Int = defaultMaxImageFileBytes
     ) -> (reports: [ZeroShotReport], failed: [String], imagesPerSecond: Double) {
         let classes = classifier.mappings.count
         let mapped = classifier.mappings.map { !$0.rows.isEmpty }
         let direct = classifier.mappings.map { $0.route == .direct }
         let start = DispatchTime.now().uptimeNanoseconds
-        let (features, kept, failed) = embed(model: model, images: images.filter { mapped[$0.label] }, batchSize: batchSize)
+        let (features, kept, failed) = embed(model: model, images: images.filter { mapped[$0.label] }, batchSize: batchSize, maxFileBytes: maxFileBytes)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let done = kept.count
         var tallies = rules.map { _ in (top1: 0, topK: 0, direct: 0, directN: 0, perClass: [(Int, Int)](repeating: (0, 0), count: classes),
@@ -228,7 +231,13 @@ public enum ZeroShot {
                 }
             }
         } else {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            // Regular files only, at most 4 GiB (like a training manifest): a FIFO or device
+            // named as the dataset is an error, not a hang.
+            let bytes: [UInt8]
+            do { bytes = try SafeFile.read(path, maxBytes: 4 << 30) } catch let error as FileIOError {
+                throw EvaluationError(path: path, problem: "cannot read the manifest: \(error.problem)")
+            }
+            guard let text = String(validating: bytes, as: UTF8.self) else {
                 throw EvaluationError(path: path, problem: "cannot read the manifest as UTF-8 text")
             }
             for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {

@@ -1,4 +1,5 @@
 import CImageCodecs
+import FileIO
 
 #if canImport(Glibc)
     import Glibc
@@ -380,33 +381,28 @@ func base(_ buffer: UnsafeRawBufferPointer) -> UnsafePointer<UInt8> {
     buffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
 }
 
-/// Reads a whole file into memory, throwing an `ImageError` of kind `.io` naming the path.
-public func readFileBytes(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY)
-    if fd < 0 {
-        throw ImageError(.io, source: path, message: String(cString: strerror(errno)))
-    }
-    defer { close(fd) }
-    var st = stat()
-    if fstat(fd, &st) != 0 {
-        throw ImageError(.io, source: path, message: String(cString: strerror(errno)))
-    }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-        throw ImageError(.io, source: path, message: "is a directory")
-    }
-    // One spare byte so that a file of the announced size ends without growing the buffer.
-    var bytes = [UInt8](repeating: 0, count: max(0, Int(st.st_size)) + 1)
-    var filled = 0
-    while true {
-        if filled == bytes.count { bytes.append(contentsOf: [UInt8](repeating: 0, count: 65536)) }
-        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw ImageError(.io, source: path, message: String(cString: strerror(errno)))
+/// The default cap on an image file's size for `readFileBytes`: 256 MiB. No real image is
+/// near it: images over 64 megapixels are refused anyway (`DecodeOptions.maxPixels`), and 64
+/// megapixels of 8-bit RGBA stored without any compression is 256 MiB; it is also the tar
+/// reader's member limit (`TarReader.defaultMemberSizeLimit`), so a file read here fits in a
+/// shard. Commands that read image files raise it with `--max-file-mb`.
+public let defaultMaxImageFileBytes = 256 << 20
+
+/// Reads a whole image file into memory: regular files only (a symbolic link to one is
+/// followed), at most `maxBytes` bytes (`SafeFile.read`: a FIFO, `/dev/zero` or a sparse file
+/// announcing terabytes is refused before anything is read or allocated). Throws an
+/// `ImageError` naming the path, of kind `.notRegularFile` (directories, FIFOs, devices,
+/// sockets), `.fileTooLarge` (over `maxBytes`), or `.io` (missing, unreadable).
+public func readFileBytes(_ path: String, maxBytes: Int = defaultMaxImageFileBytes) throws -> [UInt8] {
+    do {
+        return try SafeFile.read(path, maxBytes: max(0, maxBytes))
+    } catch let error as FileIOError {
+        let kind: ImageError.Kind
+        switch error.kind {
+        case .notRegularFile: kind = .notRegularFile
+        case .tooLarge: kind = .fileTooLarge
+        case .cannotOpen, .readFailed, .writeFailed: kind = .io
         }
-        if n == 0 { break }
-        filled += n
+        throw ImageError(kind, source: path, message: error.problem)
     }
-    bytes.removeSubrange(filled...)
-    return bytes
 }

@@ -15,6 +15,11 @@ public struct ImageError: Error, Sendable, Equatable, CustomStringConvertible {
         case empty = "empty image"
         /// The file could not be read.
         case io = "read error"
+        /// The path is a directory, FIFO, device or socket, not a regular file (nothing was
+        /// read from it).
+        case notRegularFile = "not a regular file"
+        /// The file is larger than the reader's cap (see `defaultMaxImageFileBytes`).
+        case fileTooLarge = "file too large"
         /// A caller passed a value outside its valid range.
         case invalidArgument = "invalid argument"
     }

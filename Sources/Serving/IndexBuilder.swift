@@ -15,6 +15,9 @@ public struct IndexBuilder {
     public var batchSize = 32
     /// Decoder pixel limit.
     public var maxPixels = 40_000_000
+    /// Image files larger than this, and paths that are not regular files (FIFOs, devices),
+    /// are skipped and reported without being read (`readFileBytes`).
+    public var maxFileBytes = defaultMaxImageFileBytes
 
     /// A builder over `model`.
     public init(model: ViTModel) { self.model = model }
@@ -49,6 +52,7 @@ public struct IndexBuilder {
         var rows: [Float] = []
         var report = Report()
         var pending: [Item] = []
+        let maxFileBytes = self.maxFileBytes
 
         func flush() {
             guard !pending.isEmpty else { return }
@@ -56,7 +60,7 @@ public struct IndexBuilder {
             pending.removeAll(keepingCapacity: true)
             let (decoded, failures) = pixels.withUnsafeMutableBufferPointer { buffer in
                 transform.decodeBatch(count: items.count, into: buffer) { i in
-                    (try items[i].payload.load(name: items[i].key), items[i].key)
+                    (try items[i].payload.load(name: items[i].key, maxFileBytes: maxFileBytes), items[i].key)
                 }
             }
             report.skipped += failures.count

@@ -28,6 +28,10 @@ public struct LoaderConfig: Sendable {
     public var baseSize: Int
     /// Number of classes: the length of each multi-hot target row.
     public var classCount: Int
+    /// Image files (manifest and folder samples) larger than this are skipped as "file too
+    /// large" without being read (`readFileBytes`); paths that are not regular files (FIFOs,
+    /// devices, directories) are skipped as "not a regular file".
+    public var maxFileBytes = defaultMaxImageFileBytes
 
     /// A configuration with CatLIP-like defaults.
     public init(
@@ -462,7 +466,11 @@ final class LoaderEngine: @unchecked Sendable {
         switch item.sample.image {
         case .bytes(let b): bytes = b
         case .file(let path):
-            do { bytes = try readFileBytes(path) } catch { return .failure("unreadable image file") }
+            do { bytes = try readFileBytes(path, maxBytes: config.maxFileBytes) } catch let error as ImageError {
+                return .failure(error.kind == .io ? "unreadable image file" : error.kind.rawValue)
+            } catch {
+                return .failure("unreadable image file")
+            }
         case .missing(let reason): return .failure(reason)
         }
         if bytes.isEmpty { return .failure("empty image") }

@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 import WordNet
 
@@ -42,12 +43,20 @@ public struct Manifest: Sendable {
     /// The lines skipped (no tab, invalid JSON, no image path, ...).
     public let problems: [ManifestProblem]
 
-    /// Reads a manifest. Throws `ManifestError` when the file cannot be read at all; bad lines
-    /// are collected in `problems`.
+    /// The largest manifest read: 4 GiB (about 20 million lines of path and caption; the
+    /// samples are held in memory, several times the file's size). A FIFO, device or larger file
+    /// is refused with a `ManifestError`.
+    public static let maximumFileBytes = 4 << 30
+
+    /// Reads a manifest. Throws `ManifestError` when the file cannot be read at all (missing,
+    /// not a regular file, over `maximumFileBytes`); bad lines are collected in `problems`.
     public init(path: String) throws {
         self.path = path
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ManifestError(path: path, message: "cannot read the manifest")
+        let data: Data
+        do {
+            data = Data(try SafeFile.read(path, maxBytes: Self.maximumFileBytes))
+        } catch let error as FileIOError {
+            throw ManifestError(path: path, message: "cannot read the manifest: \(error.problem)")
         }
         let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
         func resolve(_ image: String) -> String {

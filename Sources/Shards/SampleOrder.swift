@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 import Imaging
 
@@ -12,12 +13,13 @@ public enum ImagePayload: Sendable {
 }
 
 extension ImagePayload {
-    /// The encoded image: the bytes in memory or read from the file; for a missing image, an
-    /// `ImageError` naming `name` with the reason.
-    public func load(name: String) throws -> [UInt8] {
+    /// The encoded image: the bytes in memory or read from the file (regular files of at most
+    /// `maxFileBytes`, see `readFileBytes`); for a missing image, an `ImageError` naming `name`
+    /// with the reason.
+    public func load(name: String, maxFileBytes: Int = defaultMaxImageFileBytes) throws -> [UInt8] {
         switch self {
         case .bytes(let bytes): return bytes
-        case .file(let path): return try readFileBytes(path)
+        case .file(let path): return try readFileBytes(path, maxBytes: maxFileBytes)
         case .missing(let reason): throw ImageError(.io, source: name, message: reason)
         }
     }
@@ -166,6 +168,10 @@ public struct FolderSource: SampleSource {
     public let images: [String]
     /// Whether to shuffle per epoch.
     public let shuffle: Bool
+    /// Sidecar captions larger than this (1 MiB, like the tar reader's extended headers; real
+    /// captions are a few hundred bytes) or that are not regular files make their sample a
+    /// bad one ("caption file: file too large", "caption file: not a regular file").
+    public static let maximumCaptionFileBytes = 1 << 20
 
     /// Lists the images under `root`; throws when the folder cannot be read.
     public init(root: String, shuffle: Bool = true) throws {
@@ -193,10 +199,17 @@ public struct FolderSource: SampleSource {
             let relative = images[i]
             let path = root + "/" + relative
             let stem = (path as NSString).deletingPathExtension
-            let caption = FileManager.default.contents(atPath: stem + ".txt").map {
-                String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            } ?? ""
-            guard try body(StreamSample(key: relative, source: root, image: .file(path), caption: caption)) else { return }
+            var image = ImagePayload.file(path)
+            var caption = ""
+            if FileManager.default.fileExists(atPath: stem + ".txt") {
+                do {
+                    let bytes = try SafeFile.read(stem + ".txt", maxBytes: Self.maximumCaptionFileBytes)
+                    caption = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                } catch let error as FileIOError {
+                    image = .missing("caption file: \(error.kind.rawValue)")
+                }
+            }
+            guard try body(StreamSample(key: relative, source: root, image: image, caption: caption)) else { return }
         }
     }
 }

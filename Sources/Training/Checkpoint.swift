@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 import Shards
 
@@ -79,7 +80,6 @@ public enum CheckpointFile {
     public static func write(directory: String, state: TrainState, blocks: [UnsafeBufferPointer<Float>]) throws {
         precondition(blocks.allSatisfy { $0.count == state.parameterCount }, "block sizes differ from parameterCount")
         let final = directory + "/" + name(step: state.step)
-        let temporary = final + ".tmp"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let header = Array(try encoder.encode(state))
@@ -89,33 +89,24 @@ public enum CheckpointFile {
         prefix += header
         while prefix.count % 64 != 0 { prefix.append(0) }
 
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw CheckpointError(path: temporary, problem: "cannot create (\(String(cString: strerror(errno))))") }
         var hash = Checksum()
         do {
-            defer { close(fd) }
-            try writeAll(fd, prefix, path: temporary)
-            hash.add(prefix)
-            for block in blocks {
-                let raw = UnsafeRawBufferPointer(block)
-                hash.add(raw)
-                try writeAll(fd, raw, path: temporary)
+            try SafeFile.writeAtomically(final) { sink in
+                try prefix.withUnsafeBytes { try sink($0) }
+                hash.add(prefix)
+                for block in blocks {
+                    let raw = UnsafeRawBufferPointer(block)
+                    hash.add(raw)
+                    try sink(raw)
+                }
+                var trailer: [UInt8] = []
+                append(&trailer, hash.value)
+                trailer += endMagic
+                try trailer.withUnsafeBytes { try sink($0) }
             }
-            var trailer: [UInt8] = []
-            append(&trailer, hash.value)
-            trailer += endMagic
-            try writeAll(fd, trailer, path: temporary)
-            if fsync(fd) != 0 { throw CheckpointError(path: temporary, problem: "fsync failed (\(String(cString: strerror(errno))))") }
-        } catch {
-            unlink(temporary)
-            throw error
+        } catch let error as FileIOError {
+            throw CheckpointError(path: final, problem: error.problem)
         }
-        if rename(temporary, final) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw CheckpointError(path: final, problem: "cannot rename into place (\(reason))")
-        }
-        syncDirectory(directory)
     }
 
     /// The state in a checkpoint's header, with the magic, version and the file size checked
@@ -200,7 +191,7 @@ public enum CheckpointFile {
     public static func prune(directory: String, keep: Int) {
         for path in list(directory: directory).dropFirst(keep) { unlink(path) }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        for name in names where name.hasSuffix(".ckpt.tmp") { unlink(directory + "/" + name) }
+        for name in names where name.hasSuffix(".ckpt.tmp") || (name.hasPrefix(".step-") && name.hasSuffix(SafeFile.temporarySuffix)) { unlink(directory + "/" + name) }
         syncDirectory(directory)
     }
 
@@ -210,22 +201,6 @@ public enum CheckpointFile {
 
     static func load<T: FixedWidthInteger>(_ bytes: [UInt8], _ offset: Int, as: T.Type) -> T {
         bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
-        try bytes.withUnsafeBytes { try writeAll(fd, $0, path: path) }
-    }
-
-    static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String) throws {
-        var done = 0
-        while done < raw.count {
-            let n = Foundation.write(fd, raw.baseAddress! + done, min(raw.count - done, 1 << 26))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CheckpointError(path: path, problem: "write failed (\(String(cString: strerror(errno))))")
-            }
-            done += n
-        }
     }
 
     static func readAll(_ fd: Int32, _ bytes: inout [UInt8], offset: Int, path: String) throws {

@@ -62,6 +62,10 @@ public struct TrainConfig: Sendable, Equatable {
         /// Evaluation crop (timm's crop_pct): validation images are resized to side /
         /// crop_pct and centre-cropped; written to the model's pretrained_cfg.
         public var evalCropPct = 0.875
+        /// Largest image file read from a manifest or folder, in MiB (`readFileBytes`); larger
+        /// files and paths that are not regular files (FIFOs, devices) are skipped as bad
+        /// samples. May change on resume: it decides only which hostile files are refused.
+        public var maxFileMB = 256
     }
 
     /// The ViT (timm's keyword names).
@@ -163,7 +167,7 @@ public struct TrainConfig: Sendable, Equatable {
     /// Keys that may be changed with `--set` when resuming (they do not change the result).
     public static let resumableKeys: Set<String> = [
         "run.log_every", "run.checkpoint_every", "run.checkpoint_minutes", "run.keep_checkpoints",
-        "run.max_bad_steps", "run.comm_timeout", "data.threads", "data.prefetch",
+        "run.max_bad_steps", "run.comm_timeout", "data.threads", "data.prefetch", "data.max_file_mb",
         "data.batch_size", "optim.accumulation",  // only together with the rank count: the global batch must stay
     ]
 
@@ -197,6 +201,7 @@ public struct TrainConfig: Sendable, Equatable {
         c.data.flip = try reader.double("data.flip", c.data.flip, 0...1)
         c.data.valSamples = try reader.int("data.val_samples", c.data.valSamples, 0...Int.max)
         c.data.resolutions = try reader.ints("data.resolutions", c.data.resolutions, 1...4096)
+        c.data.maxFileMB = try reader.int("data.max_file_mb", c.data.maxFileMB, 1...1_048_576)
         c.data.evalCropPct = try reader.double("data.eval_crop_pct", c.data.evalCropPct, 0.01...1)
 
         c.model.patchSize = try reader.int("model.patch_size", c.model.patchSize, 1...4096)
@@ -289,6 +294,7 @@ public struct TrainConfig: Sendable, Equatable {
               flip: \(num(data.flip))
               val_samples: \(data.valSamples)
               eval_crop_pct: \(num(data.evalCropPct))
+              max_file_mb: \(data.maxFileMB)
               resolutions: [\(data.resolutions.map(String.init).joined(separator: ", "))]
             model:
               patch_size: \(model.patchSize)
@@ -350,10 +356,13 @@ public struct TrainConfig: Sendable, Equatable {
         c.run.maxBadSteps = 1
         c.data.threads = 1
         c.data.prefetch = 1
-        // run.comm_timeout may change on resume; its line is left out so that the fingerprints
-        // of configurations written before the key existed stay the same
+        // run.comm_timeout and data.max_file_mb may change on resume; their lines are left out so
+        // that the fingerprints of configurations written before the keys existed stay the same
         let text = c.yaml().split(separator: "\n", omittingEmptySubsequences: false)
-            .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("comm_timeout:") }.joined(separator: "\n")
+            .filter { line in
+                let key = line.trimmingCharacters(in: .whitespaces)
+                return !key.hasPrefix("comm_timeout:") && !key.hasPrefix("max_file_mb:")
+            }.joined(separator: "\n")
         return fnv1a(Array(text.utf8))
     }
 }

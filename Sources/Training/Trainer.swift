@@ -221,10 +221,11 @@ public final class Trainer {
         let transform = TrainTransform(
             size: config.data.imageSize, scale: config.data.cropScale[0]...config.data.cropScale[1],
             ratio: config.data.cropRatio[0]...config.data.cropRatio[1], flipProbability: config.data.flip)
-        let loaderConfig = LoaderConfig(
+        var loaderConfig = LoaderConfig(
             batchSize: config.data.batchSize, transform: transform, classCount: vocabulary.count,
             threads: config.data.threads, prefetchBatches: config.data.prefetch, seed: UInt64(config.run.seed),
             rank: reducer.rank, worldSize: world, dropLast: true, resolutions: config.data.resolutions.isEmpty ? nil : config.data.resolutions)
+        loaderConfig.maxFileBytes = config.data.maxFileMB << 20
         let loader = BatchLoader(source: trainSource, config: loaderConfig) { key in labels[key] }
         loader.start(at: loaderStart)
         defer { loader.stop() }

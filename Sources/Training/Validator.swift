@@ -16,10 +16,12 @@ final class Validator {
     private let model: ViTModel
     private let transform: EvalTransform
     private let batchSize: Int
+    private let maxFileBytes: Int
     private var activations: [Int: ViTActivations] = [:]
 
     init(trainer: Trainer, vocabulary: Vocabulary, mode: LabelMode, model: ViTModel) throws {
         let config = trainer.config
+        maxFileBytes = config.data.maxFileMB << 20
         let source = try trainer.openSource(config.data.val, key: "data.val", shuffle: false)
         let table = try trainer.labelTable(source: source, what: "validation", vocabulary: vocabulary, mode: mode)
         var samples: [StreamSample] = []
@@ -72,11 +74,11 @@ final class Validator {
         var start = 0
         while start < samples.count {
             let chunk = Array(samples[start..<min(samples.count, start + batchSize)])
-            let transform = self.transform
+            let transform = self.transform, maxFileBytes = self.maxFileBytes
             let decoded = pixels.withUnsafeMutableBufferPointer { buffer in
                 transform.decodeBatch(count: chunk.count, into: buffer) { i in
                     let name = chunk[i].source + ":" + chunk[i].key
-                    return (try chunk[i].image.load(name: name), name)
+                    return (try chunk[i].image.load(name: name, maxFileBytes: maxFileBytes), name)
                 }
             }.kept
             let n = decoded.count

@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import FileIO
 
 /// A float32 tensor held in host memory: a shape and its values in C (row-major) order.
 public struct FloatTensor: Sendable, Equatable {
@@ -417,62 +418,24 @@ public struct SafeTensors: Sendable, Equatable {
     }
 }
 
-/// `write(2)`, callable where a method named `write` shadows it.
-func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buffer, count)
-}
-
 /// The text of the current `errno`.
 func errnoText() -> String {
     String(cString: strerror(errno))
 }
 
-/// Crash-safe file replacement: write a temporary file next to the target, fsync it, rename it
-/// over the target and fsync the folder, so that the target is always either the old or the new
-/// complete file.
+/// Crash-safe file replacement (`SafeFile.writeAtomically`: a temporary file created with
+/// O_EXCL|O_NOFOLLOW next to the target, fsync, rename over the target, fsync of the folder),
+/// so that the target is always either the old or the new complete file; I/O failures become
+/// `SafeTensorsError`s naming the target.
 enum AtomicFile {
     /// Calls `body` with a sink that appends bytes to the temporary file, then publishes it.
     static func write(
         path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
     ) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            throw SafeTensorsError(path: path, problem: "cannot create \(tmp): \(errnoText())")
-        }
-        var closed = false
-        var published = false
-        defer {
-            if !closed { close(fd) }
-            if !published { unlink(tmp) }
-        }
-        try body { bytes in
-            var done = 0
-            while done < bytes.count {
-                let n = posixWrite(fd, bytes.baseAddress! + done, bytes.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw SafeTensorsError(path: path, problem: "write failed: \(errnoText())")
-                }
-                done += n
-            }
-        }
-        if fsync(fd) != 0 {
-            throw SafeTensorsError(path: path, problem: "fsync failed: \(errnoText())")
-        }
-        closed = true
-        if close(fd) != 0 {
-            throw SafeTensorsError(path: path, problem: "close failed: \(errnoText())")
-        }
-        if rename(tmp, path) != 0 {
-            throw SafeTensorsError(path: path, problem: "cannot rename \(tmp): \(errnoText())")
-        }
-        published = true
-        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
+        do {
+            try SafeFile.writeAtomically(path, body)
+        } catch let error as FileIOError {
+            throw SafeTensorsError(path: path, problem: error.problem)
         }
     }
 

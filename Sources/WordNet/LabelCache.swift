@@ -1,4 +1,5 @@
 import Dispatch
+import FileIO
 import Foundation
 
 /// Precomputed labels: for each sample key, its sorted class indices under one vocabulary and
@@ -99,20 +100,31 @@ public struct LabelCache: Sendable, Equatable {
         return out
     }
 
-    /// Writes the cache atomically (temporary file, fsync, rename), so that a crash leaves
-    /// either the old file or the new one.
+    /// Writes the cache atomically (`SafeFile.writeAtomically`: a temporary file that nothing
+    /// planted in the folder can redirect, fsync, rename), so that a crash leaves either the old
+    /// file or the new one.
     public func write(path: String) throws {
-        try writeAtomically(encoded(), to: path)
+        do {
+            try SafeFile.writeAtomically(path, bytes: encoded())
+        } catch let error as FileIOError {
+            throw LabelCacheError(path: path, message: "cannot write: \(error.problem)")
+        }
     }
+
+    /// The largest cache read: 16 GiB (a cache of about 300 million samples; it is held in
+    /// memory whole). A FIFO, device or larger file is refused.
+    public static let maximumFileBytes = 16 << 30
 
     /// Reads a cache, checking it was built for `expectedFingerprint` (see `fingerprint(...)`).
     /// Throws `LabelCacheError` naming the file: missing, damaged, or built for another
     /// vocabulary or labelling rule.
     public static func load(path: String, expectedFingerprint: UInt64) throws -> LabelCache {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw LabelCacheError(path: path, message: "cannot read the label cache")
+        let bytes: [UInt8]
+        do {
+            bytes = try SafeFile.read(path, maxBytes: maximumFileBytes)
+        } catch let error as FileIOError {
+            throw LabelCacheError(path: path, message: "cannot read the label cache: \(error.problem)")
         }
-        let bytes = [UInt8](data)
         var p = 0
         func fail(_ message: String) -> LabelCacheError {
             LabelCacheError(path: path, message: "damaged label cache: \(message) (at byte \(p))")
@@ -144,6 +156,7 @@ public struct LabelCache: Sendable, Equatable {
             p += n
             let m = try u32()
             guard m <= classCount else { throw fail("more labels than classes") }
+            guard m <= (bytes.count - p) / 4 else { throw fail("labels run past the end") }
             var list: [UInt32] = []
             list.reserveCapacity(m)
             for _ in 0..<m {
@@ -167,30 +180,6 @@ public struct LabelCacheError: Error, Sendable, CustomStringConvertible {
 
     /// `path: message`.
     public var description: String { "\(path): \(message)" }
-}
-
-/// Writes `bytes` to `path` via a temporary file in the same directory, fsync and rename.
-func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-    let temporary = path + ".tmp-\(getpid())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else {
-        throw LabelCacheError(path: path, message: "cannot write: \(String(cString: strerror(errno)))")
-    }
-    var written = 0
-    let ok = bytes.withUnsafeBytes { buffer -> Bool in
-        while written < buffer.count {
-            let n = Foundation.write(fd, buffer.baseAddress! + written, buffer.count - written)
-            if n < 0 { if errno == EINTR { continue }; return false }
-            written += n
-        }
-        return fsync(fd) == 0
-    }
-    close(fd)
-    guard ok, rename(temporary, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw LabelCacheError(path: path, message: "cannot write: \(reason)")
-    }
 }
 
 /// `transform(state, i)` for i in 0..<count on `threads` threads, each with its own state

@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 
 /// The class vocabulary: synsets in class-index order (descending count, ties by wnid), read
@@ -73,12 +74,19 @@ public struct Vocabulary: Sendable, Equatable {
 
     // MARK: - Files
 
+    /// The largest `vocab.tsv` read: 64 MiB. Every WordNet noun synset (82,115) with all its
+    /// lemmas takes about 4 MiB; a FIFO, device or larger file is refused.
+    public static let maximumFileBytes = 64 << 20
+
     /// Reads `vocab.tsv`, or a listing of corenet keys (one per line, optionally followed by a
     /// count). Lemma names missing from the file are filled in from `database` when given.
     /// Throws `VocabularyError` naming the file and line.
     public static func load(path: String, database: WordNetDatabase? = nil) throws -> Vocabulary {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw VocabularyError(path: path, line: nil, message: "cannot read the file")
+        let data: Data
+        do {
+            data = Data(try SafeFile.read(path, maxBytes: maximumFileBytes))
+        } catch let error as FileIOError {
+            throw VocabularyError(path: path, line: nil, message: "cannot read the file: \(error.problem)")
         }
         var entries: [Entry] = []
         var seen = Set<String>()
@@ -129,12 +137,12 @@ public struct Vocabulary: Sendable, Equatable {
         return out
     }
 
-    /// Writes `vocab.tsv` atomically.
+    /// Writes `vocab.tsv` atomically (`SafeFile.writeAtomically`).
     public func write(path: String) throws {
         do {
-            try Data(tsv().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw VocabularyError(path: path, line: nil, message: "cannot write: \(error.localizedDescription)")
+            try SafeFile.writeAtomically(path, bytes: Array(tsv().utf8))
+        } catch let error as FileIOError {
+            throw VocabularyError(path: path, line: nil, message: "cannot write: \(error.problem)")
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Evaluation
+import FileIO
 import Foundation
 import ViT
 import WordNet
@@ -119,6 +120,8 @@ struct ZeroShotCommand: ParsableCommand {
 
     @OptionGroup var mapping: MappingOptions
 
+    @OptionGroup var fileLimit: MaxFileOption
+
     func validate() throws {
         if topK < 1 || threads < 1 { throw ValidationError("--top-k and --threads must be positive") }
         if rule != "all" && ScoringRule(rawValue: rule) == nil { throw ValidationError("--rule must be logit, no-bias, prior, cosine or all") }
@@ -137,7 +140,7 @@ struct ZeroShotCommand: ParsableCommand {
         try mapping.check(mappings)
         let classifier = ZeroShotClassifier(model: vit, mappings: mappings, counts: vocabulary.entries.map(\.count))
         let rules = rule == "all" ? ScoringRule.allCases : [ScoringRule(rawValue: rule)!]
-        let result = ZeroShot.evaluate(model: vit, classifier: classifier, images: dataset.images, rules: rules, topK: topK)
+        let result = ZeroShot.evaluate(model: vit, classifier: classifier, images: dataset.images, rules: rules, topK: topK, maxFileBytes: fileLimit.bytes)
         for path in result.failed.prefix(20) { printError("skipped \(path): cannot read or decode") }
         var coverage: [String: Int] = [:]
         for m in mappings { coverage[m.route.rawValue, default: 0] += 1 }
@@ -218,7 +221,12 @@ struct ExportHead: ParsableCommand {
         guard vocabulary.count == vit.numClasses else {
             throw CLIError("\(model)/vocab.tsv: \(vocabulary.count) synsets, the head has \(vit.numClasses) rows")
         }
-        guard let text = try? String(contentsOfFile: classes, encoding: .utf8) else { throw CLIError("\(classes): cannot read") }
+        // A list of class names: regular files of at most 64 MiB, like a class map.
+        let bytes: [UInt8]
+        do { bytes = try SafeFile.read(classes, maxBytes: ClassMapper.maximumUserMapBytes) } catch let error as FileIOError {
+            throw CLIError("\(error)")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw CLIError("\(classes): not UTF-8 text") }
         let names = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw CLIError("\(classes): no classes") }
         let mappings = try mapping.mapper(vocabulary, database).map(names)
@@ -264,6 +272,8 @@ struct LinearProbeCommand: ParsableCommand {
     @Option(help: "Worker threads.")
     var threads: Int = 2
 
+    @OptionGroup var fileLimit: MaxFileOption
+
     func validate() throws {
         if iterations < 1 || topK < 1 || threads < 1 || !(lr > 0) || weightDecay < 0 {
             throw ValidationError("--iterations, --top-k, --threads and --lr must be positive, --weight-decay not negative")
@@ -276,8 +286,8 @@ struct LinearProbeCommand: ParsableCommand {
         let trainSet = try cliRun { try ZeroShot.readDataset(train) }
         let valSet = try cliRun { try ZeroShot.readDataset(val) }
         let start = DispatchTime.now().uptimeNanoseconds
-        let a = ZeroShot.embed(model: vit, images: trainSet.images)
-        let b = ZeroShot.embed(model: vit, images: valSet.images)
+        let a = ZeroShot.embed(model: vit, images: trainSet.images, maxFileBytes: fileLimit.bytes)
+        let b = ZeroShot.embed(model: vit, images: valSet.images, maxFileBytes: fileLimit.bytes)
         for path in (a.failed + b.failed).prefix(20) { printError("skipped \(path): cannot read or decode") }
         guard !a.kept.isEmpty else { throw CLIError("\(train): no training image could be decoded") }
         let probe = LinearProbe(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import FileIO
 import Foundation
 import Imaging
 import ViT
@@ -139,6 +140,8 @@ struct EmbedCommand: ParsableCommand {
 
     @OptionGroup var precision: PrecisionOption
 
+    @OptionGroup var fileLimit: MaxFileOption
+
     @Argument(help: "Images, or folders searched recursively for .jpg/.jpeg/.png files.")
     var inputs: [String]
 
@@ -166,7 +169,7 @@ struct EmbedCommand: ParsableCommand {
             start += chunk.count
             var pixels = [Float](repeating: 0, count: chunk.count * transform.outputCount)
             let (decoded, problems) = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.decodeBatch(count: chunk.count, into: buffer) { i in (try readFileBytes(chunk[i]), chunk[i]) }
+                transform.decodeBatch(count: chunk.count, into: buffer) { i in (try readFileBytes(chunk[i], maxBytes: fileLimit.bytes), chunk[i]) }
             }
             for problem in problems { printError("skipped \(problem.error)") }
             kept += decoded.map { chunk[$0] }
@@ -228,11 +231,11 @@ func npyFloat32(_ values: [Float], shape: [Int]) -> [UInt8] {
     return out
 }
 
-/// Writes a file via a temporary name and rename.
+/// Writes a file via a temporary name and rename (`SafeFile.writeAtomically`).
 func writeAtomic(_ bytes: [UInt8], to path: String) throws {
     do {
-        try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
-    } catch {
-        throw CLIError("\(path): cannot write: \(error.localizedDescription)")
+        try SafeFile.writeAtomically(path, bytes: bytes)
+    } catch let error as FileIOError {
+        throw CLIError("\(path): cannot write: \(error.problem)")
     }
 }

@@ -182,6 +182,8 @@ struct IndexCommand: ParsableCommand {
 
         @OptionGroup var precision: PrecisionOption
 
+        @OptionGroup var fileLimit: MaxFileOption
+
         @Argument(help: "Images, folders, shards (.tar or a brace pattern) or manifests (.tsv/.jsonl).")
         var inputs: [String]
 
@@ -196,6 +198,7 @@ struct IndexCommand: ParsableCommand {
             try precision.apply(to: vit)
             var builder = IndexBuilder(model: vit)
             builder.batchSize = batch
+            builder.maxFileBytes = fileLimit.bytes
             let started = Date()
             let (index, report) = try cliRun {
                 try builder.build(inputs: inputs) { done, skipped in

@@ -101,6 +101,8 @@ struct ShardsCommand: ParsableCommand {
         @Option(name: .customLong("per-shard"), help: "Samples per shard.")
         var perShard: Int = 1000
 
+        @OptionGroup var fileLimit: MaxFileOption
+
         func validate() throws {
             if perShard < 1 || perShard > 10_000 { throw ValidationError("--per-shard must be in 1...10000") }
         }
@@ -119,8 +121,8 @@ struct ShardsCommand: ParsableCommand {
             var shard = 0, inShard = 0, written = 0
             for sample in manifest.samples {
                 let bytes: [UInt8]
-                do { bytes = try readFileBytes(sample.imagePath) } catch {
-                    skipped.add("unreadable image file", sample.key)
+                do { bytes = try readFileBytes(sample.imagePath, maxBytes: fileLimit.bytes) } catch let error as ImageError {
+                    skipped.add(error.kind == .io ? "unreadable image file" : error.kind.rawValue, sample.key)
                     continue
                 }
                 let ext: String

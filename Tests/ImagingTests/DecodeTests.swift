@@ -275,7 +275,7 @@ final class DecodeTests: XCTestCase {
         let missing = try Self.path("no-such-file.jpg")
         assertImageError(.io, source: missing, "missing file") { try readFileBytes(missing) }
         let dir = try Self.directory()
-        assertImageError(.io, source: dir, "directory") { try readFileBytes(dir) }
+        assertImageError(.notRegularFile, source: dir, "directory") { try readFileBytes(dir) }
         XCTAssertEqual(try readFileBytes(try Self.path("empty.jpg")), [])
     }
 
