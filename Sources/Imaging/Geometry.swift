@@ -25,10 +25,36 @@ public enum Geometry {
         return (origin(width, cropWidth), origin(height, cropHeight))
     }
 
+    /// The crop_pct values the evaluation resize accepts: the resized side `size / cropPct` is at
+    /// most 4x the crop (timm's configs use 0.875-1). A config read from a file is checked
+    /// against this (`ModelLimits.cropPct`, `data.eval_crop_pct`) before a transform is made.
+    public static let evalCropPctRange: ClosedRange<Double> = 0.25...1
+
+    /// Largest output side the evaluation resize accepts (a crop of `size` at crop_pct 0.25 of
+    /// the largest image side, 4096).
+    public static let maxEvalResizeSide = 16_384
+
+    /// Why `size` and `cropPct` cannot make an evaluation resize (in words naming the value),
+    /// or nil when they can: the checks `evalResizeSize` and `EvalTransform` require, for
+    /// callers that hold untrusted values.
+    public static func evalResizeProblem(size: Int, cropPct: Double) -> String? {
+        if !(cropPct.isFinite && evalCropPctRange.contains(cropPct)) {
+            return "crop_pct \(cropPct) is out of range \(evalCropPctRange.lowerBound)..."
+                + "\(evalCropPctRange.upperBound)"
+        }
+        if size < 1 || Double(size) / cropPct >= Double(maxEvalResizeSide + 1) {
+            return "size \(size) / crop_pct \(cropPct) is out of range 1...\(maxEvalResizeSide)"
+        }
+        return nil
+    }
+
     /// timm's evaluation resize: the shorter side scaled to `floor(size / cropPct)` before a
-    /// centre crop of `size`.
+    /// centre crop of `size`. The values must pass `evalResizeProblem` (a programmer error
+    /// otherwise: the conversion to Int is only done on a checked, finite, bounded quotient).
     public static func evalResizeSize(size: Int, cropPct: Double) -> Int {
-        precondition(cropPct > 0 && cropPct <= 1, "crop_pct must be in (0, 1]")
+        if let problem = evalResizeProblem(size: size, cropPct: cropPct) {
+            preconditionFailure(problem)
+        }
         return Int((Double(size) / cropPct).rounded(.down))
     }
 

@@ -116,13 +116,16 @@ public struct EvalTransform: Sendable, Equatable {
     public var decode: DecodeOptions
 
     /// An evaluation transform; timm's defaults are crop_pct 0.875 and bicubic, CatLIP's
-    /// corenet evaluation uses bilinear.
+    /// corenet evaluation uses bilinear. `size` and `cropPct` must pass
+    /// `Geometry.evalResizeProblem` (a programmer error otherwise: values from files are
+    /// validated first, by `ModelConfig.validate` or `TrainConfig`).
     public init(
         size: Int, cropPct: Double = 0.875, filter: ResampleFilter = .bilinear,
         normalization: Normalization = .unit, decode: DecodeOptions = DecodeOptions()
     ) {
-        precondition(size > 0, "size must be positive")
-        precondition(cropPct > 0 && cropPct <= 1, "crop_pct must be in (0, 1]")
+        if let problem = Geometry.evalResizeProblem(size: size, cropPct: cropPct) {
+            preconditionFailure(problem)
+        }
         self.size = size
         self.cropPct = cropPct
         self.filter = filter

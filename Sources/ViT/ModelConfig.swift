@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 
 /// A model configuration that is unreadable or inconsistent: the file and the problem.
@@ -9,6 +10,41 @@ public struct ModelConfigError: Error, CustomStringConvertible, Equatable {
 
     /// `path: problem`.
     public var description: String { "\(path): \(problem)" }
+}
+
+/// What the engine supports, the bounds `ModelConfig.validate` holds every config.json value
+/// to (and `TrainConfig` the training settings that become one), so that a config read from a
+/// file can neither trap a conversion or a multiplication nor ask for an unbounded allocation.
+public enum ModelLimits {
+    /// Input channels: images are decoded to RGB and normalised per channel, so exactly 3.
+    public static let channels = 3
+    /// Largest image side (img_size, pretrained_cfg.input_size), in pixels.
+    public static let maxImageSize = 4096
+    /// Most patches per side (img_size / patch_size): 128 x 128 patch tokens (SAM-size grids
+    /// are 64 x 64), whose attention matrices stay within the activation limit.
+    public static let maxGrid = 128
+    /// Widest token (embed_dim).
+    public static let maxEmbedDim = 65_536
+    /// Most blocks (depth).
+    public static let maxDepth = 1024
+    /// Most classes of the head (num_classes).
+    public static let maxClasses = 1 << 22
+    /// mlp_ratio and the layer-scaling factors alpha and beta, relative to embed_dim.
+    public static let scalingFactors: ClosedRange<Double> = 1e-3...1e3
+    /// Most trainable values (4.3 billion floats, 16 GiB at fp32; ViT-g/14 has 1 billion).
+    public static let maxParameters = 1 << 32
+    /// Most activation floats one image may need in a forward pass (4 GiB): bounds the
+    /// tokens x heads x tokens attention matrices of large grids.
+    public static let maxActivationFloatsPerImage = 1 << 30
+    /// pretrained_cfg.mean, per channel, for pixels in [0, 1].
+    public static let meanRange: ClosedRange<Double> = -1000...1000
+    /// pretrained_cfg.std, per channel (its reciprocal is taken in float).
+    public static let stdRange: ClosedRange<Double> = 1e-3...1000
+    /// pretrained_cfg.crop_pct: the evaluation resize (side / crop_pct) is at most 4x the side,
+    /// as `Geometry.evalCropPctRange` holds it.
+    public static let cropPct: ClosedRange<Double> = 0.25...1
+    /// pretrained_cfg.interpolation names the evaluation resize implements.
+    public static let interpolations = ["bilinear", "bicubic"]
 }
 
 /// OpenELM-style layer-wise scaling (catlip's own `model_args` key `layer_scaling`; timm has no
@@ -339,6 +375,16 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         do {
             config = try JSONDecoder().decode(ModelConfig.self, from: data)
         } catch let e as DecodingError {
+            // Foundation reports a number its type cannot hold (2.5 or 1e300 for an Int) as
+            // invalid JSON at the top level: find and name it instead.
+            if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty,
+                let root = try? JSONSerialization.jsonObject(with: data)
+            {
+                throw ModelConfigError(
+                    path: path,
+                    problem: unrepresentableNumber(in: root, at: "", integer: false)
+                        ?? "a number does not fit its field")
+            }
             throw ModelConfigError(path: path, problem: describe(e))
         } catch {
             throw ModelConfigError(path: path, problem: "\(error)")
@@ -347,12 +393,49 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         return config
     }
 
-    /// Reads and validates a config.json file.
-    public static func read(path: String) throws -> ModelConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelConfigError(path: path, problem: "cannot read the file")
+    /// Keys whose values are integers (or lists of them) in timm's config.json.
+    static let integerKeys: Set<String> = [
+        "num_classes", "num_features", "img_size", "patch_size", "in_chans", "embed_dim", "depth",
+        "num_heads", "reg_tokens", "head_dim", "input_size",
+    ]
+
+    /// The first number under `value` that its key's type cannot hold (not whole, or past
+    /// 64 bits, under an integer key; not finite elsewhere), as "key value is ...", or nil.
+    static func unrepresentableNumber(in value: Any, at path: String, integer: Bool) -> String? {
+        if let object = value as? [String: Any] {
+            for (key, v) in object.sorted(by: { $0.key < $1.key }) {
+                let inner = path.isEmpty ? key : path + "." + key
+                if let p = unrepresentableNumber(in: v, at: inner, integer: integerKeys.contains(key)) {
+                    return p
+                }
+            }
+        } else if let array = value as? [Any] {
+            for v in array {
+                if let p = unrepresentableNumber(in: v, at: path, integer: integer) { return p }
+            }
+        } else if let number = value as? NSNumber {
+            let d = number.doubleValue
+            if integer && !(d.isFinite && d == d.rounded() && abs(d) < 0x1p63) {
+                return "\(path) \(number) is not a whole number within 64 bits"
+            }
+            if !d.isFinite { return "\(path) \(number) is not a finite number" }
         }
-        return try decode(data, path: path)
+        return nil
+    }
+
+    /// Largest config.json read (hub configs are a few KB; label lists of 21k classes stay far
+    /// below this).
+    public static let maxFileBytes = 16 << 20
+
+    /// Reads and validates a config.json file: a regular file of at most `maxFileBytes`.
+    public static func read(path: String) throws -> ModelConfig {
+        let bytes: [UInt8]
+        do {
+            bytes = try SafeFile.read(path, maxBytes: maxFileBytes)
+        } catch let e as FileIOError {
+            throw ModelConfigError(path: path, problem: e.problem)
+        }
+        return try decode(Data(bytes), path: path)
     }
 
     /// The config as pretty-printed JSON (timm's key names), newline-terminated.
@@ -387,25 +470,49 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         }
     }
 
-    /// Checks that the config describes a model catlip can build; throws naming the problem.
+    /// Checks that the config describes a model catlip can build, every value within
+    /// `ModelLimits` (the bounds are listed there), before anything is converted, multiplied or
+    /// allocated; throws naming the key and the problem. After it passes, `blocks`, the
+    /// parameter layout and the evaluation transform's sizes are all computable without
+    /// overflow.
     public func validate(path: String = "<config>") throws {
         func fail(_ problem: String) -> ModelConfigError {
             ModelConfigError(path: path, problem: problem)
         }
+        func bound(_ key: String, _ value: Int, _ range: ClosedRange<Int>, _ why: String) throws {
+            if !range.contains(value) {
+                throw fail(
+                    "\(key) \(value) is out of range \(range.lowerBound)...\(range.upperBound) "
+                        + "(\(why))")
+            }
+        }
+        func bound(_ key: String, _ value: Double, _ range: ClosedRange<Double>, _ why: String)
+            throws
+        {
+            if !(value.isFinite && range.contains(value)) {
+                throw fail(
+                    "\(key) \(value) is out of range \(range.lowerBound)...\(range.upperBound) "
+                        + "(\(why))")
+            }
+        }
+        typealias L = ModelLimits
         let a = modelArgs
-        if a.embedDim < 1 { throw fail("model_args.embed_dim must be positive, got \(a.embedDim)") }
-        if a.depth < 1 { throw fail("model_args.depth must be positive, got \(a.depth)") }
-        if a.inChans < 1 { throw fail("model_args.in_chans must be positive, got \(a.inChans)") }
-        if a.numClasses < 1 {
-            throw fail("model_args.num_classes must be positive, got \(a.numClasses)")
-        }
-        if a.patchSize < 1 {
-            throw fail("model_args.patch_size must be positive, got \(a.patchSize)")
-        }
+        try bound(
+            "model_args.in_chans", a.inChans, L.channels...L.channels,
+            "images are decoded to RGB; only 3 channels are supported")
+        try bound("model_args.img_size", a.imgSize, 1...L.maxImageSize, "image side in pixels")
+        try bound("model_args.patch_size", a.patchSize, 1...L.maxImageSize, "patch side in pixels")
         if a.imgSize < a.patchSize {
             throw fail(
                 "model_args.img_size \(a.imgSize) is smaller than patch_size \(a.patchSize)")
         }
+        let grid = a.imgSize / a.patchSize
+        try bound(
+            "model_args.img_size / patch_size", grid, 1...L.maxGrid,
+            "patches per side; at most \(L.maxGrid * L.maxGrid) patch tokens")
+        try bound("model_args.embed_dim", a.embedDim, 1...L.maxEmbedDim, "token width")
+        try bound("model_args.depth", a.depth, 1...L.maxDepth, "blocks")
+        try bound("model_args.num_classes", a.numClasses, 1...L.maxClasses, "head width")
         if a.globalPool != "token" && a.globalPool != "avg" {
             throw fail("model_args.global_pool '\(a.globalPool)' must be 'token' or 'avg'")
         }
@@ -413,22 +520,36 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             throw fail("model_args.global_pool 'token' needs class_token true")
         }
         if let s = a.layerScaling {
-            if s.headDim < 1 { throw fail("layer_scaling.head_dim must be positive") }
+            try bound(
+                "layer_scaling.head_dim", s.headDim, 1...a.embedDim,
+                "a head is at most embed_dim wide")
             if s.alpha.count != 2 || s.beta.count != 2 {
                 throw fail("layer_scaling.alpha and beta must be [min, max] pairs")
             }
             if !(s.alpha + s.beta).allSatisfy({ $0.isFinite && $0 > 0 }) {
                 throw fail("layer_scaling.alpha and beta must be positive")
             }
+            for (key, pair) in [("alpha", s.alpha), ("beta", s.beta)] {
+                for v in pair {
+                    try bound(
+                        "layer_scaling.\(key)", v, L.scalingFactors,
+                        "width factors relative to embed_dim")
+                }
+            }
         } else {
-            if a.numHeads < 1 { throw fail("model_args.num_heads must be positive") }
+            try bound("model_args.num_heads", a.numHeads, 1...a.embedDim, "at most embed_dim")
             if a.embedDim % a.numHeads != 0 {
                 throw fail(
                     "model_args.embed_dim \(a.embedDim) is not divisible by num_heads "
                         + "\(a.numHeads)")
             }
-            if !(a.mlpRatio.isFinite && a.mlpRatio > 0) || Int(a.mlpRatio * Double(a.embedDim)) < 1
-            {
+            if !(a.mlpRatio.isFinite && a.mlpRatio > 0) {
+                throw fail("model_args.mlp_ratio \(a.mlpRatio) gives no MLP width")
+            }
+            try bound(
+                "model_args.mlp_ratio", a.mlpRatio, L.scalingFactors,
+                "MLP width relative to embed_dim")
+            if Int(a.mlpRatio * Double(a.embedDim)) < 1 {
                 throw fail("model_args.mlp_ratio \(a.mlpRatio) gives no MLP width")
             }
         }
@@ -444,20 +565,134 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             throw fail("global_pool '\(globalPool)' differs from model_args.global_pool")
         }
         let p = pretrainedCfg
-        if p.inputSize.count != 3 || p.inputSize[0] != a.inChans || p.inputSize[1] < 1
-            || p.inputSize[2] < 1
+        if p.inputSize.count != 3 || p.inputSize[0] != a.inChans
+            || !p.inputSize.dropFirst().allSatisfy({ (1...L.maxImageSize).contains($0) })
         {
-            throw fail("pretrained_cfg.input_size \(p.inputSize) must be [\(a.inChans), H, W]")
+            throw fail(
+                "pretrained_cfg.input_size \(p.inputSize) must be [\(a.inChans), H, W] with H and W "
+                    + "in 1...\(L.maxImageSize)")
         }
         if p.mean.count != a.inChans || p.std.count != a.inChans {
             throw fail("pretrained_cfg.mean and std need \(a.inChans) values each")
         }
-        if !p.std.allSatisfy({ $0 > 0 && $0.isFinite }) {
-            throw fail("pretrained_cfg.std must be positive")
+        for v in p.mean {
+            try bound("pretrained_cfg.mean", v, L.meanRange, "per-channel mean of [0, 1] pixels")
         }
-        if !(p.cropPct > 0 && p.cropPct <= 1) {
-            throw fail("pretrained_cfg.crop_pct \(p.cropPct) must be in (0, 1]")
+        for v in p.std {
+            try bound(
+                "pretrained_cfg.std", v, L.stdRange, "per-channel divisor of [0, 1] pixels")
         }
+        try bound(
+            "pretrained_cfg.crop_pct", p.cropPct, L.cropPct,
+            "the evaluation resize is at most \(Int(1 / L.cropPct.lowerBound))x the image side")
+        if !L.interpolations.contains(p.interpolation) {
+            throw fail(
+                "pretrained_cfg.interpolation '\(p.interpolation)' is not supported (use "
+                    + L.interpolations.joined(separator: " or ") + ")")
+        }
+        if let mode = p.cropMode, mode != "center" {
+            throw fail("pretrained_cfg.crop_mode '\(mode)' is not supported (only 'center')")
+        }
+        // The sizes that follow from the values: each multiplication is checked.
+        let params = try checkedParameterCount(path: path)
+        if params > L.maxParameters {
+            throw fail(
+                "the config describes \(params) parameters, more than the engine's limit of "
+                    + "\(L.maxParameters) (model_args.embed_dim \(a.embedDim), depth \(a.depth), "
+                    + "num_classes \(a.numClasses))")
+        }
+        let floats = try checkedActivationFloatsPerImage(
+            imageSize: a.imgSize, training: false, path: path)
+        if floats > L.maxActivationFloatsPerImage {
+            throw fail(
+                "one image needs \(floats) floats of activations at img_size \(a.imgSize), more "
+                    + "than the engine's limit of \(L.maxActivationFloatsPerImage)")
+        }
+    }
+
+    /// `x * y` and `x + y` that throw instead of trapping, for sizes derived from config values.
+    private struct Checked {
+        let overflow: () -> ModelConfigError
+
+        func mul(_ values: Int...) throws -> Int {
+            var r = 1
+            for v in values {
+                let (p, o) = r.multipliedReportingOverflow(by: v)
+                if o { throw overflow() }
+                r = p
+            }
+            return r
+        }
+
+        func add(_ values: Int...) throws -> Int {
+            var r = 0
+            for v in values {
+                let (s, o) = r.addingReportingOverflow(v)
+                if o { throw overflow() }
+                r = s
+            }
+            return r
+        }
+    }
+
+    private func checked(_ path: String) -> Checked {
+        Checked {
+            ModelConfigError(
+                path: path,
+                problem: "the model's sizes overflow a 64-bit count (model_args too large)")
+        }
+    }
+
+    /// The number of trainable values (timm's parameter count, the floats model.safetensors
+    /// must hold), computed with overflow checks; call after the field bounds of `validate`
+    /// (`blocks` must be computable).
+    public func checkedParameterCount(path: String = "<config>") throws -> Int {
+        let a = modelArgs
+        let c = checked(path)
+        let (D, P) = (a.embedDim, a.patchSize)
+        let grid = a.imgSize / P
+        let tokens = try c.add(try c.mul(grid, grid), a.classToken ? 1 : 0)
+        var total = try c.add(
+            a.classToken ? D : 0, try c.mul(tokens, D), try c.mul(D, a.inChans, P, P), D)
+        for g in blocks {
+            let (A, H) = (try c.mul(g.numHeads, g.headDim), g.mlpHidden)
+            let qkv = try c.add(try c.mul(3, A, D), a.qkvBias ? try c.mul(3, A) : 0)
+            let proj = try c.add(try c.mul(D, A), D)
+            let mlp = try c.add(try c.mul(H, D), H, try c.mul(D, H), D)
+            total = try c.add(total, try c.mul(4, D), qkv, proj, mlp)
+        }
+        return try c.add(total, try c.mul(2, D), try c.mul(a.numClasses, D), a.numClasses)
+    }
+
+    /// Floats of activations one image of side `imageSize` needs in a forward pass (`training`
+    /// false: one block's buffers at a time) or a training step (every block's, plus the
+    /// backward scratch), about what `ViTActivations` plans per image; overflow-checked. Used
+    /// to bound image sizes and batches before anything is allocated.
+    public func checkedActivationFloatsPerImage(
+        imageSize: Int, training: Bool, path: String = "<config>"
+    ) throws -> Int {
+        let a = modelArgs
+        let c = checked(path)
+        let D = a.embedDim
+        let grid = imageSize / a.patchSize
+        let patches = try c.mul(grid, grid)
+        let T = try c.add(patches, a.classToken ? 1 : 0)
+        var widest = 0
+        var allBlocks = 0
+        for g in blocks {
+            let A = try c.mul(g.numHeads, g.headDim)
+            // ln1, xMid, ln2, xOut (T, D); qkv (T, 3A); attention (NH, T, T); heads (T, A);
+            // fc1 and gelu (T, H); LayerNorm statistics (T each)
+            let block = try c.add(
+                try c.mul(4, T, D), try c.mul(3, T, A), try c.mul(g.numHeads, T, T),
+                try c.mul(T, A), try c.mul(2, T, g.mlpHidden), try c.mul(4, T))
+            widest = max(widest, block)
+            allBlocks = try c.add(allBlocks, block)
+        }
+        let embedding = try c.add(
+            try c.mul(patches, a.inChans, a.patchSize, a.patchSize), try c.mul(patches, D),
+            try c.mul(2, T, D), try c.mul(3, D), a.numClasses)
+        return try c.add(embedding, training ? try c.mul(2, allBlocks) : widest)
     }
 
     /// Per-block geometry. Uniform: heads = num_heads, head_dim = D / heads, H = int(mlp_ratio

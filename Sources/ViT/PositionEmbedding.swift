@@ -180,7 +180,8 @@ extension ViTModel {
     /// A copy of this model for another input size S' (patch grid floor(S' / P)): pos_embed is
     /// resampled as timm does when loading a checkpoint at a new image size (bicubic with
     /// antialias by default), the config's img_size and pretrained_cfg input_size follow, every
-    /// other parameter is copied.
+    /// other parameter is copied. Throws `ModelConfigError` when `newSize` is outside what the
+    /// engine supports (`ModelLimits`: the image side, patches per side, activations).
     public func resized(
         imageSize newSize: Int, mode: PositionInterpolation = .bicubic, antialias: Bool = true
     ) throws -> ViTModel {

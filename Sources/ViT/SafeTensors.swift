@@ -84,52 +84,14 @@ public struct SafeTensors: Sendable, Equatable {
     /// Reads and validates a safetensors file. Throws `SafeTensorsError` naming the file and the
     /// problem for any I/O failure or malformed content.
     public static func read(path: String) throws -> SafeTensors {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw SafeTensorsError(path: path, problem: "cannot open: \(errnoText())") }
-        defer { close(fd) }
-        var st = stat()
-        if fstat(fd, &st) != 0 {
-            throw SafeTensorsError(path: path, problem: "cannot stat: \(errnoText())")
-        }
-        if (st.st_mode & S_IFMT) != S_IFREG {
-            throw SafeTensorsError(path: path, problem: "not a regular file")
-        }
-        let fileSize = Int(st.st_size)
-        func readBytes(_ into: UnsafeMutableRawBufferPointer, at offset: Int) throws {
-            var done = 0
-            while done < into.count {
-                let n = pread(fd, into.baseAddress! + done, into.count - done, off_t(offset + done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw SafeTensorsError(path: path, problem: "read failed: \(errnoText())")
-                }
-                if n == 0 {
-                    throw SafeTensorsError(
-                        path: path, problem: "file shrank while reading (at byte \(offset + done))")
-                }
-                done += n
-            }
-        }
-        var lengthBytes = [UInt8](repeating: 0, count: 8)
-        if fileSize < 8 {
-            throw SafeTensorsError(
-                path: path,
-                problem: "truncated: \(fileSize) bytes, too short for the 8-byte header length")
-        }
-        try lengthBytes.withUnsafeMutableBytes { try readBytes($0, at: 0) }
-        let headerLength = try checkHeaderLength(lengthBytes, fileSize: fileSize, path: path)
-        var headerBytes = [UInt8](repeating: 0, count: headerLength)
-        try headerBytes.withUnsafeMutableBytes { try readBytes($0, at: 8) }
-        let dataSize = fileSize - 8 - headerLength
-        let header = try parseHeader(headerBytes, dataSize: dataSize, path: path)
+        let file = try SafeTensorsReader(path: path)
         var tensors: [String: FloatTensor] = [:]
-        for e in header.entries {
-            var values = [Float](repeating: 0, count: (e.end - e.begin) / 4)
-            try values.withUnsafeMutableBytes { try readBytes($0, at: 8 + headerLength + e.begin) }
-            fixEndianness(&values)
-            tensors[e.name] = FloatTensor(shape: e.shape, values: values)
+        for t in file.tensors {
+            var values = [Float](repeating: 0, count: t.count)
+            try values.withUnsafeMutableBufferPointer { try file.read(t.name, into: $0) }
+            tensors[t.name] = FloatTensor(shape: t.shape, values: values)
         }
-        return SafeTensors(tensors: tensors, metadata: header.metadata)
+        return SafeTensors(tensors: tensors, metadata: file.metadata)
     }
 
     /// Decodes a safetensors file held in memory; `source` names it in errors.
@@ -415,6 +377,119 @@ public struct SafeTensors: Sendable, Equatable {
             }
         }
         return out
+    }
+}
+
+/// An open safetensors file whose header has been read and validated (see `SafeTensors`): the
+/// tensors' names, shapes and places are known and no value has been read yet. A caller checks
+/// the tensors against what it expects before allocating anything, then reads each one straight
+/// into its own memory. Memory used: the header (at most `SafeTensors.maxHeaderBytes`, and never
+/// more than the file holds).
+public final class SafeTensorsReader {
+    /// One tensor of the header.
+    public struct TensorInfo: Sendable, Equatable {
+        /// Its name.
+        public var name: String
+        /// Its shape (dimensions checked: their product fits, times 4 bytes, in the file).
+        public var shape: [Int]
+        /// Its number of F32 values, the product of `shape`.
+        public var count: Int
+    }
+
+    /// The file, as named in errors.
+    public let path: String
+    /// The tensors, in header order.
+    public let tensors: [TensorInfo]
+    /// The `__metadata__` string map (empty when absent).
+    public let metadata: [String: String]
+    private let fd: Int32
+    private let dataStart: Int
+    private let entries: [String: SafeTensors.Entry]
+
+    /// Opens `path` (a regular file) and validates its header against the file's size.
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw SafeTensorsError(path: path, problem: "cannot open: \(errnoText())") }
+        var ok = false
+        defer { if !ok { close(fd) } }
+        var st = stat()
+        if fstat(fd, &st) != 0 {
+            throw SafeTensorsError(path: path, problem: "cannot stat: \(errnoText())")
+        }
+        if (st.st_mode & S_IFMT) != S_IFREG {
+            throw SafeTensorsError(path: path, problem: "not a regular file")
+        }
+        let fileSize = Int(st.st_size)
+        if fileSize < 8 {
+            throw SafeTensorsError(
+                path: path,
+                problem: "truncated: \(fileSize) bytes, too short for the 8-byte header length")
+        }
+        var lengthBytes = [UInt8](repeating: 0, count: 8)
+        try lengthBytes.withUnsafeMutableBytes {
+            try SafeTensorsReader.readFully(fd, $0, at: 0, path: path)
+        }
+        let headerLength = try SafeTensors.checkHeaderLength(
+            lengthBytes, fileSize: fileSize, path: path)
+        var headerBytes = [UInt8](repeating: 0, count: headerLength)
+        try headerBytes.withUnsafeMutableBytes {
+            try SafeTensorsReader.readFully(fd, $0, at: 8, path: path)
+        }
+        let header = try SafeTensors.parseHeader(
+            headerBytes, dataSize: fileSize - 8 - headerLength, path: path)
+        self.fd = fd
+        self.dataStart = 8 + headerLength
+        self.tensors = header.entries.map {
+            TensorInfo(name: $0.name, shape: $0.shape, count: ($0.end - $0.begin) / 4)
+        }
+        self.metadata = header.metadata
+        var entries: [String: SafeTensors.Entry] = [:]
+        for e in header.entries { entries[e.name] = e }
+        self.entries = entries
+        ok = true
+    }
+
+    deinit { close(fd) }
+
+    /// Reads tensor `name` into `values`, which must hold exactly its `count` floats; throws
+    /// for an unknown name, a wrong count or a file that shrank since it was opened.
+    public func read(_ name: String, into values: UnsafeMutableBufferPointer<Float>) throws {
+        guard let e = entries[name] else {
+            throw SafeTensorsError(path: path, problem: "no tensor '\(name)'")
+        }
+        if values.count * 4 != e.end - e.begin {
+            throw SafeTensorsError(
+                path: path,
+                problem: "tensor '\(name)' holds \((e.end - e.begin) / 4) values, not \(values.count)"
+            )
+        }
+        try SafeTensorsReader.readFully(
+            fd, UnsafeMutableRawBufferPointer(values), at: dataStart + e.begin, path: path)
+        #if _endian(big)
+            for i in values.indices {
+                values[i] = Float(bitPattern: UInt32(littleEndian: values[i].bitPattern))
+            }
+        #endif
+    }
+
+    /// Fills `into` from byte `offset` of `fd`; a short file is an error, not a hang.
+    static func readFully(
+        _ fd: Int32, _ into: UnsafeMutableRawBufferPointer, at offset: Int, path: String
+    ) throws {
+        var done = 0
+        while done < into.count {
+            let n = pread(fd, into.baseAddress! + done, into.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SafeTensorsError(path: path, problem: "read failed: \(errnoText())")
+            }
+            if n == 0 {
+                throw SafeTensorsError(
+                    path: path, problem: "file shrank while reading (at byte \(offset + done))")
+            }
+            done += n
+        }
     }
 }
 

@@ -109,18 +109,37 @@ public final class ViTModel {
     /// Copies parameters from safetensors tensors, after checking that the names and shapes are
     /// exactly the model's: missing, unexpected and mis-shaped tensors are all reported.
     public func loadParameters(_ file: SafeTensors, path: String = "<tensors>") throws {
+        try Self.checkTensors(
+            file.names.map { ($0, file.tensors[$0]!.shape) }, against: layout, path: path)
+        for s in layout.specs where file.tensors[s.name]!.values.contains(where: { !$0.isFinite }) {
+            throw ModelLoadError(path: path, problem: "'\(s.name)' holds a non-finite value")
+        }
+        for s in layout.specs {
+            file.tensors[s.name]!.values.withUnsafeBufferPointer {
+                (parameters.base + s.offset).update(from: $0.baseAddress!, count: s.count)
+            }
+        }
+    }
+
+    /// Throws naming every tensor of `tensors` (name, shape) that is missing from, not in, or
+    /// shaped differently from `layout`.
+    static func checkTensors(
+        _ tensors: [(name: String, shape: [Int])], against layout: ParameterLayout, path: String
+    ) throws {
         var problems: [String] = []
+        var shapes: [String: [Int]] = [:]
+        for t in tensors { shapes[t.name] = t.shape }
         var missing: [String] = []
         for s in layout.specs {
-            guard let t = file.tensors[s.name] else {
+            guard let shape = shapes[s.name] else {
                 missing.append(s.name)
                 continue
             }
-            if t.shape != s.shape {
-                problems.append("'\(s.name)' has shape \(t.shape), the config needs \(s.shape)")
+            if shape != s.shape {
+                problems.append("'\(s.name)' has shape \(shape), the config needs \(s.shape)")
             }
         }
-        let extra = file.names.filter { layout.spec(named: $0) == nil }
+        let extra = tensors.map(\.name).filter { layout.spec(named: $0) == nil }.sorted()
         func list(_ names: [String]) -> String {
             names.count <= 8
                 ? names.joined(separator: ", ")
@@ -133,24 +152,32 @@ public final class ViTModel {
                 path: path,
                 problem: "does not match the config: " + problems.joined(separator: "; "))
         }
-        for s in layout.specs {
-            let values = file.tensors[s.name]!.values
-            for v in values where !v.isFinite {
-                throw ModelLoadError(path: path, problem: "'\(s.name)' holds a non-finite value")
-            }
-            values.withUnsafeBufferPointer {
-                (parameters.base + s.offset).update(from: $0.baseAddress!, count: s.count)
-            }
+    }
+
+    /// Throws when parameter `spec` holds a NaN or an infinity.
+    private func checkFinite(_ spec: ParameterSpec, path: String) throws {
+        let p = UnsafeBufferPointer(start: parameters.base + spec.offset, count: spec.count)
+        for v in p where !v.isFinite {
+            throw ModelLoadError(path: path, problem: "'\(spec.name)' holds a non-finite value")
         }
     }
 
     /// Loads a model directory: config.json (timm hub layout) and model.safetensors (timm names
-    /// and shapes). Throws naming the file and the problem.
+    /// and shapes). The config is validated against `ModelLimits` and every tensor's name,
+    /// shape and dtype (hence the parameter count) against the safetensors header, all before
+    /// anything is allocated for the model: the memory taken is bounded by the weights file's
+    /// size. Throws naming the file and the problem.
     public static func load(directory: String) throws -> ViTModel {
         let config = try ModelConfig.read(path: directory + "/config.json")
-        let model = try ViTModel(config: config)
         let path = directory + "/model.safetensors"
-        try model.loadParameters(try SafeTensors.read(path: path), path: path)
+        let layout = ParameterLayout(config: config)
+        let file = try SafeTensorsReader(path: path)
+        try checkTensors(file.tensors.map { ($0.name, $0.shape) }, against: layout, path: path)
+        let model = try ViTModel(config: config)
+        for s in model.layout.specs {
+            try file.read(s.name, into: model.parameter(s.name))
+            try model.checkFinite(s, path: path)
+        }
         return model
     }
 

@@ -104,13 +104,13 @@ final class ModelConfigTests: XCTestCase {
             "smaller than patch_size")
         assertRejects(
             json(small.replacingOccurrences(of: "\"patch_size\": 8", with: "\"patch_size\": 0")),
-            "patch_size must be positive")
+            "patch_size 0 is out of range")
         assertRejects(
             json(small.replacingOccurrences(of: "\"depth\": 2", with: "\"depth\": 0")),
-            "depth must be positive")
+            "depth 0 is out of range")
         assertRejects(
             json(small.replacingOccurrences(of: "\"num_classes\": 10", with: "\"num_classes\": 0")),
-            "num_classes must be positive")
+            "num_classes 0 is out of range")
         assertRejects(json(small, top: "\"num_classes\": 11, "), "num_classes 11 differs")
         assertRejects(json(small, top: "\"num_features\": 64, "), "num_features 64 differs")
         assertRejects(
