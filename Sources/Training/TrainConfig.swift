@@ -1,4 +1,5 @@
 import Foundation
+import ViT
 import Yams
 
 /// A training configuration that cannot be used: the file, the key and the problem.
@@ -202,7 +203,7 @@ public struct TrainConfig: Sendable, Equatable {
         c.data.valSamples = try reader.int("data.val_samples", c.data.valSamples, 0...Int.max)
         c.data.resolutions = try reader.ints("data.resolutions", c.data.resolutions, 1...4096)
         c.data.maxFileMB = try reader.int("data.max_file_mb", c.data.maxFileMB, 1...1_048_576)
-        c.data.evalCropPct = try reader.double("data.eval_crop_pct", c.data.evalCropPct, 0.01...1)
+        c.data.evalCropPct = try reader.double("data.eval_crop_pct", c.data.evalCropPct, ModelLimits.cropPct)
 
         c.model.patchSize = try reader.int("model.patch_size", c.model.patchSize, 1...4096)
         c.model.embedDim = try reader.int("model.embed_dim", c.model.embedDim, 1...65536)
@@ -266,6 +267,68 @@ public struct TrainConfig: Sendable, Equatable {
         }
         if optim.warmupSteps > run.steps { throw fail("optim.warmup_steps", "\(optim.warmupSteps) is more than run.steps \(run.steps)") }
         if optim.minLR > optim.lr { throw fail("optim.min_lr", "\(optim.minLR) is above optim.lr \(optim.lr)") }
+        try validateSizes(file: file)
+    }
+
+    /// Most activation floats one micro-batch may need (64 GiB at fp32): data.batch_size times
+    /// what one image of the largest batch shape needs in a training step
+    /// (`ModelConfig.checkedActivationFloatsPerImage`), so that a batch size or image size that
+    /// cannot fit is an error naming the key rather than a failed allocation.
+    public static let maxBatchActivationFloats = 1 << 34
+
+    /// The engine's bounds (`ModelLimits`) applied to the model and batches these settings make:
+    /// patches per side at data.image_size and each of data.resolutions, the parameter count,
+    /// and the activations of the largest micro-batch. Every size is computed with overflow
+    /// checks.
+    func validateSizes(file: String) throws {
+        func fail(_ key: String, _ problem: String) -> ConfigError { ConfigError(file: file, key: key, problem: problem) }
+        let sides = [("data.image_size", data.imageSize)] + data.resolutions.map { ("data.resolutions", $0) }
+        for (key, side) in sides where side / model.patchSize > ModelLimits.maxGrid {
+            throw fail(
+                key, "\(side) / model.patch_size \(model.patchSize) is \(side / model.patchSize) patches per side; "
+                    + "the engine supports at most \(ModelLimits.maxGrid)")
+        }
+        if model.layerScalingHeadDim > model.embedDim {
+            throw fail("model.layer_scaling_head_dim", "\(model.layerScalingHeadDim) is wider than model.embed_dim \(model.embedDim)")
+        }
+        // The model this run trains, with one class (the vocabulary's size is checked when the
+        // model is built); its parameters and activations must be within the engine's limits.
+        let config = Trainer.modelConfig(self, classes: 1)
+        let parameters: Int
+        do {
+            parameters = try config.checkedParameterCount(path: file)
+        } catch let e as ModelConfigError {
+            throw fail("model", e.problem)
+        }
+        if parameters > ModelLimits.maxParameters {
+            throw fail(
+                "model", "embed_dim \(model.embedDim), depth \(model.depth) and mlp_ratio \(model.mlpRatio) give \(parameters) "
+                    + "parameters, more than the engine's limit of \(ModelLimits.maxParameters)")
+        }
+        do {
+            try config.validate(path: file)
+        } catch let e as ModelConfigError {
+            throw fail("model", e.problem)
+        }
+        let base = Double(data.imageSize * data.imageSize)
+        for (key, side) in sides {
+            // the batch's sample count at this side, as the loader plans it
+            let count = max(1, Int((Double(data.batchSize) * base / Double(side * side)).rounded()))
+            let perImage: Int
+            do {
+                perImage = try config.checkedActivationFloatsPerImage(imageSize: side, training: true, path: file)
+            } catch let e as ModelConfigError {
+                throw fail(key, e.problem)
+            }
+            let (floats, overflow) = perImage.multipliedReportingOverflow(by: count)
+            if overflow || floats > Self.maxBatchActivationFloats {
+                throw fail(
+                    key == "data.image_size" ? "data.batch_size" : key,
+                    "\(count) images of side \(side) need \(overflow ? "more than \(Int.max)" : String(floats)) floats of activations "
+                        + "per micro-batch, more than the engine's limit of \(Self.maxBatchActivationFloats); "
+                        + "lower data.batch_size (use optim.accumulation) or the image size")
+            }
+        }
     }
 
     /// The resolved configuration as commented YAML (every key, in order), which `parse`
@@ -388,7 +451,9 @@ final class ConfigReader {
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
-            throw ConfigError(file: file, key: "", problem: "not valid YAML: \(error)")
+            // one line: the parser's messages quote the offending lines
+            let text = "\(error)".split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            throw ConfigError(file: file, key: "", problem: "not valid YAML: " + text.joined(separator: " "))
         }
         if let root {
             guard let top = root.mapping else {
