@@ -44,6 +44,42 @@ public struct TrainState: Codable, Sendable, Equatable {
     public init() {}
 }
 
+extension TrainState {
+    /// What makes this state unusable for a resume (a negative or absurd count, ranks that do
+    /// not match their positions), in words naming the field, or nil: a state read from a file
+    /// is checked before any of its values is used.
+    var problem: String? {
+        let limit = CheckpointFile.maxCount
+        var counts: [(String, Int)] = [
+            ("step", step), ("optimizerStep", optimizerStep), ("samplesSeen", samplesSeen),
+            ("skippedSamples", skippedSamples), ("badSteps", badSteps), ("consecutiveBadSteps", consecutiveBadSteps),
+            ("intervalSteps", intervalSteps), ("metricsLines", metricsLines), ("parameterCount", parameterCount),
+        ]
+        for (i, p) in ([loader] + (rankLoaders ?? [])).enumerated() {
+            let name = i == 0 ? "loader" : "rankLoaders[\(i - 1)]"
+            counts += [(name + ".epoch", p.epoch), (name + ".consumed", p.consumed), (name + ".batches", p.batches)]
+        }
+        if let (name, value) = counts.first(where: { !(0...limit).contains($0.1) }) {
+            return "\(name) \(value) is out of range 0...\(limit)"
+        }
+        if parameterCount < 1 { return "parameterCount must be positive" }
+        if seed < 0 { return "seed \(seed) is negative" }
+        if !intervalLossSum.isFinite { return "intervalLossSum is not finite" }
+        if !(trainSeconds.isFinite && trainSeconds >= 0) { return "trainSeconds \(trainSeconds) is not a duration" }
+        if let worldSize {
+            if !(1...CheckpointFile.maxWorldSize).contains(worldSize) {
+                return "worldSize \(worldSize) is out of range 1...\(CheckpointFile.maxWorldSize)"
+            }
+            if let rankLoaders, rankLoaders.count != worldSize {
+                return "\(rankLoaders.count) rank loader positions for worldSize \(worldSize)"
+            }
+        } else if let rankLoaders, rankLoaders.count > CheckpointFile.maxWorldSize {
+            return "\(rankLoaders.count) rank loader positions"
+        }
+        return nil
+    }
+}
+
 /// A checkpoint that cannot be read: which file and why.
 public struct CheckpointError: Error, CustomStringConvertible, Sendable {
     /// The file.
@@ -109,20 +145,36 @@ public enum CheckpointFile {
         }
     }
 
-    /// The state in a checkpoint's header, with the magic, version and the file size checked
-    /// against it, without reading the tensors (the checksum is checked by `read`).
+    /// Largest JSON header accepted (a state is a few hundred bytes, plus one loader position
+    /// per rank).
+    static let maxHeaderBytes = 1 << 24
+
+    /// Largest value accepted for any count of a state (steps, samples, epochs, lines, floats
+    /// per block): 2^50, beyond what a run reaches and far from overflowing the sums and
+    /// products made of them.
+    static let maxCount = 1 << 50
+
+    /// Most ranks a data-parallel checkpoint may record.
+    static let maxWorldSize = 1 << 16
+
+    /// The state in a checkpoint's header, with the magic, version, the state's fields and the
+    /// file size checked against it, without reading the tensors (the checksum is checked by
+    /// `read`).
     public static func header(path: String) throws -> TrainState {
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw CheckpointError(path: path, problem: "cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         return try readHeader(fd, path: path).state
     }
 
-    /// Header, the bytes before the tensors, and the file size, from an open checkpoint.
+    /// Header, the bytes before the tensors, and the file size, from an open checkpoint. Every
+    /// length and count is range-checked against the file size before it is converted,
+    /// multiplied or allocated.
     private static func readHeader(_ fd: Int32, path: String) throws -> (state: TrainState, prefix: [UInt8], size: Int) {
         func bad(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw bad("cannot stat") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw bad("not a regular file") }
         let size = Int(st.st_size)
         guard size >= 20 + 16 else { throw bad("truncated (\(size) bytes)") }
         var fixed = [UInt8](repeating: 0, count: 20)
@@ -130,8 +182,11 @@ public enum CheckpointFile {
         guard Array(fixed[0..<8]) == magic else { throw bad("not a catlip checkpoint (bad magic)") }
         let version = load(fixed, 8, as: UInt32.self)
         guard version == Self.version else { throw bad("unsupported checkpoint version \(version)") }
-        let headerLength = Int(load(fixed, 12, as: UInt64.self))
-        guard headerLength > 0, headerLength <= 1 << 24, 20 + headerLength <= size else { throw bad("header length \(headerLength) out of bounds") }
+        let rawLength = load(fixed, 12, as: UInt64.self)
+        guard rawLength > 0, rawLength <= UInt64(maxHeaderBytes), rawLength <= UInt64(size - 20 - 16) else {
+            throw bad("header length \(rawLength) out of bounds (file of \(size) bytes)")
+        }
+        let headerLength = Int(rawLength)
         let prefixLength = (20 + headerLength + 63) / 64 * 64
         guard prefixLength + 16 <= size else { throw bad("truncated (\(size) bytes)") }
         var prefix = [UInt8](repeating: 0, count: prefixLength)
@@ -142,8 +197,11 @@ public enum CheckpointFile {
         } catch {
             throw bad("header is not a valid state (\(error))")
         }
+        if let problem = state.problem { throw bad("header: \(problem)") }
+        // the blocks and the trailer must fill the rest of the file exactly
         let blockCount = state.hasEMA ? 4 : 3
-        guard state.parameterCount > 0, size == prefixLength + blockCount * state.parameterCount * 4 + 16 else {
+        let (blockBytes, o1) = state.parameterCount.multipliedReportingOverflow(by: 4 * blockCount)
+        guard !o1, blockBytes == size - prefixLength - 16 else {
             throw bad("size \(size) bytes does not match the header (\(blockCount) blocks of \(state.parameterCount) floats): truncated or corrupt")
         }
         return (state, prefix, size)
@@ -151,11 +209,13 @@ public enum CheckpointFile {
 
     /// Reads and verifies a checkpoint (header, sizes, checksum, end marker); `blocks`, when
     /// given, receive the tensors (each must hold `parameterCount` floats; the EMA block only
-    /// when the file has one).
+    /// when the file has one). The whole file is checksummed before anything is copied, so a
+    /// damaged checkpoint leaves `blocks` as they were; memory used is the header and one
+    /// 1 MiB buffer, whatever the file claims.
     @discardableResult
     public static func read(path: String, into blocks: [UnsafeMutableBufferPointer<Float>]? = nil) throws -> TrainState {
         func bad(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw bad("cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         let (state, prefix, size) = try readHeader(fd, path: path)
@@ -167,23 +227,40 @@ public enum CheckpointFile {
                 throw bad("holds \(state.parameterCount) floats per tensor block; this model has \(blocks.first?.count ?? 0)")
             }
         }
-        // Stream the rest once: checksum everything, copy blocks out when asked.
-        var hash = Checksum()
-        hash.add(prefix)
-        var scratch = [Float](repeating: 0, count: state.parameterCount)
-        for b in 0..<blockCount {
-            let offset = prefixLength + b * blockBytes
-            let target: UnsafeMutableBufferPointer<Float>? = blocks.flatMap { b < $0.count ? $0[b] : nil }
-            try scratch.withUnsafeMutableBufferPointer { tmp in
-                let dest = target ?? tmp
-                try readAll(fd, UnsafeMutableRawBufferPointer(dest), offset: offset, path: path)
-                hash.add(UnsafeRawBufferPointer(dest))
-            }
-        }
         var trailer = [UInt8](repeating: 0, count: 16)
         try readAll(fd, &trailer, offset: size - 16, path: path)
         guard Array(trailer[8..<16]) == endMagic else { throw bad("truncated (no end marker)") }
-        guard load(trailer, 0, as: UInt64.self) == hash.value else { throw bad("checksum mismatch: the file is corrupt") }
+        let expected = load(trailer, 0, as: UInt64.self)
+        // First pass: the checksum of everything before the trailer, in bounded chunks.
+        var hash = Checksum()
+        hash.add(prefix)
+        var chunk = [UInt8](repeating: 0, count: max(1, min(1 << 20, size - 16 - prefixLength)))
+        func hashBytes(_ h: inout Checksum, from start: Int, count: Int) throws {
+            var done = 0
+            while done < count {
+                let n = min(chunk.count, count - done)
+                try chunk.withUnsafeMutableBytes { try readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), offset: start + done, path: path) }
+                chunk.withUnsafeBytes { h.add(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                done += n
+            }
+        }
+        try hashBytes(&hash, from: prefixLength, count: size - 16 - prefixLength)
+        guard hash.value == expected else { throw bad("checksum mismatch: the file is corrupt") }
+        guard let blocks else { return state }
+        // Second pass: the verified blocks straight into the caller's memory, checksummed again
+        // in case the file changed in between.
+        var again = Checksum()
+        again.add(prefix)
+        for b in 0..<blockCount {
+            let target = b < blocks.count ? UnsafeMutableRawBufferPointer(blocks[b]) : nil
+            if let target {
+                try readAll(fd, target, offset: prefixLength + b * blockBytes, path: path)
+                again.add(UnsafeRawBufferPointer(target))
+                continue
+            }
+            try hashBytes(&again, from: prefixLength + b * blockBytes, count: blockBytes)
+        }
+        guard again.value == expected else { throw bad("changed while it was read (checksum mismatch)") }
         return state
     }
 

@@ -506,7 +506,9 @@ public final class Trainer {
         let fingerprint = String(config.fingerprint(worldSize: reducer.worldSize), radix: 16)
         for path in CheckpointFile.list(directory: checkpointDirectory) {
             do {
-                let header = try CheckpointFile.header(path: path)
+                // the whole file is verified first: a damaged header is reported and passed
+                // over, not taken for another configuration
+                let header = try CheckpointFile.read(path: path)
                 if header.configFingerprint != fingerprint {
                     throw TrainError("\(path): written under a different configuration (only \(TrainConfig.resumableKeys.sorted().joined(separator: ", ")) may change on resume)")
                 }
