@@ -54,8 +54,8 @@ final class ScriptedServer: @unchecked Sendable {
     }
 }
 
-/// A listening Unix socket bound at `path` (mode as the umask leaves it).
-func listenUnix(_ path: String) throws -> Int32 {
+/// A Unix stream socket bound at `path` (mode as the umask leaves it), not yet listening.
+func bindUnix(_ path: String) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
@@ -63,9 +63,14 @@ func listenUnix(_ path: String) throws -> Int32 {
     let bound = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
-    guard fd >= 0, bound == 0, listen(fd, 16) == 0 else {
-        throw ClientError("\(path): cannot listen (\(String(cString: strerror(errno))))")
-    }
+    guard fd >= 0, bound == 0 else { throw ClientError("\(path): cannot bind (\(String(cString: strerror(errno))))") }
+    return fd
+}
+
+/// A listening Unix socket bound at `path`.
+func listenUnix(_ path: String) throws -> Int32 {
+    let fd = try bindUnix(path)
+    guard listen(fd, 16) == 0 else { throw ClientError("\(path): cannot listen (\(String(cString: strerror(errno))))") }
     return fd
 }
 
@@ -435,16 +440,9 @@ final class ClientHardeningTests: XCTestCase {
         guard geteuid() == 0 else { throw XCTSkip("setuid to another uid needs root") }
         let dir = try scratchDirectory()
         let path = dir + "/impostor.sock"
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
         var ready: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&ready), 0)
-        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        XCTAssertEqual(bound, 0)
+        let listener = try bindUnix(path)
         let writeEnd = ready[1]
         let child = fork()
         if child == 0 {
