@@ -139,7 +139,7 @@ final class CheckpointFuzzTests: XCTestCase {
         let (path, state, blocks) = try writeTiny()
         let original = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
         var rng = Imaging.SeededGenerator(seed: 41)
-        let cases = Fuzz.caseCount(quick: 600)
+        let cases = Fuzz.caseCount(quick: 1500)
         var rejected = 0
         for i in 0..<cases {
             let mutated = Fuzz.mutate(original, using: &rng)
@@ -165,7 +165,7 @@ final class CheckpointFuzzTests: XCTestCase {
         let (path, state, blocks) = try writeTiny()
         let text = String(decoding: try header(state), as: UTF8.self)
         var rng = Imaging.SeededGenerator(seed: 43)
-        let cases = Fuzz.caseCount(quick: 600)
+        let cases = Fuzz.caseCount(quick: 1200)
         for i in 0..<cases {
             let mutated = Array(Fuzz.mutateText(text, using: &rng).utf8)
             try Data(bytes(header: mutated, blocks: blocks)).write(to: URL(fileURLWithPath: path))

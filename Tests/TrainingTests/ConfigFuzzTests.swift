@@ -113,7 +113,7 @@ final class ConfigFuzzTests: XCTestCase {
         let reference = try TrainConfig.parse(yaml: Self.valid, file: "c.yaml")
         var rng = Imaging.SeededGenerator(seed: 31)
         var rejected = 0
-        let cases = Fuzz.caseCount(quick: 1500)
+        let cases = Fuzz.caseCount(quick: 2000)
         for i in 0..<cases {
             let text = Fuzz.mutateText(Self.valid, using: &rng)
             do {

@@ -289,7 +289,7 @@ final class HostileModelTests: XCTestCase {
         let original = String(decoding: try XCTUnwrap(FileManager.default.contents(atPath: path)), as: UTF8.self)
         var rng = Imaging.SeededGenerator(seed: 17)
         var loaded = 0
-        let cases = Fuzz.caseCount(quick: 400)
+        let cases = Fuzz.caseCount(quick: 800)
         for i in 0..<cases {
             let text = Fuzz.mutateText(original, using: &rng)
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
@@ -304,7 +304,7 @@ final class HostileModelTests: XCTestCase {
         let original = Array(try XCTUnwrap(FileManager.default.contents(atPath: path)))
         var rng = Imaging.SeededGenerator(seed: 23)
         var rejected = 0
-        let cases = Fuzz.caseCount(quick: 500)
+        let cases = Fuzz.caseCount(quick: 600)
         for i in 0..<cases {
             let bytes = Fuzz.mutate(original, using: &rng)
             // the in-memory decoder and the file reader agree on what is malformed
