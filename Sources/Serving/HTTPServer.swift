@@ -15,21 +15,66 @@ public struct ServeOptions: Sendable {
     public var listen: String?
     /// Allow a TCP host other than loopback.
     public var allowRemote = false
-    /// Largest request body in bytes (413 beyond).
+    /// Largest request body in bytes: 413 at once when Content-Length says more, and as soon as a
+    /// chunked body grows past it (the rest is never read).
     public var maxBodyBytes = 32 << 20
-    /// Seconds a request may go without receiving a byte before it is answered 408 and closed.
+    /// Most request bytes held at once over all connections (bodies being received, parsed or
+    /// waiting for the engine); a body that does not fit gets 503 `server_busy`. With
+    /// `maxConnections` x 80 KiB of headers (NIO's head limit) and the one JSON body being
+    /// parsed at a time, this is what bounds the memory clients can make the daemon hold.
+    public var maxHeldBytes = 256 << 20
+    /// Seconds of the receive-rate window: a request (head or body) that brings fewer than
+    /// `minReceiveRate` bytes per second over a window of this length, or nothing at all, is
+    /// answered 408 and closed.
     public var readTimeout: Double = 10
+    /// The least bytes per second a request must bring over each `readTimeout` window once it
+    /// has started arriving (0: only a silent window fails).
+    public var minReceiveRate = 1024
+    /// Seconds from a request's first byte to its last, head and body: a request still arriving
+    /// after it is answered 408 and closed, however it trickles (a byte every few seconds keeps
+    /// no connection).
+    public var receiveTimeout: Double = 30
     /// Seconds an idle keep-alive connection stays open.
     public var idleTimeout: Double = 60
     /// Seconds from a request's end to its answer before it is answered 504.
     public var requestTimeout: Double = 30
     /// Seconds SIGTERM waits for in-flight requests before closing connections.
     public var drainTimeout: Double = 30
+    /// Most connections open at once; one over it is answered 503 `too_many_connections` and
+    /// closed. Lowered at start to what RLIMIT_NOFILE allows (`ServingDaemon.maxConnections`).
+    public var maxConnections = 512
     /// Event-loop threads for the sockets (the model runs on its own threads).
     public var ioThreads = 1
 
-    /// The defaults: no transport chosen yet, 32 MiB bodies, 10 s read, 60 s idle, 30 s request.
+    /// The longest timeout accepted (a week): the timers count nanoseconds in 64 bits.
+    public static let longestTimeout: Double = 7 * 86400
+
+    /// The defaults: no transport chosen yet, 32 MiB bodies, 256 MiB held, 512 connections,
+    /// 30 s to receive a request at 1 KiB/s or more over 10 s windows, 60 s idle, 30 s to answer.
     public init() {}
+
+    /// Throws a message naming the first setting out of range: timeouts must be finite, positive
+    /// and at most `longestTimeout`; sizes and counts positive; a body must fit in `maxHeldBytes`.
+    public func validate() throws {
+        let timeouts = [
+            ("read timeout", readTimeout), ("receive timeout", receiveTimeout), ("idle timeout", idleTimeout),
+            ("request timeout", requestTimeout), ("drain timeout", drainTimeout),
+        ]
+        for (name, seconds) in timeouts where !(seconds > 0 && seconds <= ServeOptions.longestTimeout) {
+            throw ServeStartError(description: "\(name) \(seconds) s: expected a number of seconds in (0, \(Int(ServeOptions.longestTimeout))]")
+        }
+        let counts = [
+            ("body limit", maxBodyBytes), ("held-bytes limit", maxHeldBytes), ("connection limit", maxConnections),
+            ("event-loop threads", ioThreads),
+        ]
+        for (name, value) in counts where value < 1 {
+            throw ServeStartError(description: "\(name) \(value): must be positive")
+        }
+        if minReceiveRate < 0 { throw ServeStartError(description: "minimum receive rate \(minReceiveRate): must be >= 0") }
+        if maxBodyBytes > maxHeldBytes {
+            throw ServeStartError(description: "body limit \(maxBodyBytes) bytes exceeds the held-bytes limit \(maxHeldBytes)")
+        }
+    }
 
     /// The default socket path: `$XDG_RUNTIME_DIR/catlip.sock`, else `/tmp/catlip-UID/catlip.sock`,
     /// in a directory of this user's that the daemon creates mode 0700 and both sides verify
@@ -49,9 +94,10 @@ public struct ServeStartError: Error, Sendable, CustomStringConvertible {
 }
 
 /// The running daemon: the NIO server channels on a Unix socket and/or loopback TCP, one
-/// `HTTPConnectionHandler` per connection, the shared `ServingService`. `shutdown()` stops
-/// accepting, lets in-flight requests finish, closes connections, stops the engine and removes
-/// the socket file.
+/// `HTTPConnectionHandler` per connection (behind a `ReceiveGuard`), the shared
+/// `ServingService`, a one-thread pool that parses JSON bodies off the event loop, and the
+/// limits on connections and held request bytes. `shutdown()` stops accepting, lets in-flight
+/// requests finish, closes connections, stops the engine and removes the socket file.
 public final class ServingDaemon: @unchecked Sendable {
     /// The routes.
     public let service: ServingService
@@ -59,7 +105,14 @@ public final class ServingDaemon: @unchecked Sendable {
     public let options: ServeOptions
     /// The bound TCP port, when TCP is on.
     public private(set) var tcpPort: Int?
+    /// Connections served at once: `options.maxConnections`, lowered when RLIMIT_NOFILE (after
+    /// raising its soft limit as far as the hard one) leaves fewer descriptors.
+    public let maxConnections: Int
     private let group: MultiThreadedEventLoopGroup
+    /// JSON bodies are parsed here, not on the event loop: one thread, so a large body costs one
+    /// core at most and other connections keep being served.
+    private let parsing = NIOThreadPool(numberOfThreads: 1)
+    private let budget: RequestByteBudget
     private var servers: [any Channel] = []
     private let connections = ConnectionSet()
     private let closed = DispatchSemaphore(value: 0)
@@ -74,7 +127,11 @@ public final class ServingDaemon: @unchecked Sendable {
         guard options.socketPath != nil || options.listen != nil else {
             throw ServeStartError(description: "nothing to listen on: give a socket path or --listen")
         }
+        try options.validate()
+        maxConnections = ServingDaemon.connectionLimit(wanted: options.maxConnections)
+        budget = RequestByteBudget(limit: options.maxHeldBytes, metrics: service.metrics)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.ioThreads))
+        parsing.start()
         do {
             let bootstrap = makeBootstrap()
             if let path = options.socketPath {
@@ -105,26 +162,67 @@ public final class ServingDaemon: @unchecked Sendable {
             for s in servers { try? s.close().wait() }
             if let path = options.socketPath, servers.count > 0 { unlink(path) }
             try? group.syncShutdownGracefully()
+            try? parsing.syncShutdownGracefully()
             throw error
         }
         service.engine.start()
+    }
+
+    /// Descriptors kept back from the connections: those open at start (listeners, the event
+    /// loop's epoll and pipes, standard streams) plus room for refused connections in flight
+    /// and the files a request path may open.
+    static let reservedDescriptors = 64
+
+    /// `wanted` connections, or fewer when RLIMIT_NOFILE leaves fewer descriptors: its soft limit
+    /// is first raised toward the hard one to fit `wanted` plus the reserve.
+    static func connectionLimit(wanted: Int) -> Int {
+        let reserve = openDescriptors() + reservedDescriptors
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0 else { return wanted }
+        let needed = rlim_t(clamping: wanted) &+ rlim_t(reserve)
+        if limit.rlim_cur < needed && limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = min(needed, limit.rlim_max)
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        let available = Int(clamping: limit.rlim_cur) - reserve
+        return max(1, min(wanted, available))
+    }
+
+    /// Descriptors open in this process (/proc/self/fd; 16 when it cannot be read).
+    static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 16
     }
 
     private func makeBootstrap() -> ServerBootstrap {
         let service = service
         let options = options
         let connections = connections
+        let limit = maxConnections
+        let budget = budget
+        let parsing = parsing
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .childChannelInitializer { channel in
-                connections.insert(channel)
+                guard connections.insert(channel, limit: limit) else {
+                    service.metrics.connectionsRefused.increment()
+                    service.metrics.recordError(code: "too_many_connections")
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ConnectionRefusal(limit: limit))
+                    }
+                }
                 channel.closeFuture.whenComplete { _ in connections.remove(channel) }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(
-                        HTTPConnectionHandler(service: service, options: options))
+                    let receiveGuard = ReceiveGuard()
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(receiveGuard)
+                    try sync.addHandler(BackPressureHandler())
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(HTTPConnectionHandler(
+                        service: service, options: options, receiveGuard: receiveGuard, budget: budget, parsing: parsing))
                 }
             }
     }
@@ -191,6 +289,7 @@ public final class ServingDaemon: @unchecked Sendable {
         while !connections.all.isEmpty && Date() < deadline { usleep(10_000) }
         for channel in connections.all { try? channel.close().wait() }
         service.engine.stop()
+        try? parsing.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
         closed.signal()
     }
@@ -203,20 +302,33 @@ public final class ServingDaemon: @unchecked Sendable {
 
     /// Open client connections.
     public var connectionCount: Int { connections.all.count }
+
+    /// Request bytes held now (received, being parsed or waiting for the engine).
+    public var heldBytes: Int { budget.current }
 }
 
-/// The open connections (for draining).
+/// The open connections (for the limit and for draining).
 final class ConnectionSet: @unchecked Sendable {
     private let lock = NSLock()
     private var channels: [ObjectIdentifier: any Channel] = [:]
-    func insert(_ c: any Channel) { lock.lock(); channels[ObjectIdentifier(c)] = c; lock.unlock() }
+    /// Adds `c` unless `limit` connections are open already; whether it was added.
+    func insert(_ c: any Channel, limit: Int) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard channels.count < limit else { return false }
+        channels[ObjectIdentifier(c)] = c
+        return true
+    }
     func remove(_ c: any Channel) { lock.lock(); channels[ObjectIdentifier(c)] = nil; lock.unlock() }
     var all: [any Channel] { lock.lock(); defer { lock.unlock() }; return Array(channels.values) }
 }
 
-/// One connection's HTTP/1.1 exchange: collects a request (body limit, read timeout,
-/// `Expect: 100-continue`), hands it to the service, writes the reply (keep-alive or close),
-/// answers 504 at the request deadline, and cancels the queued job when the client goes away.
+/// One connection's HTTP/1.1 exchange: collects a request (body limit, held-bytes budget,
+/// `Expect: 100-continue`), hands it to the service (JSON bodies through the parsing pool),
+/// writes the reply (keep-alive or close), answers 504 at the request deadline, and cancels the
+/// queued job when the client goes away. One watchdog timer per connection enforces the
+/// receive deadline and rate (408), the idle timeout, and closes a connection whose last
+/// answer cannot be written.
 final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -225,32 +337,51 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     private let service: ServingService
     private let options: ServeOptions
+    private let receiveGuard: ReceiveGuard
+    private let budget: RequestByteBudget
+    private let parsing: NIOThreadPool
     private var state = State.idle
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
+    /// Bytes of this connection's request taken from `budget` (given back when it is answered).
+    private var held = 0
     private var keepAlive = true
-    private var lastRead = NIODeadline.now()
-    private var readTimer: Scheduled<Void>?
+    private var watchdog: Scheduled<Void>?
     private var deadlineTimer: Scheduled<Void>?
     private var job: InferenceJob?
     private var generation = 0
     private var requestStarted = NIODeadline.now()
+    private var idleSince = NIODeadline.now()
+    private var closingSince = NIODeadline.now()
     private var endpoint = "other"
 
-    init(service: ServingService, options: ServeOptions) {
+    init(
+        service: ServingService, options: ServeOptions, receiveGuard: ReceiveGuard, budget: RequestByteBudget,
+        parsing: NIOThreadPool
+    ) {
         self.service = service
         self.options = options
+        self.receiveGuard = receiveGuard
+        self.budget = budget
+        self.parsing = parsing
+    }
+
+    /// How often the watchdog looks: a quarter of the shortest timeout, between 10 ms and 1 s.
+    private var tick: TimeAmount {
+        let shortest = min(options.readTimeout, options.receiveTimeout, options.idleTimeout)
+        return .nanoseconds(Int64(min(1, max(0.01, shortest / 4)) * 1e9))
     }
 
     func channelActive(context: ChannelHandlerContext) {
         service.metrics.connections.increment()
-        armTimer(context: context, after: options.idleTimeout)
+        idleSince = .now()
+        scheduleWatchdog(context: context)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         service.metrics.connections.decrement()
-        readTimer?.cancel()
+        watchdog?.cancel()
         deadlineTimer?.cancel()
         if state == .waiting {
             // the client left: free the job's queue slot; nobody is waiting for the answer
@@ -258,6 +389,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             service.metrics.inFlight.decrement()
         }
         job = nil
+        releaseHeld()
         state = .closing
         context.fireChannelInactive()
     }
@@ -275,7 +407,6 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastRead = .now()
         switch unwrapInboundIn(data) {
         case .head(let h):
             guard state == .idle else { return }
@@ -284,6 +415,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             body.clear()
             endpoint = ServingService.endpointLabel(String(h.uri.split(separator: "?").first ?? ""))
             requestStarted = .now()
+            receiveGuard.requestHeadDecoded()
             if let length = h.headers.first(name: "content-length").flatMap({ Int($0) }), length > options.maxBodyBytes {
                 reject(context, ServiceError(
                     status: 413, code: "payload_too_large",
@@ -294,19 +426,27 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             if h.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .continue))), promise: nil)
             }
-            armTimer(context: context, after: options.readTimeout)
         case .body(var chunk):
             guard state == .receiving else { return }
-            if body.readableBytes + chunk.readableBytes > options.maxBodyBytes {
+            let count = chunk.readableBytes
+            if body.readableBytes + count > options.maxBodyBytes {
                 reject(context, ServiceError(
                     status: 413, code: "payload_too_large", message: "body over the limit of \(options.maxBodyBytes) bytes"))
                 return
             }
-            if body.capacity == 0 { body = context.channel.allocator.buffer(capacity: chunk.readableBytes) }
+            guard budget.reserve(count) else {
+                reject(context, ServiceError(
+                    status: 503, code: "server_busy",
+                    message: "the daemon holds \(budget.current >> 20) MiB of requests (its limit is \(budget.limit >> 20) MiB); retry later",
+                    retryAfter: 1))
+                return
+            }
+            held += count
+            if body.capacity == 0 { body = context.channel.allocator.buffer(capacity: count) }
             body.writeBuffer(&chunk)
         case .end:
             guard state == .receiving, let head else { return }
-            readTimer?.cancel()
+            receiveGuard.requestEnded()
             state = .waiting
             dispatch(context: context, head: head)
         }
@@ -323,22 +463,47 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         service.metrics.inFlight.increment()
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
-        let queued = service.handle(request) { reply in
+        let service = service
+        let reply: @Sendable (ServeReply) -> Void = { reply in
             loop.execute {
                 let (handler, context) = bound.value
                 handler.respond(context: context, ticket: ticket, reply: reply)
             }
         }
-        if let queued {
-            job = queued
-            deadlineTimer = loop.scheduleTask(in: .nanoseconds(Int64(options.requestTimeout * 1e9))) {
-                let (handler, context) = bound.value
-                guard handler.generation == ticket, handler.state == .waiting, let job = handler.job else { return }
-                if handler.service.engine.cancel(job) {
-                    handler.respond(context: context, ticket: ticket, reply: ServeReply(error: ServiceError(
-                        status: 504, code: "deadline_exceeded",
-                        message: "no answer within \(handler.options.requestTimeout) s (the engine is busy)")))
-                }
+        guard request.parsesJSON else {
+            queued(service.handle(request, reply: reply), context: context, ticket: ticket)
+            return
+        }
+        // JSONSerialization and base64 of a large body take long enough to stall every
+        // connection on this loop: they run on the parsing thread
+        parsing.runIfActive(eventLoop: loop) { service.handle(request, reply: reply) }.whenComplete { result in
+            let (handler, context) = bound.value
+            switch result {
+            case .success(let job): handler.queued(job, context: context, ticket: ticket)
+            case .failure:
+                handler.respond(context: context, ticket: ticket, reply: ServeReply(error: ServiceError(
+                    status: 503, code: "shutting_down", message: "the daemon is shutting down")))
+            }
+        }
+    }
+
+    /// Keeps the engine's job for request `ticket` (to cancel it at the deadline or when the
+    /// client leaves) unless the request was answered or the client left meanwhile.
+    private func queued(_ queued: InferenceJob?, context: ChannelHandlerContext, ticket: Int) {
+        guard let queued else { return }
+        guard generation == ticket, state == .waiting else {
+            if state == .closing { service.engine.cancel(queued) }  // the client left while its body was parsed
+            return
+        }
+        job = queued
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        deadlineTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(options.requestTimeout * 1e9))) {
+            let (handler, context) = bound.value
+            guard handler.generation == ticket, handler.state == .waiting, let job = handler.job else { return }
+            if handler.service.engine.cancel(job) {
+                handler.respond(context: context, ticket: ticket, reply: ServeReply(error: ServiceError(
+                    status: 504, code: "deadline_exceeded",
+                    message: "no answer within \(handler.options.requestTimeout) s (the engine is busy)")))
             }
         }
     }
@@ -347,6 +512,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         guard ticket == generation, state == .waiting else { return }
         deadlineTimer?.cancel()
         job = nil
+        releaseHeld()
         service.metrics.inFlight.decrement()
         let seconds = Double((NIODeadline.now() - requestStarted).nanoseconds) / 1e9
         service.metrics.recordRequest(endpoint: endpoint, status: reply.status, seconds: seconds)
@@ -355,21 +521,26 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         // The state changes before the write: writing the response's end lets the pipeline
         // handler deliver a pipelined next request at once, re-entering channelRead.
         state = close ? .closing : .idle
+        idleSince = .now()
+        if close { closingSince = .now() }
         write(context: context, reply: reply, headOnly: head?.method == .HEAD, close: close)
-        if state == .idle && generation == ticket {
-            armTimer(context: context, after: options.idleTimeout)
-        }
     }
 
-    /// Answers an oversized or stalled request and closes the connection (the rest of its body
-    /// is never read).
+    /// Answers an oversized, stalled or unaffordable request and closes the connection (the
+    /// rest of its body is never read).
     private func reject(_ context: ChannelHandlerContext, _ error: ServiceError) {
-        readTimer?.cancel()
         service.metrics.recordRequest(endpoint: endpoint, status: error.status, seconds: 0)
         service.metrics.recordError(code: error.code)
         body = ByteBuffer()
+        releaseHeld()
         state = .closing
+        closingSince = .now()
         write(context: context, reply: ServeReply(error: error), headOnly: false, close: true)
+    }
+
+    private func releaseHeld() {
+        budget.release(held)
+        held = 0
     }
 
     private func write(context: ChannelHandlerContext, reply: ServeReply, headOnly: Bool, close: Bool) {
@@ -379,7 +550,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         headers.add(name: "Content-Length", value: String(bytes.count))
         headers.add(name: "Connection", value: close ? "close" : "keep-alive")
         for (name, value) in reply.headers { headers.add(name: name, value: value) }
-        let version = head?.version ?? .http1_1
+        // the highest version both sides speak: a mangled request version is answered in 1.1
+        let version: HTTPVersion = head?.version == .http1_0 ? .http1_0 : .http1_1
         let status = HTTPResponseStatus(statusCode: reply.status)
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         if !headOnly {
@@ -394,34 +566,73 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
     }
 
-    /// One timer per connection: while receiving, a request silent for `readTimeout` gets 408
-    /// and is closed; while idle, the connection is closed after `idleTimeout`.
-    private func armTimer(context: ChannelHandlerContext, after seconds: Double) {
-        readTimer?.cancel()
+    private func scheduleWatchdog(context: ChannelHandlerContext) {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let expected = state
-        readTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+        watchdog = context.eventLoop.scheduleTask(in: tick) {
             let (handler, context) = bound.value
-            guard handler.state == expected else { return }
-            if expected == .receiving {
-                let limit = handler.options.readTimeout
-                let quiet = Double((NIODeadline.now() - handler.lastRead).nanoseconds) / 1e9
-                if quiet < limit {
-                    handler.armTimer(context: context, after: limit - quiet)
+            handler.check(context: context)
+        }
+    }
+
+    /// The watchdog: while a request arrives (its head trickling in, or its body), 408 past
+    /// `receiveTimeout` from its first byte or below `minReceiveRate` over a `readTimeout`
+    /// window; while idle, close after `idleTimeout`; while closing, close for good once
+    /// `readTimeout` has passed (the client does not read its answer).
+    private func check(context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        switch state {
+        case .idle, .receiving:
+            if let start = receiveGuard.requestStart {
+                let limit = options.receiveTimeout
+                if now - start >= .nanoseconds(Int64(limit * 1e9)) {
+                    timeOut(context, ServiceError(
+                        status: 408, code: "request_timeout",
+                        message: "the request did not arrive whole within \(limit) s (\(receiveGuard.received) bytes received)"))
                     return
                 }
-                handler.reject(context, ServiceError(
-                    status: 408, code: "request_timeout",
-                    message: "no data for \(limit) s in the middle of a request"))
-            } else if expected == .idle {
-                handler.close(context)
+                let window = options.readTimeout
+                if let got = receiveGuard.slowWindow(
+                    now: now, window: .nanoseconds(Int64(window * 1e9)), minimumRate: options.minReceiveRate)
+                {
+                    timeOut(context, ServiceError(
+                        status: 408, code: "request_timeout",
+                        message: "the request arrived at \(Double(got) / window) bytes/s over the last \(window) s; "
+                            + "the minimum is \(options.minReceiveRate) bytes/s"))
+                    return
+                }
+            } else if state == .idle && now - idleSince >= .nanoseconds(Int64(options.idleTimeout * 1e9)) {
+                close(context)
+                return
+            }
+        case .waiting:
+            break
+        case .closing:
+            if now - closingSince >= .nanoseconds(Int64(options.readTimeout * 1e9)) {
+                context.close(promise: nil)
+                return
             }
         }
+        scheduleWatchdog(context: context)
+    }
+
+    /// 408 for a request past its deadline or rate: through the HTTP codec when its head was
+    /// decoded, below it when only part of a head arrived.
+    private func timeOut(_ context: ChannelHandlerContext, _ error: ServiceError) {
+        if state == .receiving {
+            reject(context, error)
+        } else {
+            service.metrics.recordRequest(endpoint: "other", status: error.status, seconds: 0)
+            service.metrics.recordError(code: error.code)
+            state = .closing
+            closingSince = .now()
+            receiveGuard.answerBelowCodecAndClose(error)
+        }
+        scheduleWatchdog(context: context)
     }
 
     private func close(_ context: ChannelHandlerContext) {
         state = .closing
-        readTimer?.cancel()
+        closingSince = .now()
         context.close(promise: nil)
     }
 }

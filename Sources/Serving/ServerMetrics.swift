@@ -2,8 +2,8 @@ import Prometheus
 
 /// The daemon's Prometheus metrics (`GET /metrics`, text format 0.0.4), on swift-prometheus:
 /// requests by endpoint and status, request latency by endpoint, engine batch sizes and
-/// forward-pass time, queue depth (images waiting), in-flight requests, open connections,
-/// images decoded and rejected, errors by code.
+/// forward-pass time, queue depth (images waiting), in-flight requests, open and refused
+/// connections, request bytes held, images decoded and rejected, errors by code.
 public final class ServerMetrics: Sendable {
     /// The registry `GET /metrics` emits.
     public let registry = PrometheusCollectorRegistry()
@@ -13,6 +13,10 @@ public final class ServerMetrics: Sendable {
     let inFlight: Gauge
     /// Open client connections.
     let connections: Gauge
+    /// Connections answered 503 at once because `maxConnections` were open.
+    let connectionsRefused: Counter
+    /// Request bytes held (received, being parsed or waiting for the engine).
+    let heldBytes: Gauge
     /// Images per engine forward pass.
     let batchSize: ValueHistogram
     /// Wall time of one engine batch (decode + forward), seconds.
@@ -31,6 +35,10 @@ public final class ServerMetrics: Sendable {
         queueDepth = registry.makeGauge(descriptor: ServerMetrics.name("queue_depth", "images", "Images waiting for the engine"))
         inFlight = registry.makeGauge(descriptor: ServerMetrics.name("requests_in_flight", "", "Requests accepted and not yet answered"))
         connections = registry.makeGauge(descriptor: ServerMetrics.name("connections_open", "", "Open client connections"))
+        connectionsRefused = registry.makeCounter(
+            descriptor: ServerMetrics.name("connections_refused", "total", "Connections answered 503 over the connection limit"))
+        heldBytes = registry.makeGauge(
+            descriptor: ServerMetrics.name("request_held", "bytes", "Request bytes held: received, being parsed or queued"))
         batchSize = registry.makeValueHistogram(
             descriptor: ServerMetrics.name("batch_size", "images", "Images per engine forward pass"),
             buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256])

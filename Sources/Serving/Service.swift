@@ -21,6 +21,10 @@ public struct ServeRequest: Sendable {
         self.body = body
     }
 
+    /// Whether the body is JSON to parse (an image endpoint's JSON form): such bodies are
+    /// parsed off the event loop.
+    public var parsesJSON: Bool { method == "POST" && contentType.lowercased().hasPrefix("application/json") }
+
     /// The path without the query.
     public var path: String { String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]) }
 
@@ -181,9 +185,6 @@ public final class ServingService: Sendable {
             }
             let k = inputs.topK ?? 10
             if !inputs.embeddings.isEmpty {
-                for (i, e) in inputs.embeddings.enumerated() where e.count != D {
-                    throw .badRequest("bad_embedding", "embeddings[\(i)] has \(e.count) values; the model's embeddings have \(D)")
-                }
                 reply(ServeReply(status: 200, body: searchReply(index: index, queries: Array(inputs.embeddings.joined()), k: k)))
                 return nil
             }
@@ -290,11 +291,20 @@ public final class ServingService: Sendable {
         guard !request.body.isEmpty else {
             throw .badRequest("empty_body", "\(request.path) needs an image as the body, or JSON with base64 \"images\"")
         }
-        let isJSON = request.contentType.lowercased().hasPrefix("application/json")
-        if !isJSON {
+        if !request.parsesJSON {
             inputs.images = [EncodedImage(bytes: request.body, name: "the request body")]
             return inputs
         }
+        // Foundation builds an object for every value: 31 MiB of small numbers became 900 MiB.
+        // Counting the values first (no allocation) bounds what the parse can build.
+        let D = engine.model.dim
+        let (values, overflow) = maxImagesPerRequest.multipliedReportingOverflow(by: D)
+        let slack = 16  // the object, its keys, top_k
+        try JSONCensus(request.body).check(
+            maxStrings: maxImagesPerRequest.addingSaturating(slack),
+            maxNumbers: allowEmbeddings ? (overflow ? Int.max : values.addingSaturating(slack)) : slack,
+            maxContainers: maxImagesPerRequest.addingSaturating(slack), imageLimit: maxImagesPerRequest,
+            dim: allowEmbeddings ? D : nil)
         let parsed: Any
         do {
             parsed = try JSONSerialization.jsonObject(with: Data(request.body), options: [.fragmentsAllowed])
@@ -325,6 +335,9 @@ public final class ServingService: Sendable {
             }
         }
         if allowEmbeddings {
+            if !encoded.isEmpty && (object["embedding"] != nil || object["embeddings"] != nil) {
+                throw .badRequest("bad_json", "give images or embeddings, not both")
+            }
             var vectors: [Any] = []
             if let one = object["embedding"] { vectors.append(one) }
             if let many = object["embeddings"] {
@@ -333,6 +346,9 @@ public final class ServingService: Sendable {
             }
             for (i, v) in vectors.enumerated() {
                 guard let numbers = v as? [Any] else { throw .badRequest("bad_embedding", "embedding \(i) is not an array of numbers") }
+                guard numbers.count == D else {
+                    throw .badRequest("bad_embedding", "embeddings[\(i)] has \(numbers.count) values; the model's embeddings have \(D)")
+                }
                 var row: [Float] = []
                 row.reserveCapacity(numbers.count)
                 for x in numbers {
@@ -349,9 +365,6 @@ public final class ServingService: Sendable {
             throw .badRequest("empty_request", allowEmbeddings
                 ? "give \"images\" (base64) or \"embedding(s)\"" : "give \"images\" (base64) or \"image\"")
         }
-        if !encoded.isEmpty && !inputs.embeddings.isEmpty {
-            throw .badRequest("bad_json", "give images or embeddings, not both")
-        }
         guard total <= maxImagesPerRequest else {
             throw ServiceError(status: 413, code: "too_many_images", message: "\(total) inputs in one request; the limit is \(maxImagesPerRequest)")
         }
@@ -364,6 +377,82 @@ public final class ServingService: Sendable {
             inputs.images.append(EncodedImage(bytes: [UInt8](data), name: name))
         }
         return inputs
+    }
+}
+
+/// What a JSON text holds, counted in one pass without allocating: strings (keys included),
+/// numbers and literals, arrays and objects, and the deepest nesting. Syntax is left to the
+/// parser; this only bounds what the parser would build.
+struct JSONCensus {
+    var strings = 0
+    var numbers = 0
+    var containers = 0
+    var depth = 0
+
+    /// The deepest nesting a request needs: an object of arrays of embeddings.
+    static let maxDepth = 3
+
+    init(_ bytes: [UInt8]) {
+        var level = 0
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            switch bytes[i] {
+            case UInt8(ascii: "\""):
+                strings += 1
+                i += 1
+                while i < n && bytes[i] != UInt8(ascii: "\"") { i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                i += 1
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                containers += 1
+                level += 1
+                depth = max(depth, level)
+                i += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                level = max(0, level - 1)
+                i += 1
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+                numbers += 1
+                i += 1
+                while i < n, JSONCensus.continuesScalar(bytes[i]) { i += 1 }
+            default:
+                i += 1
+            }
+        }
+    }
+
+    private static func continuesScalar(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "."), UInt8(ascii: "+"), UInt8(ascii: "-"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Throws 400 `bad_json` for nesting deeper than `maxDepth`, 413 `too_many_values` for more
+    /// strings, numbers or arrays than a request of `imageLimit` images (or embeddings of `dim`
+    /// values) can hold.
+    func check(maxStrings: Int, maxNumbers: Int, maxContainers: Int, imageLimit: Int, dim: Int?) throws(ServiceError) {
+        if depth > JSONCensus.maxDepth {
+            throw .badRequest("bad_json", "the JSON body nests \(depth) levels deep; a request needs at most \(JSONCensus.maxDepth)")
+        }
+        let what = dim.map { "\(imageLimit) images or embeddings of \($0) values" } ?? "\(imageLimit) images"
+        for (count, limit, name) in [(strings, maxStrings, "strings"), (numbers, maxNumbers, "numbers"), (containers, maxContainers, "arrays and objects")]
+        where count > limit {
+            throw ServiceError(
+                status: 413, code: "too_many_values",
+                message: "the JSON body holds \(count) \(name), more than the \(limit) a request of at most \(what) can hold")
+        }
+    }
+}
+
+extension Int {
+    /// `self + other`, or `Int.max` when that overflows.
+    fileprivate func addingSaturating(_ other: Int) -> Int {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
     }
 }
 

@@ -24,6 +24,11 @@ struct ServeCommand: ParsableCommand {
             created mode 0700). The socket's directory and those above it must be this user's or root's and not \
             writable by others unless sticky; anything but a stale socket of this user's at the path is left alone. \
             SIGTERM or SIGINT: stop accepting, finish requests in flight, remove the socket, exit 0. \
+            Hostile clients: a request must arrive whole (head and body) within --receive-timeout and at \
+            --min-receive-rate over each --read-timeout window (else 408 and close); over --max-connections a \
+            connection gets 503 and is closed; a body over --max-body-mb gets 413 before it is read; JSON bodies \
+            are counted before they are parsed, off the event loop; at most --max-held-mb of requests are held \
+            at once (503 beyond). \
             Try: curl --unix-socket SOCKET http://localhost/healthz
             """)
 
@@ -54,8 +59,14 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Most images in one request.")
     var maxImages = 64
 
-    @Option(help: "Largest request body in MiB (413 beyond).")
+    @Option(help: "Largest request body in MiB (413 beyond, before the body is read).")
     var maxBodyMb = 32
+
+    @Option(help: "Most MiB of requests held at once over all connections: received, being parsed or queued (503 beyond).")
+    var maxHeldMb = 256
+
+    @Option(help: "Most connections open at once (503 and close beyond); lowered to what RLIMIT_NOFILE allows.")
+    var maxConnections = 512
 
     @Option(help: "Largest image in pixels, width x height (400 beyond).")
     var maxPixels = 40_000_000
@@ -63,8 +74,14 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Seconds from a request's end to its answer (504 beyond).")
     var timeout = 30.0
 
-    @Option(help: "Seconds a request may stall while sending (408 and close beyond).")
+    @Option(help: "Seconds for a whole request, head and body, to arrive from its first byte (408 and close beyond).")
+    var receiveTimeout = 30.0
+
+    @Option(help: "Seconds of the receive-rate window: a request bringing less than --min-receive-rate over one gets 408 and is closed.")
     var readTimeout = 10.0
+
+    @Option(help: "Least bytes per second a request must bring over each --read-timeout window (0: only a silent window fails).")
+    var minReceiveRate = 1024
 
     @Option(help: "Seconds an idle keep-alive connection stays open.")
     var idleTimeout = 60.0
@@ -75,13 +92,37 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup var precision: PrecisionOption
 
     func validate() throws {
-        if maxBatch < 1 || queue < 1 || maxImages < 1 || maxBodyMb < 1 || maxPixels < 1 || threads < 1 {
-            throw ValidationError("--max-batch, --queue, --max-images, --max-body-mb, --max-pixels and --threads must be positive")
+        if maxBatch < 1 || queue < 1 || maxImages < 1 || maxPixels < 1 || threads < 1 {
+            throw ValidationError("--max-batch, --queue, --max-images, --max-pixels and --threads must be positive")
         }
+        if queue > 1_000_000 { throw ValidationError("--queue \(queue): at most 1000000 images") }
         if maxImages > queue { throw ValidationError("--max-images (\(maxImages)) cannot exceed --queue (\(queue))") }
-        if maxWaitMs < 0 || timeout <= 0 || readTimeout <= 0 || idleTimeout <= 0 {
-            throw ValidationError("--max-wait-ms must be >= 0 and the timeouts positive")
+        if !(0...10_000).contains(maxWaitMs) { throw ValidationError("--max-wait-ms \(maxWaitMs): expected 0 to 10000") }
+        for (name, mb) in [("--max-body-mb", maxBodyMb), ("--max-held-mb", maxHeldMb)] where !(1...65536).contains(mb) {
+            throw ValidationError("\(name) \(mb): expected 1 to 65536 MiB")
         }
+        if !(1...1_000_000).contains(maxConnections) { throw ValidationError("--max-connections \(maxConnections): expected 1 to 1000000") }
+        let timeouts = [("--timeout", timeout), ("--receive-timeout", receiveTimeout), ("--read-timeout", readTimeout), ("--idle-timeout", idleTimeout)]
+        for (name, seconds) in timeouts where !(seconds > 0 && seconds <= ServeOptions.longestTimeout) {
+            throw ValidationError("\(name) \(seconds): expected seconds above 0 and at most \(Int(ServeOptions.longestTimeout))")
+        }
+        if minReceiveRate < 0 { throw ValidationError("--min-receive-rate \(minReceiveRate): must be >= 0") }
+        if maxBodyMb > maxHeldMb { throw ValidationError("--max-body-mb (\(maxBodyMb)) cannot exceed --max-held-mb (\(maxHeldMb))") }
+    }
+
+    /// The daemon's limits from the options (the transports are added in `run`).
+    func serveOptions() -> ServeOptions {
+        var options = ServeOptions()
+        options.maxBodyBytes = maxBodyMb << 20
+        options.maxHeldBytes = maxHeldMb << 20
+        options.maxConnections = maxConnections
+        options.requestTimeout = timeout
+        options.receiveTimeout = receiveTimeout
+        options.readTimeout = readTimeout
+        options.minReceiveRate = minReceiveRate
+        options.idleTimeout = idleTimeout
+        options.drainTimeout = min(timeout + 5, ServeOptions.longestTimeout)
+        return options
     }
 
     func run() throws {
@@ -119,15 +160,10 @@ struct ServeCommand: ParsableCommand {
         let service = ServingService(
             engine: engine, vocabulary: vocabulary, index: embeddingIndex, metrics: metrics,
             maxImagesPerRequest: maxImages, modelName: model)
-        var options = ServeOptions()
+        var options = serveOptions()
         options.socketPath = socket ?? ServeOptions.defaultSocketPath
         options.listen = listen
         options.allowRemote = allowRemote
-        options.maxBodyBytes = maxBodyMb << 20
-        options.requestTimeout = timeout
-        options.readTimeout = readTimeout
-        options.idleTimeout = idleTimeout
-        options.drainTimeout = timeout + 5
 
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
@@ -140,7 +176,8 @@ struct ServeCommand: ParsableCommand {
         }
         printError(
             "catlip serve: model \(model) (dim \(vit.dim), \(vit.numClasses) classes, \(vit.imageSize) px), "
-                + "index \(embeddingIndex.map { "\($0.count) rows" } ?? "none"); listening on \(places.joined(separator: ", "))")
+                + "index \(embeddingIndex.map { "\($0.count) rows" } ?? "none"); at most \(daemon.maxConnections) connections"
+                + (daemon.maxConnections < maxConnections ? " (RLIMIT_NOFILE)" : "") + "; listening on \(places.joined(separator: ", "))")
         let signals = [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
@@ -305,7 +342,11 @@ extension BenchCommand {
     struct Serve: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Closed-loop load on a running catlip serve (or any server with the same API): one JSON line "
-                + "per client count with requests/s, images/s, p50/p90/p99 latency and errors.")
+                + "per client count with requests/s, images/s, p50/p90/p99 latency and errors.",
+            discussion: "With --slow-drip or --oversized-per-s, hostile clients run beside the ordinary ones for the "
+                + "whole run (loopback or Unix socket only): slow-drip connections sending a byte every --drip-interval "
+                + "seconds, and oversized requests (a 1 GiB Content-Length, an endless chunked body, 31 MiB of JSON "
+                + "numbers, 31 MiB of JSON base64 noise); a second JSON line reports how the daemon answered them.")
 
         @Option(help: "Unix socket of the daemon.")
         var socket: String?
@@ -328,8 +369,28 @@ extension BenchCommand {
         @Option(help: "Seconds of warm-up per run.")
         var warmup = 2.0
 
+        @Option(help: "Hostile: slow-drip connections kept open beside the ordinary clients (at most 2000).")
+        var slowDrip = 0
+
+        @Option(help: "Hostile: seconds between two bytes of a slow drip.")
+        var dripInterval = 2.0
+
+        @Option(help: "Hostile: oversized requests started per second, one at a time (at most 20).")
+        var oversizedPerS = 0.0
+
         func validate() throws {
             guard ["embed", "classify", "search"].contains(endpoint) else { throw ValidationError("--endpoint must be embed, classify or search") }
+            if !(0...HostileLoad.limits.slowDrips).contains(slowDrip) {
+                throw ValidationError("--slow-drip \(slowDrip): expected 0 to \(HostileLoad.limits.slowDrips)")
+            }
+            if !(0...HostileLoad.limits.oversizedPerSecond).contains(oversizedPerS) {
+                throw ValidationError("--oversized-per-s \(oversizedPerS): expected 0 to \(HostileLoad.limits.oversizedPerSecond)")
+            }
+            if !(0.01...60).contains(dripInterval) { throw ValidationError("--drip-interval \(dripInterval): expected 0.01 to 60 s") }
+            if !(0...3600).contains(duration) || !(0...3600).contains(warmup) {
+                throw ValidationError("--duration and --warmup: expected 0 to 3600 s")
+            }
+
             guard clients.split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else {
                 throw ValidationError("--clients must be positive integers separated by commas")
             }
@@ -339,18 +400,49 @@ extension BenchCommand {
         func run() throws {
             let target = try cliRun { try ServeEndpoint.from(socket: socket, url: url) }
             guard let data = FileManager.default.contents(atPath: image) else { throw CLIError("\(image): cannot be read") }
+            if slowDrip > 0 || oversizedPerS > 0, case .tcp(let host, _) = target, !["127.0.0.1", "localhost", "::1"].contains(host) {
+                throw CLIError("--slow-drip and --oversized-per-s load only a local daemon (--socket, or --url http://127.0.0.1:PORT), not \(host)")
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             for count in clients.split(separator: ",").compactMap({ Int($0) }) {
                 var load = LoadGenerator(endpoint: target, path: "/v1/\(endpoint)", body: [UInt8](data), contentType: "application/octet-stream")
                 load.clients = count
                 load.duration = duration
                 load.warmup = warmup
+                var hostile = HostileLoad(endpoint: target)
+                hostile.slowDrips = slowDrip
+                hostile.dripInterval = dripInterval
+                hostile.oversizedPerSecond = oversizedPerS
+                let hostileReport = HostileReportSlot()
+                let done = DispatchSemaphore(value: 0)
+                if slowDrip > 0 || oversizedPerS > 0 {
+                    // the ordinary clients connect first; the hostile ones start a second later
+                    // and run to the end of the measured window
+                    let seconds = warmup + duration - 1
+                    let hostile = hostile
+                    Thread {
+                        usleep(1_000_000)
+                        hostileReport.value = hostile.run(seconds: seconds)
+                        done.signal()
+                    }.start()
+                } else {
+                    done.signal()
+                }
                 let report = load.run()
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                done.wait()
                 FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
+                if let value = hostileReport.value {
+                    FileHandle.standardOutput.write(try encoder.encode(["hostile": value]) + Data("\n".utf8))
+                }
             }
         }
     }
+}
+
+/// The hostile clients' report, handed from their thread to the command's.
+private final class HostileReportSlot: @unchecked Sendable {
+    var value: HostileLoad.Report?
 }
 
 extension BenchCommand {
