@@ -66,6 +66,8 @@ final class ReceiveGuard: ChannelInboundHandler {
     /// Start of the current rate window and the bytes received before it.
     private var windowStart = NIODeadline.now()
     private var receivedAtWindowStart = 0
+    /// Bytes received before the current request's first.
+    private var receivedAtRequestStart = 0
     private var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -82,7 +84,11 @@ final class ReceiveGuard: ChannelInboundHandler {
         requestStart = now
         windowStart = now
         receivedAtWindowStart = before
+        receivedAtRequestStart = before
     }
+
+    /// Bytes of the current request received so far.
+    var requestBytes: Int { received - receivedAtRequestStart }
 
     /// A request head was decoded: its clock starts now unless its first bytes started it.
     func requestHeadDecoded() {

@@ -587,7 +587,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 if now - start >= .nanoseconds(Int64(limit * 1e9)) {
                     timeOut(context, ServiceError(
                         status: 408, code: "request_timeout",
-                        message: "the request did not arrive whole within \(limit) s (\(receiveGuard.received) bytes received)"))
+                        message: "the request did not arrive whole within \(limit) s (\(receiveGuard.requestBytes) bytes received)"))
                     return
                 }
                 let window = options.readTimeout
