@@ -134,6 +134,29 @@ public enum SafeFile {
         return bytes
     }
 
+    /// Fills `buffer` from byte `offset` of the open file `fd` (pread, retried on EINTR), for
+    /// readers that check a file's layout before reading parts of it. A file that ends first
+    /// (shrank, or is shorter than its header said) is an error, never a short buffer or a
+    /// loop. Throws `FileIOError` (.readFailed) naming `path`.
+    public static func readFully(
+        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String
+    ) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileIOError(.readFailed, path: path, problem: "read failed: \(errnoText())")
+            }
+            if n == 0 {
+                throw FileIOError(
+                    .readFailed, path: path,
+                    problem: "the file ends at byte \(offset + done), before the \(buffer.count) bytes read from byte \(offset)")
+            }
+            done += n
+        }
+    }
+
     // MARK: - Writing
 
     /// Attempts at a fresh temporary name before giving up (each name is 64 random bits, so a

@@ -284,16 +284,13 @@ public enum CheckpointFile {
         try bytes.withUnsafeMutableBytes { try readAll(fd, $0, offset: offset, path: path) }
     }
 
+    /// Fills `raw` from byte `offset` of `fd` (`SafeFile.readFully`); a file that ends first
+    /// is a damaged checkpoint.
     static func readAll(_ fd: Int32, _ raw: UnsafeMutableRawBufferPointer, offset: Int, path: String) throws {
-        var done = 0
-        while done < raw.count {
-            let n = pread(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CheckpointError(path: path, problem: "read failed (\(String(cString: strerror(errno))))")
-            }
-            if n == 0 { throw CheckpointError(path: path, problem: "truncated") }
-            done += n
+        do {
+            try SafeFile.readFully(fd, into: raw, at: offset, path: path)
+        } catch let error as FileIOError {
+            throw CheckpointError(path: path, problem: "truncated or unreadable (\(error.problem))")
         }
     }
 }

@@ -473,22 +473,15 @@ public final class SafeTensorsReader {
         #endif
     }
 
-    /// Fills `into` from byte `offset` of `fd`; a short file is an error, not a hang.
+    /// Fills `into` from byte `offset` of `fd` (`SafeFile.readFully`); a short file is an
+    /// error naming the file, not a hang.
     static func readFully(
         _ fd: Int32, _ into: UnsafeMutableRawBufferPointer, at offset: Int, path: String
     ) throws {
-        var done = 0
-        while done < into.count {
-            let n = pread(fd, into.baseAddress! + done, into.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SafeTensorsError(path: path, problem: "read failed: \(errnoText())")
-            }
-            if n == 0 {
-                throw SafeTensorsError(
-                    path: path, problem: "file shrank while reading (at byte \(offset + done))")
-            }
-            done += n
+        do {
+            try SafeFile.readFully(fd, into: into, at: offset, path: path)
+        } catch let error as FileIOError {
+            throw SafeTensorsError(path: path, problem: error.problem)
         }
     }
 }
