@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 import ViT
 import Yams
@@ -177,9 +178,11 @@ public struct TrainConfig: Sendable, Equatable {
     public static func load(path: String, overrides: [String] = []) throws -> TrainConfig {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: path, key: "", problem: "cannot read the file (\(error.localizedDescription))")
+            // a regular file of at most 16 MiB (a config is a few KiB): /dev/zero or a FIFO given
+            // as --config is an error, not a hang
+            text = String(decoding: try SafeFile.read(path, maxBytes: 16 << 20), as: UTF8.self)
+        } catch let error as FileIOError {
+            throw ConfigError(file: path, key: "", problem: "cannot read the file (\(error.problem))")
         }
         return try parse(yaml: text, file: path, overrides: overrides)
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Imaging
 import Distributed
 import Serving
 import ViT
@@ -307,13 +308,15 @@ struct QueryCommand: ParsableCommand {
         let query = topK.map { "?top_k=\($0)" } ?? ""
         var failed = 0
         for file in files {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                printError("\(file): cannot be read")
+            // a regular file within the image cap: a FIFO or /dev/zero is reported, not sent
+            let data: [UInt8]
+            do { data = try readFileBytes(file) } catch {
+                printError("\(error)")
                 failed += 1
                 continue
             }
             let r = try cliRun {
-                try client.request(method: "POST", path: "/v1/\(action)\(query)", contentType: "application/octet-stream", body: [UInt8](data))
+                try client.request(method: "POST", path: "/v1/\(action)\(query)", contentType: "application/octet-stream", body: data)
             }
             guard r.status == 200,
                 let object = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any]

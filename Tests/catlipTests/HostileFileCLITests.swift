@@ -28,4 +28,13 @@ final class HostileFileCLITests: ScratchDirectoryTestCase {
         XCTAssertNotEqual(limited.status, 0)
         XCTAssertTrue(limited.err.contains("--max-file-mb must be in 1...1048576"), limited.err)
     }
+
+    func testTrainRefusesAConfigThatIsNotARegularFile() throws {
+        XCTAssertEqual(mkfifo(directory + "/config.yaml", 0o644), 0)
+        for config in ["/dev/zero", directory + "/config.yaml", directory] {
+            let result = try catlip(["train", "--config", config, "--set", "run.dir=\(directory)/run"])
+            XCTAssertNotEqual(result.status, 0, config)
+            XCTAssertTrue(result.err.contains(config) && result.err.contains("not a regular file"), "\(config): \(result.err)")
+        }
+    }
 }
