@@ -73,15 +73,12 @@ public enum SafeFile {
 
     // MARK: - Reading
 
-    /// The whole contents of the regular file at `path` (a symbolic link to one is followed),
-    /// at most `maxBytes` bytes. Directories, FIFOs, devices (`/dev/zero`) and sockets are
-    /// refused without reading from them: the file is opened non-blocking, so a FIFO without a
-    /// writer cannot hang the open, and its type is checked with fstat before any read. The
-    /// size is checked against the cap from fstat (a sparse file announcing terabytes is refused
-    /// before anything is allocated) and again while reading (the file may grow meanwhile).
+    /// Opens the regular file at `path` for reading (a symbolic link to one is followed) and
+    /// returns its descriptor, which the caller closes, and its size. The open is non-blocking,
+    /// so a FIFO without a writer cannot hang it, and the type is checked with fstat before
+    /// anything is read: directories, FIFOs, devices (`/dev/zero`) and sockets are refused.
     /// Throws `FileIOError` naming the file and the problem.
-    public static func read(_ path: String, maxBytes: Int) throws -> [UInt8] {
-        precondition(maxBytes >= 0, "maxBytes must not be negative")
+    public static func openRegularFile(_ path: String) throws -> (fd: Int32, size: Int) {
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 {
             let code = errno
@@ -92,15 +89,28 @@ public enum SafeFile {
             }
             throw FileIOError(.cannotOpen, path: path, problem: "cannot open: \(String(cString: strerror(code)))")
         }
-        defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            throw FileIOError(.readFailed, path: path, problem: "cannot stat: \(errnoText())")
+            let problem = "cannot stat: \(errnoText())"
+            close(fd)
+            throw FileIOError(.readFailed, path: path, problem: problem)
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
             throw FileIOError(.notRegularFile, path: path, problem: "is \(typeName(st.st_mode)), not a regular file")
         }
-        let announced = Int(st.st_size)
+        return (fd, Int(st.st_size))
+    }
+
+    /// The whole contents of the regular file at `path` (a symbolic link to one is followed),
+    /// at most `maxBytes` bytes. Anything but a regular file is refused without reading from it
+    /// (`openRegularFile`). The size is checked against the cap from fstat (a sparse file announcing terabytes is refused
+    /// before anything is allocated) and again while reading (the file may grow meanwhile).
+    /// Throws `FileIOError` naming the file and the problem.
+    public static func read(_ path: String, maxBytes: Int) throws -> [UInt8] {
+        precondition(maxBytes >= 0, "maxBytes must not be negative")
+        let (fd, announced) = try openRegularFile(path)
+        defer { close(fd) }
         guard announced <= maxBytes else {
             throw FileIOError(
                 .tooLarge, path: path, problem: "file of \(sizeText(announced)) is over the limit of \(sizeText(maxBytes))")

@@ -161,21 +161,16 @@ public enum CheckpointFile {
     /// file size checked against it, without reading the tensors (the checksum is checked by
     /// `read`).
     public static func header(path: String) throws -> TrainState {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw CheckpointError(path: path, problem: "cannot open (\(String(cString: strerror(errno))))") }
+        let (fd, size) = try openFile(path)
         defer { close(fd) }
-        return try readHeader(fd, path: path).state
+        return try readHeader(fd, size: size, path: path).state
     }
 
     /// Header, the bytes before the tensors, and the file size, from an open checkpoint. Every
     /// length and count is range-checked against the file size before it is converted,
     /// multiplied or allocated.
-    private static func readHeader(_ fd: Int32, path: String) throws -> (state: TrainState, prefix: [UInt8], size: Int) {
+    private static func readHeader(_ fd: Int32, size: Int, path: String) throws -> (state: TrainState, prefix: [UInt8], size: Int) {
         func bad(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw bad("cannot stat") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw bad("not a regular file") }
-        let size = Int(st.st_size)
         guard size >= 20 + 16 else { throw bad("truncated (\(size) bytes)") }
         var fixed = [UInt8](repeating: 0, count: 20)
         try readAll(fd, &fixed, offset: 0, path: path)
@@ -215,10 +210,9 @@ public enum CheckpointFile {
     @discardableResult
     public static func read(path: String, into blocks: [UnsafeMutableBufferPointer<Float>]? = nil) throws -> TrainState {
         func bad(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw bad("cannot open (\(String(cString: strerror(errno))))") }
+        let (fd, fileSize) = try openFile(path)
         defer { close(fd) }
-        let (state, prefix, size) = try readHeader(fd, path: path)
+        let (state, prefix, size) = try readHeader(fd, size: fileSize, path: path)
         let prefixLength = prefix.count
         let blockCount = state.hasEMA ? 4 : 3
         let blockBytes = state.parameterCount * 4
@@ -282,6 +276,15 @@ public enum CheckpointFile {
 
     static func readAll(_ fd: Int32, _ bytes: inout [UInt8], offset: Int, path: String) throws {
         try bytes.withUnsafeMutableBytes { try readAll(fd, $0, offset: offset, path: path) }
+    }
+
+    /// The regular file at `path` opened for reading, and its size (`SafeFile.openRegularFile`).
+    private static func openFile(_ path: String) throws -> (fd: Int32, size: Int) {
+        do {
+            return try SafeFile.openRegularFile(path)
+        } catch let error as FileIOError {
+            throw CheckpointError(path: path, problem: error.problem)
+        }
     }
 
     /// Fills `raw` from byte `offset` of `fd` (`SafeFile.readFully`); a file that ends first

@@ -409,18 +409,15 @@ public final class SafeTensorsReader {
     /// Opens `path` (a regular file) and validates its header against the file's size.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw SafeTensorsError(path: path, problem: "cannot open: \(errnoText())") }
+        let fd: Int32
+        let fileSize: Int
+        do {
+            (fd, fileSize) = try SafeFile.openRegularFile(path)
+        } catch let error as FileIOError {
+            throw SafeTensorsError(path: path, problem: error.problem)
+        }
         var ok = false
         defer { if !ok { close(fd) } }
-        var st = stat()
-        if fstat(fd, &st) != 0 {
-            throw SafeTensorsError(path: path, problem: "cannot stat: \(errnoText())")
-        }
-        if (st.st_mode & S_IFMT) != S_IFREG {
-            throw SafeTensorsError(path: path, problem: "not a regular file")
-        }
-        let fileSize = Int(st.st_size)
         if fileSize < 8 {
             throw SafeTensorsError(
                 path: path,

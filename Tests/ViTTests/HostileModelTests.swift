@@ -202,6 +202,14 @@ final class HostileModelTests: XCTestCase {
         assertLoadFails(dir, file: "config.json", "over the limit")
     }
 
+    func testWeightsFileThatIsAFIFOIsRefusedWithoutHanging() throws {
+        let (dir, _) = try tinyDirectory()
+        let weights = dir + "/model.safetensors"
+        try FileManager.default.removeItem(atPath: weights)
+        XCTAssertEqual(mkfifo(weights, 0o644), 0)  // no writer: a blocking open would wait forever
+        assertLoadFails(dir, file: "model.safetensors", "is a FIFO, not a regular file")
+    }
+
     // MARK: - weights files
 
     /// model.safetensors of `dir` with its header replaced by `header` (the JSON text, padded to
