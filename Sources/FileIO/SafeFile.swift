@@ -248,7 +248,11 @@ public enum SafeFile {
     /// (best effort: some file systems refuse to sync directories).
     public static func syncDirectory(containing path: String) {
         let slash = path.lastIndex(of: "/")
-        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        syncDirectory(slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ".")
+    }
+
+    /// fsync of `directory` itself, after renames or unlinks in it (best effort).
+    public static func syncDirectory(_ directory: String) {
         let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 {
             _ = fsync(dfd)

@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 
 #if canImport(Glibc)
@@ -774,12 +775,7 @@ public final class TarWriter {
         if closed != 0 { try fail("close: \(systemError())") }
         if rename(temporaryPath, path) != 0 { try fail("rename to \(path): \(systemError())") }
         state = .finished
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        let directoryFD = open(directory, O_RDONLY | O_CLOEXEC)
-        if directoryFD >= 0 {
-            _ = fsync(directoryFD)
-            close(directoryFD)
-        }
+        SafeFile.syncDirectory(containing: path)
     }
 
     /// Abandons the archive: closes and removes the temporary file. `path` is left untouched.

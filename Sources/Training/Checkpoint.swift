@@ -263,7 +263,7 @@ public enum CheckpointFile {
         for path in list(directory: directory).dropFirst(keep) { unlink(path) }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         for name in names where name.hasSuffix(".ckpt.tmp") || (name.hasPrefix(".step-") && name.hasSuffix(SafeFile.temporarySuffix)) { unlink(directory + "/" + name) }
-        syncDirectory(directory)
+        SafeFile.syncDirectory(directory)
     }
 
     static func append<T: FixedWidthInteger>(_ bytes: inout [UInt8], _ value: T) {
@@ -295,15 +295,6 @@ public enum CheckpointFile {
         } catch let error as FileIOError {
             throw CheckpointError(path: path, problem: "truncated or unreadable (\(error.problem))")
         }
-    }
-}
-
-/// fsync of a directory, so that a rename or unlink in it is durable.
-func syncDirectory(_ directory: String) {
-    let fd = open(directory, O_RDONLY | O_DIRECTORY)
-    if fd >= 0 {
-        fsync(fd)
-        close(fd)
     }
 }
 
