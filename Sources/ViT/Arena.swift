@@ -98,7 +98,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     }
 
     /// A normal sample with standard deviation `std`, redrawn until it lies within
-    /// [-bound * std, bound * std] (timm's trunc_normal_(std=0.02, a=-0.04, b=0.04) for bound 2).
+    /// [-bound * std, bound * std]. timm's `trunc_normal_(std=s)` cuts at ±2 absolute, which is
+    /// `bound: 2 / s`; `bound: 2` is the cut at ±2 std (`a=-2s, b=2s`).
     public mutating func nextTruncatedNormal(std: Double, bound: Double = 2) -> Float {
         while true {
             let z = nextNormal()

@@ -66,9 +66,13 @@ public final class ViTModel {
         self.gradients = FloatArena(count: layout.totalCount)
     }
 
-    /// A freshly initialised model: trunc-normal (std 0.02, truncated at ±2 std) for every
-    /// Linear/conv weight, cls_token and pos_embed, zero biases, LayerNorm weight 1 and bias 0,
-    /// drawn in timm's parameter order from `SeededGenerator(seed:)`.
+    /// A freshly initialised model, as timm's `VisionTransformer` (weight_init '') initialises
+    /// one: every Linear weight, the head's and pos_embed from `trunc_normal_(std=.02)`, whose
+    /// cut at ±2 is absolute (±100 std, so in effect a plain normal; catlip once cut at ±2 std,
+    /// which shrank every weight by 12%); cls_token from normal(std 1e-6); the patch
+    /// convolution left at PyTorch's Conv2d default, kaiming_uniform(a=√5), i.e. weight and
+    /// bias uniform in ±1/√fan_in; Linear biases 0, LayerNorm weight 1 and bias 0. Drawn in
+    /// timm's parameter order from `SeededGenerator(seed:)`.
     public convenience init(config: ModelConfig, seed: UInt64) throws {
         try self.init(config: config)
         initialize(seed: seed)
@@ -77,14 +81,21 @@ public final class ViTModel {
     /// Re-initialises every parameter as `init(config:seed:)` does.
     public func initialize(seed: UInt64) {
         var rng = SeededGenerator(seed: seed)
+        let a = config.modelArgs
+        let patchFanIn = Double(a.inChans * a.patchSize * a.patchSize)
         for s in layout.specs {
             let p = UnsafeMutableBufferPointer(start: parameters.base + s.offset, count: s.count)
-            if s.name.hasSuffix(".weight") && s.name.contains("norm") {
+            if s.name.hasPrefix("patch_embed.proj.") {
+                let bound = 1 / patchFanIn.squareRoot()
+                for i in p.indices { p[i] = Float((2 * rng.nextUnit() - 1) * bound) }
+            } else if s.name == "cls_token" {
+                for i in p.indices { p[i] = Float(rng.nextNormal() * 1e-6) }
+            } else if s.name.hasSuffix(".weight") && s.name.contains("norm") {
                 p.update(repeating: 1)
             } else if s.name.hasSuffix(".bias") {
                 p.update(repeating: 0)
             } else {
-                for i in p.indices { p[i] = rng.nextTruncatedNormal(std: 0.02) }
+                for i in p.indices { p[i] = rng.nextTruncatedNormal(std: 0.02, bound: 2 / 0.02) }
             }
         }
     }
