@@ -378,6 +378,7 @@ public final class Trainer {
                     ("images_per_s", round2(rate)), ("data_wait", round4(elapsed > 0 ? interval.wait / elapsed : 0)),
                 ] + (world > 1 ? [("comm_wait", round4(elapsed > 0 ? intervalComm / elapsed : 0)), ("ranks", world)] : []) + [
                     ("samples", state.samplesSeen), ("skipped", state.skippedSamples), ("bad_steps", state.badSteps),
+                    ("seconds", round2(secondsBefore + now() - sessionStart)),
                 ]
                 try metrics?.write(fields)
                 state.metricsLines += 1
@@ -390,8 +391,12 @@ public final class Trainer {
                 intervalComm = 0
             }
             if let validator, config.run.evalEvery > 0, state.step % config.run.evalEvery == 0, state.step < totalSteps {
+                let validationStart = now()
                 let v = try validator.evaluate(ema: ema)
-                try metrics?.write([("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images)])
+                try metrics?.write([
+                    ("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images),
+                    ("seconds", round2(secondsBefore + now() - sessionStart)), ("val_seconds", round2(now() - validationStart)),
+                ])
                 state.metricsLines += 1
                 reporter.log(String(format: "step %d: validation mAP %.4f (frequency baseline %.4f, %d images)", state.step, v.map, v.baselineMap, v.images))
                 interval.start = now()
