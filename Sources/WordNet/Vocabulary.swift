@@ -147,11 +147,13 @@ public struct Vocabulary: Sendable, Equatable {
     }
 
     /// The vocabulary of synsets seen at least `minimumCount` times in `counts`, by descending
-    /// count then wnid, cut to `maximumSize` classes when given.
+    /// count then wnid, cut to `maximumSize` classes when given; synsets in `excluding` (a
+    /// `StopList`'s) never become classes.
     public static func build(
-        counts: [SynsetID: Int], database: WordNetDatabase, minimumCount: Int, maximumSize: Int? = nil
+        counts: [SynsetID: Int], database: WordNetDatabase, minimumCount: Int, maximumSize: Int? = nil,
+        excluding: Set<SynsetID> = []
     ) -> Vocabulary {
-        var kept = counts.filter { $0.value >= minimumCount }.map {
+        var kept = counts.filter { $0.value >= minimumCount && !excluding.contains($0.key) }.map {
             (wnid: database.wnid($0.key), count: $0.value, id: $0.key)
         }
         kept.sort { $0.count != $1.count ? $0.count > $1.count : $0.wnid < $1.wnid }

@@ -88,6 +88,11 @@ struct VocabCommand: ParsableCommand {
         @Option(help: "Output vocab.tsv.")
         var out: String
 
+        @Option(
+            name: .customLong("stop-list"),
+            help: "Keep every noun sense of these words out of the vocabulary: 'default' (medium, licence, style and number words such as illustration, vector, free, icon, two) or a file with one word or wnid per line. Off by default (the released CatLIP vocabulary's rule).")
+        var stopList: String?
+
         @Option(help: "Worker threads.")
         var threads: Int = 2
 
@@ -111,13 +116,27 @@ struct VocabCommand: ParsableCommand {
                 if synsets.isEmpty { unlabelled += 1 }
                 for s in synsets { counts[s, default: 0] += 1 }
             }
+            var stopped = Set<SynsetID>()
+            if let stopList {
+                let list = stopList == "default" ? StopList.default : try cliRun { try StopList.read(path: stopList) }
+                let (synsets, unknown) = list.synsets(in: database)
+                if !unknown.isEmpty && stopList != "default" {
+                    throw CLIError("\(stopList): not a WordNet noun or wnid: \(unknown.prefix(10).joined(separator: ", "))\(unknown.count > 10 ? " (\(unknown.count) in all)" : "")")
+                }
+                stopped = synsets
+            }
             let vocabulary = Vocabulary.build(
-                counts: counts, database: database, minimumCount: minCount, maximumSize: maxSize)
+                counts: counts, database: database, minimumCount: minCount, maximumSize: maxSize, excluding: stopped)
+            // captions left without any class once the stopped synsets are gone
+            let kept = Set(vocabulary.entries.map(\.wnid))
+            let unlabelledAfter = perCaption.filter { !$0.contains { kept.contains(database.wnid($0)) } }.count
             try cliRun { try vocabulary.write(path: out) }
             printJSON([
                 "captions": captions.count, "captions_without_label": unlabelled,
+                "captions_without_class": unlabelledAfter,
                 "synsets_seen": counts.count, "classes": vocabulary.count, "mode": mode.rawValue, "out": out,
                 "skipped_lines": (source as? ManifestSource)?.problems.count ?? 0,
+                "stopped_classes": counts.filter { $0.value >= minCount && stopped.contains($0.key) }.count,
             ])
         }
     }

@@ -299,6 +299,36 @@ final class VocabularyTests: XCTestCase {
         XCTAssertEqual(v.classIndex(wnid: "n2084071"), 1)
     }
 
+    func testStopListKeepsItsWordsSensesOutOfTheVocabulary() throws {
+        let illustration = db.nounSynsets("illustration")
+        let vector = db.nounSynsets("vector")
+        let dog = db.synset(wnid: "n02084071")!
+        XCTAssertFalse(illustration.isEmpty)
+        var counts: [SynsetID: Int] = [dog: 60]
+        for s in illustration + vector { counts[s] = 100 }
+        let (stopped, unknown) = StopList.default.synsets(in: db)
+        XCTAssertTrue(unknown.isEmpty, "every built-in stop word is a WordNet noun: \(unknown)")
+        XCTAssertTrue(Set(illustration + vector).isSubset(of: stopped))
+        XCTAssertFalse(stopped.contains(dog))
+        let v = Vocabulary.build(counts: counts, database: db, minimumCount: 50, excluding: stopped)
+        XCTAssertEqual(v.entries.map(\.wnid), ["n02084071"])
+        XCTAssertEqual(Vocabulary.build(counts: counts, database: db, minimumCount: 50).count, 1 + Set(illustration + vector).count)
+
+        // a user's file: words (plurals through morphy), wnids, comments; unknown words reported
+        let path = directory.appendingPathComponent("stop.txt").path
+        try Data("# medium words\nIllustrations\n\nn2084071\nxyzzy\n".utf8).write(to: URL(fileURLWithPath: path))
+        let list = try StopList.read(path: path)
+        XCTAssertEqual(list.entries, ["illustrations", "n2084071", "xyzzy"])
+        let (fromFile, missing) = list.synsets(in: db)
+        XCTAssertTrue(Set(illustration).isSubset(of: fromFile))
+        XCTAssertTrue(fromFile.contains(dog))
+        XCTAssertEqual(missing, ["xyzzy"])
+        // not a regular file, or not text: an error naming the file
+        XCTAssertThrowsError(try StopList.read(path: directory.path)) { XCTAssertTrue("\($0)".hasPrefix(self.directory.path), "\($0)") }
+        try Data([0xFF, 0xFE, 0x00]).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try StopList.read(path: path)) { XCTAssertTrue("\($0)".contains("UTF-8"), "\($0)") }
+    }
+
     func testBadVocabularyLinesNameTheLine() throws {
         for (text, fragment) in [
             ("n02084071\t3\tdog\nhello\t1\tx\n", ":2: 'hello' is not a wnid"),
