@@ -34,6 +34,9 @@ public struct ClassMapping: Sendable, Equatable {
     /// Queries of other classes given together that use at least one of the same rows (they
     /// cannot be told apart on those rows).
     public var sharedWith: [String] = []
+    /// When the whole name is not a WordNet noun ("striped sports car", "baby elephant"): the
+    /// part of it that was mapped instead, its head noun phrase ("sports car", "elephant").
+    public var headNoun: String?
 }
 
 /// Maps dataset class names or wnids to rows of a vocabulary head through WordNet: names go
@@ -65,13 +68,30 @@ public struct ClassMapper: Sendable {
     }
 
     /// The noun senses a class name or wnid can denote, in preference order, with the lemma
-    /// matched.
-    func senses(_ query: String) -> (senses: [SynsetID], lemma: String?) {
+    /// matched. A multi-word name WordNet lacks falls back to its head noun phrase: the part
+    /// before "of" ("cup of tea" → "cup"), then the longest trailing run of words that is a
+    /// noun ("striped sports car" → "sports car" → "car"); `headNoun` says which was used.
+    func senses(_ query: String) -> (senses: [SynsetID], lemma: String?, headNoun: String?) {
         var trimmed = query.trimmingCharacters(in: .whitespacesAndNewlines)
         if let chosen = userMap[trimmed] ?? userMap[trimmed.lowercased()] { trimmed = chosen }
-        if let id = Self.wnid(trimmed).flatMap({ database.synset(wnid: $0) }) { return ([id], nil) }
-        let form = trimmed.lowercased().split(whereSeparator: { $0 == " " || $0 == "_" }).joined(separator: "_")
-        guard !form.isEmpty else { return ([], nil) }
+        if let id = Self.wnid(trimmed).flatMap({ database.synset(wnid: $0) }) { return ([id], nil, nil) }
+        let words = trimmed.lowercased().split(whereSeparator: { $0 == " " || $0 == "_" }).map(String.init)
+        guard !words.isEmpty else { return ([], nil, nil) }
+        let whole = nounSenses(words.joined(separator: "_"))
+        if !whole.senses.isEmpty || words.count == 1 { return (whole.senses, whole.lemma, nil) }
+        var phrase = words
+        if let of = words.firstIndex(of: "of"), of > 0 { phrase = Array(words[..<of]) }
+        for start in (phrase.count == words.count ? 1 : 0)..<phrase.count {
+            let found = nounSenses(phrase[start...].joined(separator: "_"))
+            if !found.senses.isEmpty {
+                return (found.senses, found.lemma, phrase[start...].joined(separator: " "))
+            }
+        }
+        return ([], nil, nil)
+    }
+
+    /// The noun senses of one lemma form (then of its morphy base forms), ranked.
+    private func nounSenses(_ form: String) -> (senses: [SynsetID], lemma: String?) {
         var lemmas = [form]
         for base in database.morphy(form, as: .noun) where !lemmas.contains(base) { lemmas.append(base) }
         for lemma in lemmas {
@@ -97,7 +117,16 @@ public struct ClassMapper: Sendable {
 
     /// Resolves one class.
     public func map(_ query: String) -> ClassMapping {
-        let (senses, lemma) = senses(query)
+        let (senses, lemma, headNoun) = senses(query)
+        var mapping = map(query, senses: senses, lemma: lemma)
+        if let headNoun, !senses.isEmpty {
+            mapping.headNoun = headNoun
+            mapping.note = "no WordNet noun '\(query)': its head noun '\(headNoun)'; " + mapping.note
+        }
+        return mapping
+    }
+
+    private func map(_ query: String, senses: [SynsetID], lemma: String?) -> ClassMapping {
         guard let first = senses.first else {
             return ClassMapping(query: query, synset: nil, route: .unmapped, rows: [], hypernymDistance: nil, alternatives: [],
                                 note: Self.wnid(query) != nil ? "no such synset in WordNet 3.0" : "no noun sense in WordNet")

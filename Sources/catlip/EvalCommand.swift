@@ -77,6 +77,7 @@ struct EvalCommand: ParsableCommand {
                     object["lemma"] = database.lemmas(s).first ?? ""
                 }
                 if let d = m.hypernymDistance { object["hypernym_distance"] = d }
+                if let h = m.headNoun { object["head_noun"] = h }
                 printJSON(object)
             }
             printError(MappingRoute.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
@@ -170,6 +171,7 @@ struct ZeroShotCommand: ParsableCommand {
                     "class": dataset.classes[c], "route": mappings[c].route.rawValue,
                     "rows": mappings[c].rows.map { vocabulary.entries[$0].wnid }, "images": r.perClass[c].images,
                     "correct": r.perClass[c].correct, "shared_with": mappings[c].sharedWith,
+                    "head_noun": mappings[c].headNoun ?? NSNull(),
                 ]
             }
             detailed["confusion"] = r.confusion

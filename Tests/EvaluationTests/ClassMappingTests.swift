@@ -79,6 +79,28 @@ final class ClassMappingTests: XCTestCase {
         XCTAssertNotNil(r.synset)
     }
 
+    func testMultiWordNamesWordNetLacksFallBackToTheirHeadNoun() throws {
+        let m = try mapper(vocab)
+        // the longest trailing run WordNet knows: "teddy bear", then "car"
+        for (query, head, row) in [
+            ("striped sports car", "sports car", 2), ("baby teddy bears", "teddy bears", 3), ("cute fluffy dog", "dog", 0),
+            ("plate of food", "plate", nil), ("bowl of cats", "bowl", nil), ("cats of the world", "cats", 1),
+        ] as [(String, String, Int?)] {
+            let r = m.map(query)
+            XCTAssertEqual(r.headNoun, head, query)
+            XCTAssertTrue(r.note.contains("head noun '\(head)'"), r.note)
+            if let row { XCTAssertEqual(r.rows, [row], query) }
+        }
+        // a name WordNet has whole is not cut ("teddy bear", "sports car" is a lemma itself)
+        XCTAssertNil(m.map("teddy bear").headNoun)
+        XCTAssertNil(m.map("sports car").headNoun)
+        XCTAssertNil(m.map("dog").headNoun)
+        // nothing in any part: unmapped, no head noun
+        let none = m.map("xyzzy plugh")
+        XCTAssertEqual(none.route, .unmapped)
+        XCTAssertNil(none.headNoun)
+    }
+
     func testClassesSharingRowsAreFlagged() throws {
         let m = try mapper(vocab)
         let all = m.map(["dog", "puppy", "cat", "hamster", "animal"])
