@@ -112,6 +112,9 @@ public struct TrainConfig: Sendable, Equatable {
         public var warmupInitLR = 1e-6
         /// AdamW decoupled weight decay (none on 1-D parameters).
         public var weightDecay = 0.2
+        /// Whether pos_embed and cls_token get weight decay: corenet decays every parameter of
+        /// 2+ dimensions, timm's `no_weight_decay()` exempts the two embeddings.
+        public var embeddingDecay = true
         /// AdamW β1.
         public var beta1 = 0.9
         /// AdamW β2.
@@ -226,6 +229,7 @@ public struct TrainConfig: Sendable, Equatable {
         c.optim.warmupSteps = try reader.int("optim.warmup_steps", c.optim.warmupSteps, 0...Int(Int32.max))
         c.optim.warmupInitLR = try reader.double("optim.warmup_init_lr", c.optim.warmupInitLR, 0...10)
         c.optim.weightDecay = try reader.double("optim.weight_decay", c.optim.weightDecay, 0...10)
+        c.optim.embeddingDecay = try reader.bool("optim.embedding_decay", c.optim.embeddingDecay)
         c.optim.beta1 = try reader.double("optim.beta1", c.optim.beta1, 0...0.999999)
         c.optim.beta2 = try reader.double("optim.beta2", c.optim.beta2, 0...0.999999999)
         c.optim.eps = try reader.double("optim.eps", c.optim.eps, 1e-30...1)
@@ -381,6 +385,7 @@ public struct TrainConfig: Sendable, Equatable {
               warmup_steps: \(optim.warmupSteps)
               warmup_init_lr: \(num(optim.warmupInitLR))
               weight_decay: \(num(optim.weightDecay))
+              embedding_decay: \(optim.embeddingDecay)
               beta1: \(num(optim.beta1))
               beta2: \(num(optim.beta2))
               eps: \(num(optim.eps))
@@ -423,11 +428,12 @@ public struct TrainConfig: Sendable, Equatable {
         c.data.threads = 1
         c.data.prefetch = 1
         // run.comm_timeout and data.max_file_mb may change on resume; their lines are left out so
-        // that the fingerprints of configurations written before the keys existed stay the same
+        // that the fingerprints of configurations written before the keys existed stay the same,
+        // as is optim.embedding_decay at its old behaviour (true)
         let text = c.yaml().split(separator: "\n", omittingEmptySubsequences: false)
             .filter { line in
                 let key = line.trimmingCharacters(in: .whitespaces)
-                return !key.hasPrefix("comm_timeout:") && !key.hasPrefix("max_file_mb:")
+                return !key.hasPrefix("comm_timeout:") && !key.hasPrefix("max_file_mb:") && key != "embedding_decay: true"
             }.joined(separator: "\n")
         return fnv1a(Array(text.utf8))
     }

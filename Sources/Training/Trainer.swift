@@ -167,6 +167,7 @@ public final class Trainer {
         }
         let o = config.optim
         let adam = AdamW(model: model, beta1: Float(o.beta1), beta2: Float(o.beta2), eps: Float(o.eps), weightDecay: Float(o.weightDecay))
+        adam.decayEmbeddings = o.embeddingDecay
         let ema = o.emaMomentum > 0 ? WeightEMA(model: model, momentum: Float(o.emaMomentum)) : nil
         let schedule = CosineSchedule(
             maxLR: o.lr, minLR: o.minLR, warmupIterations: o.warmupSteps, warmupInitLR: o.warmupInitLR,

@@ -52,6 +52,8 @@ public final class AdamW {
     public var eps: Float
     /// Decoupled weight decay for parameters with 2+ dimensions (1-D ones get none).
     public var weightDecay: Float
+    /// Whether pos_embed and cls_token decay too (corenet) or not (timm's `no_weight_decay()`).
+    public var decayEmbeddings = true
     /// Steps taken so far (set it when restoring a checkpoint: it drives the bias correction).
     public var step = 0
     /// First moments, parameter layout.
@@ -87,7 +89,8 @@ public final class AdamW {
         let mp = SendablePointer(m.base)
         let vp = SendablePointer(v.base)
         for s in model.layout.specs {
-            let decay = s.decays ? 1 - lr * weightDecay : 1
+            let exempt = !decayEmbeddings && (s.name == "pos_embed" || s.name == "cls_token")
+            let decay = s.decays && !exempt ? 1 - lr * weightDecay : 1
             let base = s.offset
             Parallelism.forRanges(s.count, costPerItem: 8) { i0, i1 in
                 for i in (base + i0)..<(base + i1) {

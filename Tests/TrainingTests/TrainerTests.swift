@@ -37,6 +37,14 @@ final class TrainerTests: XCTestCase {
         resumable.run.logEvery = 99
         resumable.data.threads = 7
         XCTAssertEqual(resumable.fingerprint, c.fingerprint, "logging and thread settings must not block a resume")
+        // optim.embedding_decay: a config written before the key existed reads as the old
+        // behaviour (decay on); turning it off is another configuration
+        let withoutKey = c.yaml().split(separator: "\n").filter { !$0.contains("embedding_decay") }.joined(separator: "\n")
+        XCTAssertEqual(try TrainConfig.parse(yaml: withoutKey), c)
+        var exempt = c
+        exempt.optim.embeddingDecay = false
+        XCTAssertNotEqual(exempt.fingerprint, c.fingerprint)
+        XCTAssertEqual(try TrainConfig.parse(yaml: exempt.yaml()), exempt)
     }
 
     func testConfigErrorsNameTheKey() {

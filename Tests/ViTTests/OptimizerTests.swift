@@ -46,6 +46,26 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(opt.step, 3)
     }
 
+    /// With zero gradients an AdamW step is the decay alone: every 2+-D parameter shrinks by
+    /// 1 - lr·wd; pos_embed and cls_token too (corenet) unless `decayEmbeddings` is off (timm).
+    func testEmbeddingDecayFollowsTheSetting() throws {
+        for decayEmbeddings in [true, false] {
+            let m = try model()
+            let opt = AdamW(model: m, weightDecay: 0.5)
+            opt.decayEmbeddings = decayEmbeddings
+            let before = Array(m.parameters.buffer)
+            m.zeroGradients()
+            opt.update(m, lr: 0.1)
+            for s in m.layout.specs {
+                let embedding = s.name == "pos_embed" || s.name == "cls_token"
+                let factor: Float = s.decays && (decayEmbeddings || !embedding) ? 0.95 : 1
+                for i in s.offset..<(s.offset + s.count) {
+                    XCTAssertEqual(m.parameters.base[i], before[i] * factor, accuracy: 1e-7, "\(s.name) decay \(decayEmbeddings)")
+                }
+            }
+        }
+    }
+
     func testClipping() throws {
         let m = try model()
         m.zeroGradients()
