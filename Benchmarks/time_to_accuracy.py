@@ -258,6 +258,8 @@ def command_report(args):
             maps = [v[1] for v in vals]
             print(f"  {s:5d}   {statistics.median(maps):.4f}      [{min(maps):.4f}, {max(maps):.4f}]    "
                   f"{statistics.median(v[2] for v in vals) / 60:6.2f}")
+    speed_path = os.path.join(args.out, "throughput.json")
+    speed = json.load(open(speed_path)) if os.path.exists(speed_path) else None
     reference = args.reference if args.reference in runs else None
     if reference:
         finals = [c[-1][1] for c in runs[reference].values()]
@@ -271,10 +273,7 @@ def command_report(args):
             reached[system] = med
             print(f"  {system}: reaches it in {len(ok)}/{len(seeds)} seeds; the median curve at "
                   f"{(crossing(curve, target, 0) or float('inf')):.0f} steps, {med / 60:.2f} min of its runs' time")
-        speed_path = os.path.join(args.out, "throughput.json")
-        if os.path.exists(speed_path):
-            with open(speed_path) as f:
-                speed = json.load(f)
+        if speed:
             print("  at the quiet speeds of throughput.json (steps to target x median seconds per step):")
             for system, seeds in sorted(runs.items()):
                 steps = crossing(median_curve(seeds), target, 0) or float("inf")
@@ -290,8 +289,6 @@ def command_report(args):
                   f"[{min(finals):.4f}, {max(finals):.4f}] (bar: within or above: "
                   f"{'met' if statistics.median(finals_s) >= min(finals) else 'not met'})")
     # the other way round: how long each system takes to reach each other system's final mAP
-    speed_path = os.path.join(args.out, "throughput.json")
-    speed = json.load(open(speed_path)) if os.path.exists(speed_path) else None
     for target_system, seeds in sorted(runs.items()):
         target = statistics.median(c[-1][1] for c in seeds.values())
         cells = []
