@@ -145,8 +145,16 @@ public final class BatchLoader: @unchecked Sendable {
 
     /// A loader over `source`; `labels` gives a sample key's class indices (nil: not labelled,
     /// the sample is skipped).
-    public init(source: any SampleSource, config: LoaderConfig, labels: @escaping @Sendable (String) -> [UInt32]?) {
-        engine = LoaderEngine(source: source, config: config, labels: labels)
+    public convenience init(source: any SampleSource, config: LoaderConfig, labels: @escaping @Sendable (String) -> [UInt32]?) {
+        self.init(source: source, config: config, epochLabels: { key, _ in labels(key) })
+    }
+
+    /// A loader whose labels may differ per epoch: `epochLabels(key, epoch)` gives the class
+    /// indices of a sample in an epoch (nil: not labelled, the sample is skipped); used to
+    /// train on one of a sample's captions, drawn afresh each epoch. It must be a function of
+    /// its arguments only, so that batches stay reproducible and resumable.
+    public init(source: any SampleSource, config: LoaderConfig, epochLabels: @escaping @Sendable (String, Int) -> [UInt32]?) {
+        engine = LoaderEngine(source: source, config: config, labels: epochLabels)
     }
 
     // The threads hold the engine, not the loader: dropping the loader stops them.
@@ -176,7 +184,7 @@ public final class BatchLoader: @unchecked Sendable {
 final class LoaderEngine: @unchecked Sendable {
     let config: LoaderConfig
     private let source: any SampleSource
-    private let labelsOf: @Sendable (String) -> [UInt32]?
+    private let labelsOf: @Sendable (String, Int) -> [UInt32]?
 
     // Shared state, guarded by `lock`.
     private let lock = NSCondition()
@@ -196,7 +204,7 @@ final class LoaderEngine: @unchecked Sendable {
     private var consumed = 0
     private var held: Int?  // buffer handed out by the last next()
 
-    init(source: any SampleSource, config: LoaderConfig, labels: @escaping @Sendable (String) -> [UInt32]?) {
+    init(source: any SampleSource, config: LoaderConfig, labels: @escaping @Sendable (String, Int) -> [UInt32]?) {
         self.source = source
         self.config = config
         self.labelsOf = labels
@@ -289,6 +297,7 @@ final class LoaderEngine: @unchecked Sendable {
         var slot: Int
         var streamIndex: Int  // this rank's position in the epoch stream
         var side: Int
+        var epoch: Int
     }
 
     private struct BatchState {
@@ -388,7 +397,7 @@ final class LoaderEngine: @unchecked Sendable {
                         labels: Array(repeating: [], count: planned), keys: Array(repeating: "", count: planned))
                 }
                 batchStates[batch]!.assigned += 1
-                queue.append(WorkItem(sample: sample, batch: batch, slot: slot, streamIndex: local, side: side))
+                queue.append(WorkItem(sample: sample, batch: batch, slot: slot, streamIndex: local, side: side, epoch: position.epoch))
                 lock.broadcast()
                 slot += 1
                 if slot == planned {
@@ -461,7 +470,7 @@ final class LoaderEngine: @unchecked Sendable {
     private func process(_ item: WorkItem, buffer: BatchBuffer, workspace: ResampleWorkspace) -> Outcome {
         if case .missing(let reason) = item.sample.image { return .failure(reason) }
         if item.sample.caption.allSatisfy({ $0.isWhitespace }) { return .failure("missing or empty caption") }
-        guard let labels = labelsOf(item.sample.key) else { return .failure("no labels") }
+        guard let labels = labelsOf(item.sample.key, item.epoch) else { return .failure("no labels") }
         let bytes: [UInt8]
         switch item.sample.image {
         case .bytes(let b): bytes = b

@@ -40,6 +40,11 @@ public struct TrainConfig: Sendable, Equatable {
         public var vocab = ""
         /// Caption labelling rule: `corenet` or `nouns`.
         public var labelMode = "corenet"
+        /// Samples with several captions (one per line of KEY.txt, as Flickr8k's or COCO's five):
+        /// `joined` labels a sample with the union of all its captions' nouns, every epoch;
+        /// `sampled` labels it with one caption drawn per sample and epoch (open_clip's and
+        /// corenet's way with COCO-style data). Validation always uses the union.
+        public var captions = "joined"
         /// Training image side (the model's img_size).
         public var imageSize = 64
         /// Images per micro-batch (one forward/backward).
@@ -198,6 +203,7 @@ public struct TrainConfig: Sendable, Equatable {
         c.data.val = try reader.string("data.val", c.data.val)
         c.data.vocab = try reader.string("data.vocab", c.data.vocab)
         c.data.labelMode = try reader.choice("data.label_mode", c.data.labelMode, ["corenet", "nouns"])
+        c.data.captions = try reader.choice("data.captions", c.data.captions, ["joined", "sampled"])
         c.data.imageSize = try reader.int("data.image_size", c.data.imageSize, 1...4096)
         c.data.batchSize = try reader.int("data.batch_size", c.data.batchSize, 1...65536)
         c.data.threads = try reader.int("data.threads", c.data.threads, 1...256)
@@ -354,6 +360,7 @@ public struct TrainConfig: Sendable, Equatable {
               val: \(str(data.val))
               vocab: \(str(data.vocab))
               label_mode: \(data.labelMode)
+              captions: \(data.captions)
               image_size: \(data.imageSize)
               batch_size: \(data.batchSize)
               threads: \(data.threads)
@@ -429,11 +436,12 @@ public struct TrainConfig: Sendable, Equatable {
         c.data.prefetch = 1
         // run.comm_timeout and data.max_file_mb may change on resume; their lines are left out so
         // that the fingerprints of configurations written before the keys existed stay the same,
-        // as is optim.embedding_decay at its old behaviour (true)
+        // as are optim.embedding_decay and data.captions at their old behaviour (true, joined)
         let text = c.yaml().split(separator: "\n", omittingEmptySubsequences: false)
             .filter { line in
                 let key = line.trimmingCharacters(in: .whitespaces)
                 return !key.hasPrefix("comm_timeout:") && !key.hasPrefix("max_file_mb:") && key != "embedding_decay: true"
+                    && key != "captions: joined"
             }.joined(separator: "\n")
         return fnv1a(Array(text.utf8))
     }

@@ -145,7 +145,13 @@ public final class Trainer {
         if isRoot { try writeText(vocabulary.tsv(), to: runDirectory + "/vocab.tsv") }
         guard let mode = LabelMode(rawValue: config.data.labelMode) else { throw TrainError("data.label_mode: unknown mode") }
         let trainSource = try openSource(config.data.train, key: "data.train", shuffle: true)
-        let labels = try labelTable(source: trainSource, what: "training", vocabulary: vocabulary, mode: mode)
+        // per sample, the label list of each caption the loader may draw (one: the joined captions)
+        let captionLabels: [String: [[UInt32]]]
+        if config.data.captions == "sampled" {
+            captionLabels = try sampledLabelTable(source: trainSource, vocabulary: vocabulary, mode: mode)
+        } else {
+            captionLabels = try labelTable(source: trainSource, what: "training", vocabulary: vocabulary, mode: mode).mapValues { [$0] }
+        }
 
         // Model, optimiser, EMA
         Parallelism.threads = config.run.threads
@@ -155,13 +161,17 @@ public final class Trainer {
         // CATLIP_BACKEND=naive trains on the reference kernels (slow; for checking the fast ones)
         if ProcessInfo.processInfo.environment["CATLIP_BACKEND"] == "naive" { model.backend = .naive }
         if config.model.headBiasPrior {
-            // log-odds of each class among the training samples' labels
-            var counts = [Int](repeating: 0, count: vocabulary.count)
-            for l in labels.values { for c in Set(l) where Int(c) < counts.count { counts[Int(c)] += 1 } }
+            // log-odds of each class among the training samples' labels (with sampled captions,
+            // the expected frequency: each caption of a sample weighs 1 / its caption count)
+            var counts = [Double](repeating: 0, count: vocabulary.count)
+            for lines in captionLabels.values where !lines.isEmpty {
+                let w = 1 / Double(lines.count)
+                for l in lines { for c in Set(l) where Int(c) < counts.count { counts[Int(c)] += w } }
+            }
             let bias = model.parameter("head.bias")
-            let n = Double(max(labels.count, 1))
+            let n = Double(max(captionLabels.count, 1))
             for c in counts.indices {
-                let p = min(max(Double(counts[c]) / n, 0.5 / n), 1 - 0.5 / n)
+                let p = min(max(counts[c] / n, 0.5 / n), 1 - 0.5 / n)
                 bias[c] = Float(log(p / (1 - p)))
             }
         }
@@ -227,7 +237,11 @@ public final class Trainer {
             threads: config.data.threads, prefetchBatches: config.data.prefetch, seed: UInt64(config.run.seed),
             rank: reducer.rank, worldSize: world, dropLast: true, resolutions: config.data.resolutions.isEmpty ? nil : config.data.resolutions)
         loaderConfig.maxFileBytes = config.data.maxFileMB << 20
-        let loader = BatchLoader(source: trainSource, config: loaderConfig) { key in labels[key] }
+        let captionSeed = UInt64(config.run.seed)
+        let loader = BatchLoader(source: trainSource, config: loaderConfig) { key, epoch in
+            guard let lines = captionLabels[key], !lines.isEmpty else { return nil }
+            return lines.count == 1 ? lines[0] : lines[Self.captionChoice(seed: captionSeed, epoch: epoch, key: key, count: lines.count)]
+        }
         loader.start(at: loaderStart)
         defer { loader.stop() }
 
@@ -493,6 +507,49 @@ public final class Trainer {
         }
         reporter.log(String(format: "labels: %d %@ captions labelled in %.1f s (%d with no synset of the vocabulary: trained as all-negative)", cache.count, what, now() - start, empty))
         return table
+    }
+
+    /// `data.captions: sampled`: per sample key, the class indices of each of its captions (the
+    /// non-blank lines of its caption text, labelled one by one; a one-line caption is one
+    /// entry). Labelled here from the captions: the label caches beside the data hold the
+    /// joined captions' labels only.
+    func sampledLabelTable(source: any SampleSource, vocabulary: Vocabulary, mode: LabelMode) throws -> [String: [[UInt32]]] {
+        let start = now()
+        let samples: [(file: String, key: String, caption: String)]
+        do { samples = try LabelFiles.captions(of: source) } catch { throw TrainError("training data: \(error)") }
+        var owners: [Int] = [], lines: [String] = []
+        for (i, sample) in samples.enumerated() {
+            let parts = sample.caption.split(whereSeparator: \.isNewline).map(String.init)
+                .filter { !$0.allSatisfy(\.isWhitespace) }
+            for part in parts.isEmpty ? [sample.caption] : parts {
+                owners.append(i)
+                lines.append(part)
+            }
+        }
+        let cache = LabelCache.build(
+            keys: lines.indices.map(String.init), captions: lines, vocabulary: vocabulary, database: database,
+            mode: mode, threads: max(1, config.data.threads))
+        var table: [String: [[UInt32]]] = [:]
+        table.reserveCapacity(samples.count)
+        var empty = 0
+        for i in 0..<cache.count {
+            let l = Array(cache.labels(at: i))
+            if l.isEmpty { empty += 1 }
+            table[samples[owners[i]].key, default: []].append(l)
+        }
+        reporter.log(String(format: "labels: %d training captions of %d samples labelled in %.1f s, one drawn per sample and epoch (%d captions with no synset of the vocabulary)", cache.count, table.count, now() - start, empty))
+        return table
+    }
+
+    /// Which of a sample's `count` captions it is trained on in `epoch`: a hash of the run's
+    /// seed, the epoch and the key, so the same on every rank, thread count and resume.
+    static func captionChoice(seed: UInt64, epoch: Int, key: String, count: Int) -> Int {
+        var z = fnv1a(Array(key.utf8)) ^ (seed &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(truncatingIfNeeded: epoch) &* 0xBF58_476D_1CE4_E5B9)
+        // splitmix64's finaliser
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Int(z % UInt64(count))
     }
 
     func checkpoint(state: TrainState, model: ViTModel, adam: AdamW, ema: WeightEMA?) throws {

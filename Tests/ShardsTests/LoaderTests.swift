@@ -89,6 +89,33 @@ final class LoaderTests: XCTestCase {
         XCTAssertTrue(one.allSatisfy { $0.images.allSatisfy { $0 >= 0 && $0 <= 1 } })
     }
 
+    func testEpochLabelsFollowTheEpochAndNotTheThreads() throws {
+        // labels that depend on the epoch (a caption drawn per epoch): each batch carries the
+        // closure's labels for ITS epoch, in the targets too, with any thread count
+        let epochLabels: @Sendable (String, Int) -> [UInt32]? = { key, epoch in
+            guard let labels = LoaderTests.labels(key), let first = labels.first else { return nil }
+            return [UInt32((Int(first) + epoch) % 10)]
+        }
+        func make(threads: Int) throws -> BatchLoader {
+            let source = ManifestSource(manifest: try Manifest(path: Self.manifestPath))
+            let config = LoaderConfig(
+                batchSize: 8, transform: TrainTransform(size: 12), classCount: 10, threads: threads,
+                prefetchBatches: 2, seed: 1, rank: 0, worldSize: 1, resolutions: nil, baseSize: 12)
+            return BatchLoader(source: source, config: config, epochLabels: epochLabels)
+        }
+        for epoch in [0, 3] {
+            let one = try drain(make(threads: 1), epoch: epoch)
+            XCTAssertEqual(one, try drain(make(threads: 3), epoch: epoch))
+            for batch in one {
+                for (i, key) in batch.keys.enumerated() {
+                    XCTAssertEqual(batch.labels[i], epochLabels(key, epoch), key)
+                    let row = Array(batch.targets[(i * 10)..<((i + 1) * 10)])
+                    XCTAssertEqual(row.indices.filter { row[$0] == 1 }.map(UInt32.init), epochLabels(key, epoch), key)
+                }
+            }
+        }
+    }
+
     func testBadSamplesAreCountedNotFatal() throws {
         let l = try loader(threads: 2)
         _ = try drain(l)

@@ -247,6 +247,61 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    func testSampledCaptionsPriorIsTheExpectedFrequency() throws {
+        // every sample gets a second caption line naming only "tree": under data.captions:
+        // sampled, a class's prior is the mean over samples of the share of its captions naming it
+        let d = try makeData()
+        let rows = try String(contentsOfFile: d.train, encoding: .utf8).split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+        let captions = rows.map { [$0[1], "a tree"] }
+        var jsonl = ""
+        for (row, lines) in zip(rows, captions) {
+            let object: [String: Any] = ["image": row[0], "caption": lines.joined(separator: "\n")]
+            jsonl += String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self) + "\n"
+        }
+        let manifest = directory + "/two-captions.jsonl"
+        try jsonl.write(toFile: manifest, atomically: true, encoding: .utf8)
+        let vocabulary = try Vocabulary.load(path: d.vocab, database: d.database)
+        func bias(_ mode: String) throws -> [Float] {
+            let run = directory + "/run-" + mode
+            var config = try ToyCorpus.config(manifest: manifest, val: d.val, vocab: d.vocab, runDirectory: run, steps: 10)
+            config.data.val = ""
+            config.data.captions = mode
+            config.model.headBiasPrior = true
+            (config.optim.lr, config.optim.minLR, config.optim.warmupSteps) = (0, 0, 0)
+            let stop = StopRequest()
+            _ = try Trainer(config: config, runDirectory: run, database: d.database, reporter: RecordingReporter(stop: stop), stop: stop).run(resume: false)
+            return Array(try ViTModel.load(directory: run + "/model").parameter("head.bias"))
+        }
+        let sampled = try bias("sampled"), joined = try bias("joined")
+        let n = Double(captions.count)
+        for (c, entry) in vocabulary.entries.enumerated() {
+            let noun = Substring(entry.lemmas[0])
+            let share = captions.map { lines in Double(lines.filter { $0.split(separator: " ").contains(noun) }.count) / 2 }.reduce(0, +)
+            let p = min(max(share / n, 0.5 / n), 1 - 0.5 / n)
+            XCTAssertEqual(Double(sampled[c]), log(p / (1 - p)), accuracy: 1e-5, String(noun))
+        }
+        // "tree" is in every joined caption (the prior clipped at 1 - 0.5/n), in about half the sampled ones
+        let tree = vocabulary.entries.firstIndex { $0.lemmas[0] == "tree" }!
+        XCTAssertEqual(Double(joined[tree]), log((1 - 0.5 / n) / (0.5 / n)), accuracy: 1e-4)
+        XCTAssertLessThan(sampled[tree], joined[tree] - 3)
+    }
+
+    func testCaptionChoiceIsAFunctionOfSeedEpochAndKeyAndCoversEveryCaption() {
+        var counts = [Int](repeating: 0, count: 5)
+        for k in 0..<2000 {
+            let key = "sample-\(k)"
+            let c = Trainer.captionChoice(seed: 7, epoch: 3, key: key, count: 5)
+            XCTAssertEqual(c, Trainer.captionChoice(seed: 7, epoch: 3, key: key, count: 5))
+            counts[c] += 1
+        }
+        XCTAssertTrue(counts.allSatisfy { (300...500).contains($0) }, "\(counts)")
+        // a sample's draws change with the epoch and the seed
+        let epochs = (0..<40).map { Trainer.captionChoice(seed: 7, epoch: $0, key: "a", count: 5) }
+        XCTAssertEqual(Set(epochs).count, 5, "\(epochs)")
+        let seeds = (0..<40).map { Trainer.captionChoice(seed: UInt64($0), epoch: 0, key: "a", count: 5) }
+        XCTAssertEqual(Set(seeds).count, 5, "\(seeds)")
+    }
+
     func testStopAndResumeGiveTheUninterruptedRun() throws {
         let d = try makeData()
         func train(_ run: String, steps: Int, stopAfter: [Int], accumulation: Int = 2) throws -> TrainSummary {
