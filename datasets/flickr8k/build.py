@@ -57,6 +57,9 @@ Output (--out DIR)
     images are dropped (still reported). Files are hard links to the input images, copies when
     linking fails. The folder is rebuilt from scratch on every run (written beside it, then
     swapped in).
+  DIR/probe-train/CLASS/KEY.jpg   the same rule and classes on the TRAIN split: the training
+    images of a linear probe (`catlip eval linear-probe --train DIR/probe-train --val
+    DIR/heldout`), whose test photos the model never saw.
   DIR/summary.json   counts per split with shard counts and brace patterns
     ("DIR/train/{00000..00006}.tar"), skipped counts by reason with examples, bad caption lines,
     captions-per-image histogram, byte-identical image files, zero-shot classes and counts.
@@ -375,6 +378,43 @@ def class_hits(captions, classes, min_captions):
             if sum(1 for c in lowered if pattern.search(c)) >= min_captions]
 
 
+def assign_classes(items, classes, min_captions, tally):
+    """Class name -> [(key, path, ext)] of the items whose captions name exactly one class;
+    counts the ambiguous and unnamed ones in `tally`."""
+    assigned = collections.defaultdict(list)
+    for key, path, ext, caps in items:
+        hits = class_hits(caps, classes, min_captions)
+        if len(hits) == 1:
+            assigned[hits[0]].append((key, path, ext))
+        elif hits:
+            tally["ambiguous"] += 1
+        else:
+            tally["none"] += 1
+    return assigned
+
+
+def write_folder(final, assigned, names):
+    """Writes the ImageFolder FINAL/CLASS/KEY.EXT for the classes `names` (hard links, copies
+    when linking fails), built beside it and swapped in; returns the link/copy counts."""
+    out = os.path.dirname(final)
+    base = os.path.basename(final)
+    building = os.path.join(out, f".{base}.tmp-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    os.makedirs(building)
+    methods = collections.Counter()
+    for name in names:
+        folder = os.path.join(building, name)
+        os.makedirs(folder)
+        for key, path, ext in sorted(assigned.get(name, [])):
+            methods[link_or_copy(path, os.path.join(folder, f"{key}.{ext}"))] += 1
+    old = os.path.join(out, f".{base}.old-{os.getpid()}")
+    if os.path.exists(final):
+        os.replace(final, old)
+    os.replace(building, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return dict(methods)
+
+
 def link_or_copy(src, dst):
     try:
         os.link(src, dst)
@@ -484,7 +524,7 @@ def main():
     counts = collections.Counter()
     captions_per_image = collections.Counter()
     digests = collections.defaultdict(list)
-    test_items = []  # (key, path, ext, captions)
+    test_items, train_items = [], []  # (key, path, ext, captions)
     for n, (key, name, found) in enumerate(entries, 1):
         if found is None:
             skip("missing_image", name)
@@ -516,28 +556,19 @@ def main():
         digests[hashlib.sha256(data).hexdigest()].append(key)
         if split == "test":
             test_items.append((key, path, ext, caps))
+        elif split == "train":
+            train_items.append((key, path, ext, caps))
         if n % 1000 == 0:
             print(f"  {n}/{len(entries)} images", file=sys.stderr)
     for w in writers.values():
         w.close()
 
-    # Zero-shot ImageFolder from the test split.
+    # Zero-shot ImageFolder from the test split; the same rule on the train split gives the
+    # linear probe's training folder (same classes, photos the model saw without their class).
     heldout = {"classes": {}, "kept": [], "dropped": [], "images": 0, "ambiguous": 0, "none": 0}
+    probe = {"classes": {}, "images": 0, "ambiguous": 0, "none": 0}
     if classes:
-        assigned = collections.defaultdict(list)
-        for key, path, ext, caps in test_items:
-            hits = class_hits(caps, classes, args.zero_shot_min_captions)
-            if len(hits) == 1:
-                assigned[hits[0]].append((key, path, ext))
-            elif hits:
-                heldout["ambiguous"] += 1
-            else:
-                heldout["none"] += 1
-        final = os.path.join(out, "heldout")
-        building = os.path.join(out, f".heldout.tmp-{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
-        os.makedirs(building)
-        methods = collections.Counter()
+        assigned = assign_classes(test_items, classes, args.zero_shot_min_captions, heldout)
         for name, words, _ in classes:
             items = assigned.get(name, [])
             heldout["classes"][name] = {"images": len(items), "words": words}
@@ -546,22 +577,22 @@ def main():
                 continue
             heldout["kept"].append(name)
             heldout["images"] += len(items)
-            folder = os.path.join(building, name)
-            os.makedirs(folder)
-            for key, path, ext in sorted(items):
-                methods[link_or_copy(path, os.path.join(folder, f"{key}.{ext}"))] += 1
-        old = os.path.join(out, f".heldout.old-{os.getpid()}")
-        if os.path.exists(final):
-            os.replace(final, old)
-        os.replace(building, final)
-        shutil.rmtree(old, ignore_errors=True)
-        heldout["files"] = dict(methods)
-        heldout["folder"] = final
+        heldout["files"] = write_folder(os.path.join(out, "heldout"), assigned, heldout["kept"])
+        heldout["folder"] = os.path.join(out, "heldout")
         heldout["rule"] = (f"test split; >= {args.zero_shot_min_captions} captions name the class "
                            f"(whole word, optional plural s/es), no other class does; classes with "
                            f"< {args.zero_shot_min_images} images dropped")
-    elif os.path.isdir(os.path.join(out, "heldout")):
-        shutil.rmtree(os.path.join(out, "heldout"))  # no classes: no (stale) heldout folder
+        trained = assign_classes(train_items, classes, args.zero_shot_min_captions, probe)
+        for name in heldout["kept"]:
+            probe["classes"][name] = len(trained.get(name, []))
+            probe["images"] += len(trained.get(name, []))
+        probe["files"] = write_folder(os.path.join(out, "probe-train"), trained, heldout["kept"])
+        probe["folder"] = os.path.join(out, "probe-train")
+        probe["rule"] = "train split, the heldout folder's rule and classes"
+    else:
+        for folder in ("heldout", "probe-train"):
+            if os.path.isdir(os.path.join(out, folder)):
+                shutil.rmtree(os.path.join(out, folder))  # no classes: no stale folders
 
     duplicates = [sorted(keys) for keys in digests.values() if len(keys) > 1]
     summary = {
@@ -587,6 +618,7 @@ def main():
         "skipped_examples": {k: v for k, v in sorted(skipped_examples.items())},
         "identical_image_files": {"groups": len(duplicates), "examples": duplicates[:EXAMPLES]},
         "zero_shot": heldout,
+        "probe_train": probe,
     }
     if args.limit:
         summary["limit"] = args.limit
