@@ -31,6 +31,24 @@ Knobs for the one-piece-at-a-time experiments (defaults are what a timm user get
   --shuffle buffer|full   the webdataset stream, or a full permutation of all samples per epoch
   --steps N               override run.steps (the schedule follows)
   --eval-every N          override run.eval_every (0: no validation, for speed runs)
+  --dump PREFIX           append every training batch to PREFIX.images.f32 and PREFIX.targets.u8 (the
+                          --replay layout), for `catlip train` to be fed this loader's batches in turn
+  --init-from DIR         start from the weights of a model directory (model.safetensors in timm's
+                          names, as catlip writes it) instead of this script's init: with --replay,
+                          both systems then start from the same weights on the same batches
+  --save-init DIR         write the starting weights (after the init and the head-bias prior) to
+                          DIR/model.safetensors in timm's names, for `catlip train` to start from
+  --log-every N           override run.log_every (1: a loss and gradient norm per step)
+  --replay PREFIX         train on another system's batches instead of this loader's: PREFIX.images.f32
+                          (steps x batch x 3 x size x size floats, CHW) and PREFIX.targets.u8 (steps x
+                          batch x classes, multi-hot), as a catlip build dumps them; separates the data
+                          pipeline from the training numerics
+
+The catlip side of --replay / --init-from / --save-init is Benchmarks/peers/catlip-experiment.patch
+(environment hooks in Trainer.swift, kept out of the product): apply it to a worktree, build, and
+run `catlip train` with CATLIP_DUMP=PREFIX (write its batches), CATLIP_REPLAY=PREFIX (train on a
+dump), CATLIP_SAVE_INIT=DIR or CATLIP_INIT_FROM=DIR (a model directory: copy config.json from a
+catlip model of the same shape next to a --save-init file). BENCHMARKS.md lists the runs.
 """
 
 import argparse
@@ -271,6 +289,11 @@ def main():
     ap.add_argument("--init", choices=["timm", "catlip"], default="timm")
     ap.add_argument("--wd-groups", choices=["timm", "catlip"], default="timm")
     ap.add_argument("--shuffle", choices=["buffer", "full"], default="buffer")
+    ap.add_argument("--replay", help="PREFIX of a batch dump to train on (see above)")
+    ap.add_argument("--init-from", help="model directory whose weights to start from (see above)")
+    ap.add_argument("--save-init", help="directory to write the starting weights to (see above)")
+    ap.add_argument("--log-every", type=int, help="override run.log_every")
+    ap.add_argument("--dump", help="PREFIX to write this run's batches to (see above)")
     args = ap.parse_args()
 
     with open(args.config) as f:
@@ -312,6 +335,13 @@ def main():
         with torch.no_grad():
             model.head.bias.copy_(torch.from_numpy(np.log(p / (1 - p))).float())
 
+    if args.init_from:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(os.path.join(args.init_from, "model.safetensors")), strict=True)
+    if args.save_init:
+        from safetensors.torch import save_file
+        os.makedirs(args.save_init, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(args.save_init, "model.safetensors"))
     no_decay_names = set(model.no_weight_decay()) if args.wd_groups == "timm" else set()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -325,7 +355,7 @@ def main():
                          d.get("shuffle_buffer", 1000), args.shuffle, args.seed)
     loader = torch.utils.data.DataLoader(stream, batch_size=batch, num_workers=1, collate_fn=collate,
                                          prefetch_factor=4, persistent_workers=True)
-    log_every = r.get("log_every", 50)
+    log_every = r.get("log_every", 50) if args.log_every is None else args.log_every
     eval_every = r.get("eval_every", 1000) if args.eval_every is None else args.eval_every
     if eval_every > 0:
         val_images, val_lists = load_validation(val_shards, val_labels, size, d.get("eval_crop_pct", 0.875))
@@ -336,23 +366,47 @@ def main():
         metrics.flush()
 
     loss_sum, interval_steps, wait, val_total = 0.0, 0, 0.0, 0.0
-    it = iter(loader)
+    if args.replay:
+        image_floats, target_bytes = batch * 3 * size * size, batch * classes
+
+        def replay_batch(i):
+            # the dump may still be growing (both runs at once): wait for batch i
+            for _ in range(3600):
+                with open(args.replay + ".images.f32", "rb") as fi, open(args.replay + ".targets.u8", "rb") as ft:
+                    fi.seek(4 * image_floats * i)
+                    ft.seek(target_bytes * i)
+                    a, b = fi.read(4 * image_floats), ft.read(target_bytes)
+                if len(a) == 4 * image_floats and len(b) == target_bytes:
+                    x = torch.from_numpy(np.frombuffer(a, dtype=np.float32).copy().reshape(batch, 3, size, size))
+                    y = torch.from_numpy(np.frombuffer(b, dtype=np.uint8).astype(np.float32).reshape(batch, classes))
+                    return x, y
+                time.sleep(1)
+            raise SystemExit(f"{args.replay}: batch {i} never arrived")
+    else:
+        it = iter(loader)
     model.train()
     step = 0
     start = time.perf_counter()
     while step < steps:
         t0 = time.perf_counter()
-        images, lists, epoch = next(it)
+        if args.replay:
+            images, targets = replay_batch(step)
+            epoch = 0
+        else:
+            images, lists, epoch = next(it)
+            targets = multi_hot(lists, classes)
+            if args.dump:
+                with open(args.dump + ".images.f32", "ab") as fi, open(args.dump + ".targets.u8", "ab") as ft:
+                    fi.write(images.numpy().astype(np.float32).tobytes())
+                    ft.write(targets.numpy().astype(np.uint8).tobytes())
         wait += time.perf_counter() - t0
-        targets = multi_hot(lists, classes)
         for group in opt.param_groups:
             group["lr"] = corenet_cosine(step, o, steps)
         logits = model(images)
         loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(images)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else float("inf")))
         opt.step()
         step += 1
         loss_sum += loss.item()
@@ -360,7 +414,7 @@ def main():
         if step % log_every == 0 or step == steps:
             seconds = time.perf_counter() - start
             write({"step": step, "epoch": epoch, "loss": loss_sum / interval_steps,
-                   "lr": opt.param_groups[0]["lr"], "seconds": round(seconds, 2)})
+                   "lr": opt.param_groups[0]["lr"], "grad_norm": grad_norm, "seconds": round(seconds, 2)})
             print(f"step {step}/{steps} loss {loss_sum / interval_steps:.4f} {seconds - val_total:.0f} s "
                   f"data wait {100 * wait / max(seconds - val_total, 1e-9):.1f}%", flush=True)
             loss_sum, interval_steps = 0.0, 0
@@ -375,7 +429,8 @@ def main():
     train_seconds = time.perf_counter() - start - val_total
     write({"done": True, "steps": steps, "train_seconds": round(train_seconds, 2),
            "torch": torch.__version__, "timm": timm.__version__, "threads": args.threads,
-           "init": args.init, "wd_groups": args.wd_groups, "shuffle": args.shuffle, "seed": args.seed})
+           "init": args.init, "wd_groups": args.wd_groups, "shuffle": args.shuffle, "seed": args.seed,
+           "replay": args.replay})
 
 
 if __name__ == "__main__":
