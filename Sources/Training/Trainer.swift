@@ -162,9 +162,12 @@ public final class Trainer {
         if ProcessInfo.processInfo.environment["CATLIP_BACKEND"] == "naive" { model.backend = .naive }
         if config.model.headBiasPrior {
             // log-odds of each class among the training samples' labels (with sampled captions,
-            // the expected frequency: each caption of a sample weighs 1 / its caption count)
+            // the expected frequency: each caption of a sample weighs 1 / its caption count;
+            // summed in key order, as dictionary order changes from process to process)
             var counts = [Double](repeating: 0, count: vocabulary.count)
-            for lines in captionLabels.values where !lines.isEmpty {
+            for key in captionLabels.keys.sorted() {
+                let lines = captionLabels[key]!
+                if lines.isEmpty { continue }
                 let w = 1 / Double(lines.count)
                 for l in lines { for c in Set(l) where Int(c) < counts.count { counts[Int(c)] += w } }
             }
