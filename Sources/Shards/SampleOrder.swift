@@ -82,6 +82,8 @@ public enum Seeds {
     static let shuffleBuffer: UInt64 = 2
     static let augment: UInt64 = 3
     static let resolution: UInt64 = 4
+    /// Which of a sample's captions it is trained on in an epoch (`data.captions: sampled`).
+    public static let caption: UInt64 = 5
 }
 
 extension Array {

@@ -497,19 +497,19 @@ public final class Trainer {
         let start = now()
         let samples: [(file: String, key: String, caption: String)]
         do { samples = try LabelFiles.captions(of: source) } catch { throw TrainError("\(what) data: \(error)") }
-        let cache = LabelCache.build(
-            keys: samples.map(\.key), captions: samples.map(\.caption), vocabulary: vocabulary, database: database,
-            mode: mode, threads: max(1, config.data.threads))
-        var table: [String: [UInt32]] = [:]
-        table.reserveCapacity(cache.count)
-        var empty = 0
-        for i in 0..<cache.count {
-            let l = Array(cache.labels(at: i))
-            if l.isEmpty { empty += 1 }
-            table[cache.keys[i]] = l
-        }
-        reporter.log(String(format: "labels: %d %@ captions labelled in %.1f s (%d with no synset of the vocabulary: trained as all-negative)", cache.count, what, now() - start, empty))
+        let (labels, empty) = labelCaptions(samples.map(\.caption), mode: mode, vocabulary: vocabulary)
+        let table = Dictionary(zip(samples.map(\.key), labels), uniquingKeysWith: { $1 })
+        reporter.log(String(format: "labels: %d %@ captions labelled in %.1f s (%d with no synset of the vocabulary: trained as all-negative)", labels.count, what, now() - start, empty))
         return table
+    }
+
+    /// Labels `captions` now (nothing cached): the class indices of each, and how many have none.
+    func labelCaptions(_ captions: [String], mode: LabelMode, vocabulary: Vocabulary) -> (labels: [[UInt32]], empty: Int) {
+        let cache = LabelCache.build(
+            keys: captions.indices.map(String.init), captions: captions, vocabulary: vocabulary, database: database,
+            mode: mode, threads: max(1, config.data.threads))
+        let labels = (0..<cache.count).map { Array(cache.labels(at: $0)) }
+        return (labels, labels.filter(\.isEmpty).count)
     }
 
     /// `data.captions: sampled`: per sample key, the class indices of each of its captions (the
@@ -529,30 +529,19 @@ public final class Trainer {
                 lines.append(part)
             }
         }
-        let cache = LabelCache.build(
-            keys: lines.indices.map(String.init), captions: lines, vocabulary: vocabulary, database: database,
-            mode: mode, threads: max(1, config.data.threads))
+        let (labels, empty) = labelCaptions(lines, mode: mode, vocabulary: vocabulary)
         var table: [String: [[UInt32]]] = [:]
         table.reserveCapacity(samples.count)
-        var empty = 0
-        for i in 0..<cache.count {
-            let l = Array(cache.labels(at: i))
-            if l.isEmpty { empty += 1 }
-            table[samples[owners[i]].key, default: []].append(l)
-        }
-        reporter.log(String(format: "labels: %d training captions of %d samples labelled in %.1f s, one drawn per sample and epoch (%d captions with no synset of the vocabulary)", cache.count, table.count, now() - start, empty))
+        for (owner, l) in zip(owners, labels) { table[samples[owner].key, default: []].append(l) }
+        reporter.log(String(format: "labels: %d training captions of %d samples labelled in %.1f s, one drawn per sample and epoch (%d captions with no synset of the vocabulary)", labels.count, table.count, now() - start, empty))
         return table
     }
 
     /// Which of a sample's `count` captions it is trained on in `epoch`: a hash of the run's
     /// seed, the epoch and the key, so the same on every rank, thread count and resume.
     static func captionChoice(seed: UInt64, epoch: Int, key: String, count: Int) -> Int {
-        var z = fnv1a(Array(key.utf8)) ^ (seed &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(truncatingIfNeeded: epoch) &* 0xBF58_476D_1CE4_E5B9)
-        // splitmix64's finaliser
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Int(z % UInt64(count))
+        var g = Seeds.generator(seed: seed, epoch: epoch, purpose: Seeds.caption, index: Int(truncatingIfNeeded: fnv1a(Array(key.utf8))))
+        return Int(g.next() % UInt64(count))
     }
 
     func checkpoint(state: TrainState, model: ViTModel, adam: AdamW, ema: WeightEMA?) throws {
