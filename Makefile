@@ -3,8 +3,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
-# Debian packages the build and the data need; installed only when missing.
-APT_PACKAGES := pkg-config libjpeg-dev libpng-dev libopenblas-dev wordnet-base libopenmpi-dev openmpi-bin
+# Debian packages the build, the data and the tests need (python3 runs the dataset scripts some
+# tests check); installed only when missing.
+APT_PACKAGES := pkg-config libjpeg-dev libpng-dev libopenblas-dev wordnet-base libopenmpi-dev openmpi-bin python3
 # Python for the data generators and peer scripts (not for the build or the tests).
 VENV := .venv
 PYTHON := $(VENV)/bin/python
