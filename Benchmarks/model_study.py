@@ -12,10 +12,15 @@ blocks at equal parameters and the same wall time, and the scaling curve (the re
     python3 Benchmarks/model_study.py run --out runs/study --variants lws-d6 uniform-96x7 --seeds 0 1 2
     # or for the same steps (equal training FLOPs where the parameters are equal)
     python3 Benchmarks/model_study.py run --out runs/study-steps --steps 4000 --reuse runs/tta --seeds 0
-    # the scaling curve: the demo recipe for N minutes at the quiet speed of uniform-d4
+    # the scaling curve: the demo recipe for N minutes at the quiet speed of uniform-d4 (or at
+    # --seconds-per-step, e.g. the machine of record's 0.1493)
     python3 Benchmarks/model_study.py curve --out runs/curve --minutes 5 10 20 40 --seeds 0
-    # validation mAP, zero-shot on the held-out drawings, linear probe; table + SVG
-    python3 Benchmarks/model_study.py report runs/study --svg runs/study/layer-scaling.svg
+    # validation mAP, zero-shot on the held-out drawings, linear probe; table + SVG; --results
+    # merges the runs recorded in the repository (run folders are not kept) and records OUT's
+    python3 Benchmarks/model_study.py report runs/study --results Benchmarks/results/model-study.json \
+        --svg Benchmarks/results/layer-scaling.svg
+    python3 Benchmarks/model_study.py report runs/curve --results Benchmarks/results/scaling-curve.json \
+        --svg Benchmarks/results/scaling-curve.svg
 
 Every run is `catlip train --config configs/demo.yaml` with the variant's `--set`s and
 `run.steps` = budget / quiet seconds per step (rounded to 50; the warm-up stays the recipe's)
@@ -39,6 +44,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import time_to_accuracy as tta  # noqa: E402
@@ -246,8 +252,7 @@ def command_run(args):
 
 
 def command_curve(args):
-    speed = speeds(args.speed_from)
-    per_step = speed[BASELINE]["median"]
+    per_step = args.seconds_per_step or speeds(args.speed_from)[BASELINE]["median"]
     os.makedirs(args.out, exist_ok=True)
     probe = probe_split(args.heldout, args.out)
     for seed in args.seeds:
@@ -260,13 +265,33 @@ def command_curve(args):
                   f"zero-shot {r['zero_shot_top1']:.4f}", flush=True)
 
 
-def collect(out):
+def collect(outs, results=None):
+    """{group: {seed: summary}}: the runs recorded in RESULTS (a JSON file kept in the repository,
+    since run folders are not), then the evaluated runs under each folder of OUTS (which replace a
+    recorded row of the same group and seed); with RESULTS, the merged rows are written back to it."""
     rows = {}
-    for name in sorted(os.listdir(out)):
+    if results and os.path.exists(results):
+        for r in json.load(open(results))["runs"]:
+            rows.setdefault(r["group"], {})[r["seed"]] = r
+    for out, name in [(o, n) for o in outs if os.path.isdir(o) for n in sorted(os.listdir(o))]:
         path = os.path.join(out, name, "study.json")
         if "-s" in name and os.path.exists(path):
             group, _, seed = name.rpartition("-s")
-            rows.setdefault(group, {})[int(seed)] = json.load(open(path))
+            r = json.load(open(path))
+            summary = {"group": group, "seed": int(seed), "steps": r["steps"], "val_map": r["val_map"],
+                       "zero_shot_top1": r["zero_shot_top1"], "linear_probe_top1": r["linear_probe_top1"],
+                       "measured": time.strftime("%Y-%m-%d %H:%M UTC ", time.gmtime(os.path.getmtime(path)))
+                       + f"{out}/{name}"}
+            if "zero_shot_top5" in r:
+                summary["zero_shot_top5"] = r["zero_shot_top5"]
+            rows.setdefault(group, {})[int(seed)] = summary
+    if results:
+        runs = [rows[g][s] for g in sorted(rows) for s in sorted(rows[g])]
+        about = json.load(open(results))["about"] if os.path.exists(results) else (
+            "One row per finished run of Benchmarks/model_study.py (run folders are not kept).")
+        with open(results, "w") as f:
+            json.dump({"about": about, "runs": runs}, f, indent=1)
+            f.write("\n")
     return rows
 
 
@@ -301,11 +326,60 @@ def svg(rows, path, title):
         f.write("\n".join(out) + "\n")
 
 
+def curve_svg(rows, path, title):
+    """Validation mAP and zero-shot top-1 against training compute (log scale), one line per seed."""
+    metrics = [("val_map", "validation mAP"), ("zero_shot_top1", "zero-shot top-1")]
+    points = {}
+    for g, seeds in rows.items():
+        if g.startswith("min"):
+            for seed, r in seeds.items():
+                points.setdefault(seed, []).append((training_pflop(r["steps"]), dict(r, minutes=g[3:])))
+    width, height, margin = 400 * len(metrics), 340, 56
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">{title}</text>']
+    xs = [x for p in points.values() for x, _ in p]
+    lo, hi = math.log10(min(xs)) - 0.1, math.log10(max(xs)) + 0.16
+    for k, (key, label) in enumerate(metrics):
+        x0, y0, w, h = 400 * k + margin, height - 60, 400 - margin - 14, height - 60 - 40
+        top = max(r[key] for p in points.values() for _, r in p) * 1.15
+        out.append(f'<rect x="{x0}" y="40" width="{w}" height="{h}" fill="none" stroke="#888"/>')
+        out.append(f'<text x="{x0 + w / 2}" y="{height - 10}" text-anchor="middle">{label} against training PFLOP (log scale)</text>')
+        for i in range(5):
+            v = top * i / 4
+            out.append(f'<text x="{x0 - 4}" y="{y0 - h * i / 4 + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+        for v in [m * 10 ** e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in (1, 2, 5)]:
+            if lo <= math.log10(v) <= hi:
+                cx = x0 + w * (math.log10(v) - lo) / (hi - lo)
+                out.append(f'<text x="{cx:.1f}" y="{y0 + 14}" text-anchor="middle">{v:g}</text>')
+        for seed, p in sorted(points.items()):
+            p.sort(key=lambda t: t[0])
+            xy = [(x0 + w * (math.log10(x) - lo) / (hi - lo), y0 - h * r[key] / top) for x, r in p]
+            out.append('<polyline fill="none" stroke="#1f77b4" stroke-opacity="0.7" points="'
+                       + " ".join(f"{a:.1f},{b:.1f}" for a, b in xy) + '"/>')
+            for (a, b), (_, r) in zip(xy, p):
+                out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="#1f77b4"/>')
+                out.append(f'<text x="{a:.1f}" y="{b - 7:.1f}" text-anchor="middle" font-size="9">{r["minutes"]} min: {r["steps"]} steps</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def training_pflop(steps, variant=BASELINE, batch=64):
+    """Training compute of a run: forward + backward = 3 forward passes per image."""
+    return 3 * shape(VARIANTS[variant])[1] * 1e9 * batch * steps / 1e15
+
+
 def command_report(args):
-    rows = collect(args.out)
+    rows = collect(args.out, args.results)
+    order = list(VARIANTS)  # variants in their table order, tagged experiments after their base
+    def rank(g):
+        base = g.partition("+")[0]
+        return (order.index(base) if base in order else len(order), "+" in g, float(g[3:]) if g.startswith("min") else 0, g)
+    rows = {g: rows[g] for g in sorted(rows, key=rank)}
     if not rows:
-        sys.exit(f"{args.out}: no evaluated run")
-    print(f"{'run':14s} {'seeds':>5s} {'steps':>6s} {'params':>9s}  {'val mAP (median [min, max])':30s} "
+        sys.exit(f"{' '.join(args.out)}: no evaluated run")
+    print(f"{'run':20s} {'seeds':>5s} {'steps':>6s} {'params':>9s}  {'val mAP (median [min, max])':30s} "
           f"{'zero-shot top-1':24s} {'linear probe top-1':24s}")
     for g, seeds in rows.items():
         def cell(key):
@@ -313,10 +387,11 @@ def command_report(args):
             return f"{statistics.median(vals):.4f} [{min(vals):.4f}, {max(vals):.4f}]" if vals else "-"
         params = shape(VARIANTS[g.partition("+")[0]])[0] if g.partition("+")[0] in VARIANTS else "-"
         steps = statistics.median(r["steps"] for r in seeds.values())
-        print(f"{g:14s} {len(seeds):5d} {steps:6.0f} {params!s:>9s}  {cell('val_map'):30s} "
+        print(f"{g:20s} {len(seeds):5d} {steps:6.0f} {params!s:>9s}  {cell('val_map'):30s} "
               f"{cell('zero_shot_top1'):24s} {cell('linear_probe_top1'):24s}")
     if args.svg:
-        svg(rows, args.svg, args.title)
+        curve = all(g.startswith("min") for g in rows)
+        (curve_svg if curve else svg)(rows, args.svg, args.title)
         print(f"wrote {args.svg}")
 
 
@@ -351,9 +426,13 @@ def main():
     curve = sub.choices["curve"]
     curve.add_argument("--minutes", type=float, nargs="+", default=[5, 10, 20, 40])
     curve.add_argument("--speed-from", default="runs/study", help="folder of a `speed` run (uniform-d4)")
+    curve.add_argument("--seconds-per-step", type=float, help="the demo's quiet seconds per step instead "
+                       "(e.g. catlip's median from time_to_accuracy.py throughput)")
     p = sub.add_parser("report")
-    p.add_argument("out")
-    p.add_argument("--svg")
+    p.add_argument("out", nargs="+", help="folders of runs (`run` or `curve` outputs)")
+    p.add_argument("--svg", help="the plot: a strip per variant, or (runs of `curve` only) metrics against compute")
+    p.add_argument("--results", help="JSON file of recorded runs to merge with OUT's and update (run folders "
+                   "are not kept: Benchmarks/results/model-study.json, scaling-curve.json)")
     p.add_argument("--title", default="Layer-wise scaling vs uniform blocks, demo recipe, same wall time")
     args = ap.parse_args()
     {"variants": command_variants, "speed": command_speed, "run": command_run, "curve": command_curve,
