@@ -270,9 +270,10 @@ def collect(outs, results=None):
     since run folders are not), then the evaluated runs under each folder of OUTS (which replace a
     recorded row of the same group and seed); with RESULTS, the merged rows are written back to it."""
     rows = {}
-    if results and os.path.exists(results):
-        for r in json.load(open(results))["runs"]:
-            rows.setdefault(r["group"], {})[r["seed"]] = r
+    recorded = json.load(open(results)) if results and os.path.exists(results) else {
+        "about": "One row per finished run of Benchmarks/model_study.py (run folders are not kept).", "runs": []}
+    for r in recorded["runs"]:
+        rows.setdefault(r["group"], {})[r["seed"]] = r
     for out, name in [(o, n) for o in outs if os.path.isdir(o) for n in sorted(os.listdir(o))]:
         path = os.path.join(out, name, "study.json")
         if "-s" in name and os.path.exists(path):
@@ -287,10 +288,8 @@ def collect(outs, results=None):
             rows.setdefault(group, {})[int(seed)] = summary
     if results:
         runs = [rows[g][s] for g in sorted(rows) for s in sorted(rows[g])]
-        about = json.load(open(results))["about"] if os.path.exists(results) else (
-            "One row per finished run of Benchmarks/model_study.py (run folders are not kept).")
         with open(results, "w") as f:
-            json.dump({"about": about, "runs": runs}, f, indent=1)
+            json.dump({"about": recorded["about"], "runs": runs}, f, indent=1)
             f.write("\n")
     return rows
 
