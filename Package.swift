@@ -13,7 +13,11 @@ let targetCPU = Context.environment["CATLIP_TARGET_CPU"] ?? "native"
 let releaseFlags: [SwiftSetting] =
     targetCPU == "generic"
     ? []
-    : [.unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release))]
+    : [
+        .unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .release)),
+        // the SIMD micro-kernels compile to vector code: ViT's GEMM uses them (Gemm.swift)
+        .define("CATLIP_VECTOR_KERNELS", .when(configuration: .release)),
+    ]
 let cReleaseFlags: [CSetting] =
     targetCPU == "generic"
     ? []
@@ -31,6 +35,7 @@ let package = Package(
         .library(name: "Shards", targets: ["Shards"]),
         .library(name: "Corpus", targets: ["Corpus"]),
         .library(name: "ViT", targets: ["ViT"]),
+        .library(name: "Encoder", targets: ["Encoder"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Evaluation", targets: ["Evaluation"]),
         .library(name: "Serving", targets: ["Serving"]),
@@ -53,25 +58,31 @@ let package = Package(
             name: "CImageCodecs",
             dependencies: ["CJPEG", "CPNG"],
             cSettings: [.unsafeFlags(["-O2"])] + cReleaseFlags),
-        // Safe file I/O for untrusted files and atomic replacement; no dependencies.
-        .target(name: "FileIO", swiftSettings: strict + releaseFlags),
+        // What every module shares: safe file I/O and atomic replacement, the seeded generator,
+        // FNV-1a, JSON/XML text, line splitting, skip reports, the monotonic clock. No dependencies.
+        .target(name: "Support", swiftSettings: strict + releaseFlags),
         .target(
             name: "Imaging",
-            dependencies: ["CImageCodecs", "FileIO"],
+            dependencies: ["CImageCodecs", "Support"],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "WordNet",
-            dependencies: ["FileIO"],
+            dependencies: ["Support"],
             swiftSettings: strict + releaseFlags),
         // Inline helpers the engine cannot spell in Swift: spin hint, prefetch, futex.
         .target(name: "CViTSupport", cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "ViT",
-            dependencies: ["COpenBLAS", "CViTSupport", "FileIO"],
+            dependencies: ["COpenBLAS", "CViTSupport", "Support"],
+            swiftSettings: strict + releaseFlags),
+        // The one image-encoder path: pretrained_cfg's eval preprocessing, forward, rows.
+        .target(
+            name: "Encoder",
+            dependencies: ["Imaging", "ViT"],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Shards",
-            dependencies: ["FileIO", "Imaging", "WordNet"],
+            dependencies: ["Support", "Imaging"],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Corpus",
@@ -80,21 +91,24 @@ let package = Package(
         // Data-parallel collectives behind a small interface (MPI when launched by mpirun).
         .target(
             name: "Distributed",
-            dependencies: ["CMPI"],
+            dependencies: ["CMPI", "Support"],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Training",
-            dependencies: ["FileIO", "Imaging", "WordNet", "Shards", "ViT", "Distributed", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "Support", "Imaging", "WordNet", "Shards", "ViT", "Encoder", "Distributed",
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Evaluation",
-            dependencies: ["FileIO", "WordNet", "ViT", "Imaging"],
+            dependencies: ["Support", "WordNet", "ViT", "Encoder", "Imaging"],
             swiftSettings: strict + releaseFlags),
         // The daemon: HTTP/1.1 on SwiftNIO, dynamic batching for the engine, the image index.
         .target(
             name: "Serving",
             dependencies: [
-                "Imaging", "WordNet", "Shards", "ViT", "COpenBLAS",
+                "Support", "Imaging", "WordNet", "Shards", "ViT", "Encoder", "COpenBLAS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -104,12 +118,13 @@ let package = Package(
         .executableTarget(
             name: "catlip",
             dependencies: [
-                "FileIO",
+                "Support",
                 "Imaging",
                 "WordNet",
                 "Shards",
                 "Corpus",
                 "ViT",
+                "Encoder",
                 "Training",
                 "Evaluation",
                 "Serving",
@@ -120,48 +135,48 @@ let package = Package(
         // Shared by the test targets: the seeded mutators of the fuzz tests.
         .target(
             name: "TestSupport",
-            dependencies: ["Imaging"],
+            dependencies: ["Imaging", "Support"],
             path: "Tests/TestSupport",
             swiftSettings: strict),
         .testTarget(
             name: "ImagingTests",
-            dependencies: ["TestSupport", "Imaging", "FileIO"],
+            dependencies: ["TestSupport", "Support", "Imaging"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "WordNetTests",
-            dependencies: ["TestSupport", "WordNet", "Imaging", "FileIO"],
+            dependencies: ["TestSupport", "Support", "WordNet", "Imaging"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "ShardsTests",
-            dependencies: ["TestSupport", "Shards", "Imaging", "WordNet"],
+            dependencies: ["TestSupport", "Support", "Shards", "Imaging", "WordNet"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "ViTTests",
-            dependencies: ["TestSupport", "ViT"],
+            dependencies: ["TestSupport", "Support", "ViT", "Encoder"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "CorpusTests",
-            dependencies: ["TestSupport", "Corpus", "Imaging", "Shards", "WordNet"],
+            dependencies: ["TestSupport", "Support", "Corpus", "Imaging", "Shards", "WordNet"],
             swiftSettings: strict),
         .testTarget(
             name: "TrainingTests",
-            dependencies: ["TestSupport", "Training", "Shards", "ViT", "WordNet", "Imaging"],
+            dependencies: ["TestSupport", "Support", "Training", "Shards", "ViT", "WordNet", "Imaging"],
             swiftSettings: strict),
         .testTarget(
             name: "EvaluationTests",
-            dependencies: ["TestSupport", "Evaluation", "WordNet", "ViT", "Imaging"],
+            dependencies: ["TestSupport", "Support", "Evaluation", "WordNet", "ViT", "Encoder", "Imaging"],
             swiftSettings: strict),
         .testTarget(
             name: "ServingTests",
-            dependencies: ["TestSupport", "Serving", "ViT", "Imaging", "WordNet"],
+            dependencies: ["TestSupport", "Support", "Serving", "ViT", "Encoder", "Imaging", "WordNet"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",
-            dependencies: ["TestSupport", "Imaging", "ViT", "Serving", "catlip"],
+            dependencies: ["TestSupport", "Support", "Imaging", "ViT", "Encoder", "Serving", "catlip"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -73,6 +73,16 @@ void catlip_pack_transposed(float *dst, const float *b, long ldb, long kb, long 
 // build's target and used only when `catlip_bf16_supported()` says the processor has it.
 // Conversions round to nearest even.
 
+int catlip_vector_fma_supported(void) {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+#elif defined(__aarch64__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 int catlip_bf16_supported(void) {
 #if defined(__x86_64__)
     static int supported = -1;

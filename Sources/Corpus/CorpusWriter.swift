@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Imaging
 import Shards
+import Support
 
 /// What `CorpusWriter.write` made, counted for summary.json.
 public struct CorpusSummary: Sendable, Equatable {
@@ -163,47 +164,26 @@ public struct CorpusWriter: Sendable {
     func metadata(_ sample: ComposedSample, key: String) -> String {
         let library = composer.library
         let kind = sampleKind(Int(key)!)
-        var background = "{\"kind\":\(json(sample.background.kind))"
-        if let name = sample.background.colourName { background += ",\"colour\":\(json(name))" }
+        var background = "{\"kind\":\(JSONText.quote(sample.background.kind))"
+        if let name = sample.background.colourName { background += ",\"colour\":\(JSONText.quote(name))" }
         if let t = sample.background.textureObject {
             let r = library.objects[t].record
-            background += ",\"texture\":{\"item\":\(json(r.item)),\"source\":\(json(r.source))}"
+            background += ",\"texture\":{\"item\":\(JSONText.quote(r.item)),\"source\":\(JSONText.quote(r.source))}"
         }
         background += "}"
         let objects = sample.objects.enumerated().map { slot, o in
             let r = library.objects[o].record
-            return "{\"copies\":\(sample.counts[slot]),\"item\":\(json(r.item)),\"name\":\(json(r.name)),"
-                + "\"noun\":\(json(r.noun)),\"source\":\(json(r.source))}"
+            return "{\"copies\":\(sample.counts[slot]),\"item\":\(JSONText.quote(r.item)),\"name\":\(JSONText.quote(r.name)),"
+                + "\"noun\":\(JSONText.quote(r.noun)),\"source\":\(JSONText.quote(r.source))}"
         }
         let pastes = sample.pastes.map { p in
             "{\"angle\":\(p.angleDegrees),\"box\":[\(p.box.map(String.init).joined(separator: ","))],"
                 + "\"flipped\":\(p.flipped),\"object\":\(p.object),\"side\":\(p.side),\"visible\":\(p.visiblePercent)}"
         }
-        return "{\"background\":\(background),\"caption\":\(json(sample.caption)),\"index\":\(kind.index),"
-            + "\"key\":\(json(key)),\"kind\":\(json(sample.isSingle ? "drawing" : "scene")),"
+        return "{\"background\":\(background),\"caption\":\(JSONText.quote(sample.caption)),\"index\":\(kind.index),"
+            + "\"key\":\(JSONText.quote(key)),\"kind\":\(JSONText.quote(sample.isSingle ? "drawing" : "scene")),"
             + "\"objects\":[\(objects.joined(separator: ","))],\"pastes\":[\(pastes.joined(separator: ","))]}"
     }
-}
-
-/// A JSON string literal.
-func json(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                out += String(format: "\\u%04x", scalar.value)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
 }
 
 /// Shared by the writer's workers: the next shard to make, the merged counts, the first error.

@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 import Shards
+import Support
 
 /// How scenes are composed. The defaults are the corpus of issue 6.
 public struct ComposerConfig: Sendable, Equatable, Codable {

@@ -1,4 +1,5 @@
 import CMPI
+import Support
 import Dispatch
 import Foundation
 
@@ -52,7 +53,6 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
         t.start()
     }
 
-    private static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     private func watchdog() {
         while true {
@@ -62,7 +62,7 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
             let done = finalized
             watch.unlock()
             if done { return }
-            if let op, MPIReducer.now() - op.started > timeout {
+            if let op, MonotonicClock.seconds() - op.started > timeout {
                 let line = "rank \(rank) of \(worldSize): \(op.name) did not complete within \(Int(timeout)) s: "
                     + "a rank died or the network failed; stopping (the last checkpoint is intact)\n"
                 FileHandle.standardError.write(Data(line.utf8))
@@ -75,7 +75,7 @@ public final class MPIReducer: GradientReducer, @unchecked Sendable {
     /// into a `DistributedError`.
     private func collective(_ name: String, _ body: () -> Int32) throws {
         watch.lock()
-        operation = (name, MPIReducer.now())
+        operation = (name, MonotonicClock.seconds())
         watch.unlock()
         let status = body()
         watch.lock()

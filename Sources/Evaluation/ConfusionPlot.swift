@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// A confusion matrix as a picture for a person: an SVG heat map, rows the true classes and
 /// columns the predicted ones, each cell shaded by its share of the row (so rare and frequent
@@ -17,7 +18,7 @@ public enum ConfusionPlot {
         var out = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" viewBox="0 0 \(width) \(height)" font-family="sans-serif">
             <rect width="\(width)" height="\(height)" fill="white"/>
-            <text x="\(left)" y="20" font-size="14">\(escape(title))</text>
+            <text x="\(left)" y="20" font-size="14">\(XMLText.escape(title))</text>
             <text x="\(left)" y="34" font-size="10" fill="#555">rows: true class, columns: predicted; shade: share of the row</text>
 
             """
@@ -27,7 +28,7 @@ public enum ConfusionPlot {
             for (p, count) in row.enumerated() where count > 0 {
                 let share = Double(count) / Double(total)
                 let level = Int((255 * (1 - share)).rounded())
-                out += "<rect x=\"\(left + p * cell)\" y=\"\(top + t * cell)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"rgb(\(level),\(level),255)\"><title>\(escape(classes[t])) -> \(escape(classes[p])): \(count) of \(total)</title></rect>\n"
+                out += "<rect x=\"\(left + p * cell)\" y=\"\(top + t * cell)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"rgb(\(level),\(level),255)\"><title>\(XMLText.escape(classes[t])) -> \(XMLText.escape(classes[p])): \(count) of \(total)</title></rect>\n"
             }
         }
         for i in 0..<n {
@@ -38,27 +39,11 @@ public enum ConfusionPlot {
             let size = max(5, cell - 1)
             for (i, name) in classes.enumerated() {
                 let y = top + i * cell + cell - 1
-                out += "<text x=\"\(left - 3)\" y=\"\(y)\" font-size=\"\(size)\" text-anchor=\"end\">\(escape(String(name.prefix(26))))</text>\n"
+                out += "<text x=\"\(left - 3)\" y=\"\(y)\" font-size=\"\(size)\" text-anchor=\"end\">\(XMLText.escape(String(name.prefix(26))))</text>\n"
                 let x = left + i * cell + cell - 1
-                out += "<text x=\"\(x)\" y=\"\(top - 3)\" font-size=\"\(size)\" transform=\"rotate(-90 \(x) \(top - 3))\">\(escape(String(name.prefix(26))))</text>\n"
+                out += "<text x=\"\(x)\" y=\"\(top - 3)\" font-size=\"\(size)\" transform=\"rotate(-90 \(x) \(top - 3))\">\(XMLText.escape(String(name.prefix(26))))</text>\n"
             }
         }
         return out + "</svg>\n"
-    }
-
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default:
-                if ch.value < 0x20 { out += " " } else { out.unicodeScalars.append(ch) }
-            }
-        }
-        return out
     }
 }

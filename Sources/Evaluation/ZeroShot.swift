@@ -1,7 +1,8 @@
 import Dispatch
-import FileIO
+import Encoder
 import Foundation
 import Imaging
+import Support
 import ViT
 import WordNet
 
@@ -131,33 +132,10 @@ public enum ZeroShot {
         model: ViTModel, images: [LabelledImage], batchSize: Int = 32, maxFileBytes: Int = defaultMaxImageFileBytes)
         -> (features: [Float], kept: [LabelledImage], failed: [String])
     {
-        let cfg = model.config.pretrainedCfg
-        let transform = EvalTransform(
-            size: model.imageSize, cropPct: cfg.cropPct, filter: cfg.interpolation == "bicubic" ? .bicubic : .bilinear,
-            normalization: Normalization(mean: cfg.mean.map { Float($0) }, std: cfg.std.map { Float($0) }))
-        let per = transform.outputCount
-        var pixels = [Float](repeating: 0, count: batchSize * per)
-        var acts: [Int: ViTActivations] = [:]
-        var features: [Float] = []
-        var kept: [LabelledImage] = []
-        var failed: [String] = []
-        var i0 = 0
-        while i0 < images.count {
-            let chunk = Array(images[i0..<min(images.count, i0 + batchSize)])
-            i0 += chunk.count
-            let (decoded, failures) = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.decodeBatch(count: chunk.count, into: buffer) { i in (try readFileBytes(chunk[i].path, maxBytes: maxFileBytes), chunk[i].path) }
-            }
-            kept += decoded.map { chunk[$0] }
-            failed += failures.map { chunk[$0.index].path }
-            let n = decoded.count
-            guard n > 0 else { continue }
-            let a = acts[n] ?? model.makeActivations(batchSize: n, training: false)
-            acts[n] = a
-            pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, activations: a) }
-            features += UnsafeBufferPointer(start: a.preLogitsPointer, count: n * model.dim)
+        let encoded = ImageEncoder(model: model, batchSize: batchSize).encode(count: images.count) { i in
+            (try readFileBytes(images[i].path, maxBytes: maxFileBytes), images[i].path)
         }
-        return (features, kept, failed)
+        return (encoded.preLogits, encoded.kept.map { images[$0] }, encoded.failures.map { images[$0.index].path })
     }
 
     /// Evaluates `images` (labels index `classifier.mappings`); returns one report per rule,

@@ -18,6 +18,28 @@ public struct Normalization: Sendable, Equatable, Codable {
     /// ImageNet's statistics, as timm's default `pretrained_cfg` gives them.
     public static let imagenet = Normalization(
         mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+
+    /// Channel `c` of an 8-bit pixel `v` normalised is `v * byteScale(c) + byteShift(c)`:
+    /// `(v / 255 - mean) / std` folded into one multiply-add.
+    @inline(__always)
+    public func byteScale(_ c: Int) -> Float { 1 / (255 * std[c]) }
+
+    /// See `byteScale`.
+    @inline(__always)
+    public func byteShift(_ c: Int) -> Float { -mean[c] / std[c] }
+
+    /// Normalises `count` images already in [0, 1] (CHW planes of `plane` floats each, channel
+    /// after channel): `(x - mean) * (1 / std)`, from `source` into `destination` (which may be
+    /// the same memory).
+    public func apply(unitImages source: UnsafePointer<Float>, count: Int, plane: Int, into destination: UnsafeMutablePointer<Float>) {
+        for b in 0..<count {
+            for c in 0..<3 {
+                let offset = (b * 3 + c) * plane
+                let (m, s) = (mean[c], 1 / std[c])
+                for i in 0..<plane { destination[offset + i] = (source[offset + i] - m) * s }
+            }
+        }
+    }
 }
 
 /// Reusable buffers for the training transform (decoded pixels, resampling intermediates), one
@@ -104,8 +126,8 @@ enum FloatResampler {
         }
         var scale = SIMD4<Float>(repeating: 0), shift = SIMD4<Float>(repeating: 0)
         for c in 0..<3 {
-            scale[c] = 1 / (255 * normalization.std[c])
-            shift[c] = -normalization.mean[c] / normalization.std[c]
+            scale[c] = normalization.byteScale(c)
+            shift[c] = normalization.byteShift(c)
         }
         let plane = width * height
         let imageStride = image.width * 3

@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import Support
+
 /// The sizing and cropping rules of torchvision's transforms, as pure functions of sizes and
 /// random draws, so that crops can be chosen before any pixel is decoded.
 public enum Geometry {
@@ -96,44 +103,5 @@ public enum Geometry {
     {
         let unit = Double(g.next() >> 11) * 0x1.0p-53
         return range.lowerBound + (range.upperBound - range.lowerBound) * unit
-    }
-}
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
-/// A fast, seedable generator (xoshiro256**, seeded through SplitMix64): the same seed gives the
-/// same stream on every machine, so augmentations are reproducible bit for bit.
-public struct SeededGenerator: RandomNumberGenerator, Sendable, Equatable, Codable {
-    /// The four words of state; saved in checkpoints to resume a stream exactly.
-    public private(set) var state: [UInt64]
-
-    /// A generator whose stream is a pure function of `seed`.
-    public init(seed: UInt64) {
-        var s = seed
-        func splitmix() -> UInt64 {
-            s &+= 0x9E37_79B9_7F4A_7C15
-            var z = s
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        state = [splitmix(), splitmix(), splitmix(), splitmix()]
-    }
-
-    /// The next 64 random bits.
-    public mutating func next() -> UInt64 {
-        let result = ((state[1] &* 5) << 7 | (state[1] &* 5) >> 57) &* 9
-        let t = state[1] << 17
-        state[2] ^= state[0]
-        state[3] ^= state[1]
-        state[1] ^= state[2]
-        state[0] ^= state[3]
-        state[2] ^= t
-        state[3] = state[3] << 45 | state[3] >> 19
-        return result
     }
 }

@@ -1,5 +1,5 @@
 import CImageCodecs
-import FileIO
+import Support
 
 #if canImport(Glibc)
     import Glibc

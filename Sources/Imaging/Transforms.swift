@@ -164,8 +164,7 @@ extension RGBImage {
         let plane = width * height
         pixels.withUnsafeBufferPointer { src in
             for c in 0..<3 {
-                let a = 1 / (255 * normalization.std[c])
-                let b = -normalization.mean[c] / normalization.std[c]
+                let (a, b) = (normalization.byteScale(c), normalization.byteShift(c))
                 let out = output.baseAddress! + c * plane
                 for i in 0..<plane { out[i] = Float(src[3 * i + c]) * a + b }
             }

@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import Support
 import ViT
 
 /// Images' embeddings for nearest-neighbour search: float32, L2-normalised, one row per image,
@@ -179,11 +180,9 @@ public struct IndexError: Error, Sendable, CustomStringConvertible {
 /// A 64-bit fingerprint (16 hex digits) of a model's configuration and weights, recorded in
 /// indexes so that a daemon refuses to search rows another model embedded.
 public func modelFingerprint(_ model: ViTModel) -> String {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    let config = "\(model.config.modelArgs)"
-    for byte in config.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+    var h = FNV1a()
+    h.combine("\(model.config.modelArgs)".utf8)
     let weights = model.parameters.base
-    for i in 0..<model.layout.parameterCount { h = (h ^ UInt64(weights[i].bitPattern)) &* 0x0000_0100_0000_01b3 }
-    let hex = String(h, radix: 16)
-    return String(repeating: "0", count: 16 - hex.count) + hex
+    for i in 0..<model.layout.parameterCount { h.combine(word: UInt64(weights[i].bitPattern)) }
+    return h.hex
 }

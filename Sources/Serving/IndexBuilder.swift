@@ -1,3 +1,4 @@
+import Encoder
 import Foundation
 import Imaging
 import Shards
@@ -39,15 +40,9 @@ public struct IndexBuilder {
 
     /// Embeds everything `inputs` names; `progress(embedded, skipped)` is called after each batch.
     public func build(inputs: [String], progress: (Int, Int) -> Void = { _, _ in }) throws -> (EmbeddingIndex, Report) {
-        let cfg = model.config.pretrainedCfg
         var decode = DecodeOptions()
         decode.maxPixels = maxPixels
-        let transform = EvalTransform(
-            size: model.imageSize, cropPct: cfg.cropPct, filter: cfg.interpolation == "bicubic" ? .bicubic : .bilinear,
-            normalization: Normalization(mean: cfg.mean.map { Float($0) }, std: cfg.std.map { Float($0) }), decode: decode)
-        let per = transform.outputCount
-        var pixels = [Float](repeating: 0, count: batchSize * per)
-        var acts: [Int: ViTActivations] = [:]
+        let encoder = ImageEncoder(model: model, batchSize: batchSize, decode: decode)
         var keys: [String] = []
         var rows: [Float] = []
         var report = Report()
@@ -58,22 +53,14 @@ public struct IndexBuilder {
             guard !pending.isEmpty else { return }
             let items = pending
             pending.removeAll(keepingCapacity: true)
-            let (decoded, failures) = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.decodeBatch(count: items.count, into: buffer) { i in
-                    (try items[i].payload.load(name: items[i].key, maxFileBytes: maxFileBytes), items[i].key)
-                }
+            let encoded = encoder.encode(count: items.count) { i in
+                (try items[i].payload.load(name: items[i].key, maxFileBytes: maxFileBytes), items[i].key)
             }
-            report.skipped += failures.count
-            for failure in failures where report.problems.count < 100 { report.problems.append("\(failure.error)") }
-            keys += decoded.map { items[$0].key }
-            let n = decoded.count
-            if n > 0 {
-                let a = acts[n] ?? model.makeActivations(batchSize: n, training: false)
-                acts[n] = a
-                pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, activations: a) }
-                rows += UnsafeBufferPointer(start: a.preLogitsPointer, count: n * model.dim)
-                report.embedded += n
-            }
+            report.skipped += encoded.failures.count
+            for failure in encoded.failures where report.problems.count < 100 { report.problems.append("\(failure.error)") }
+            keys += encoded.kept.map { items[$0].key }
+            rows += encoded.preLogits
+            report.embedded += encoded.kept.count
             progress(report.embedded, report.skipped)
         }
 

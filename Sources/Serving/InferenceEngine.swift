@@ -1,4 +1,5 @@
 import Dispatch
+import Encoder
 import Foundation
 import Imaging
 import ViT
@@ -87,7 +88,6 @@ public final class InferenceEngine: @unchecked Sendable {
     /// The batching settings.
     public let options: BatchingOptions
     private let metrics: ServerMetrics?
-    private let transform: EvalTransform
     private let condition = NSCondition()
     private var queue: [InferenceJob] = []
     private var queuedImages = 0
@@ -96,8 +96,7 @@ public final class InferenceEngine: @unchecked Sendable {
     private var thread: Thread?
     private var finishedThread = DispatchSemaphore(value: 0)
     // engine-thread state
-    private var activations: [(count: Int, value: ViTActivations)] = []
-    private var pixels: [Float] = []
+    private let encoder: ImageEncoder
     private var expectedImages = 1  // guarded by `condition`
 
     /// An engine for `model`; `start()` launches its thread.
@@ -106,14 +105,9 @@ public final class InferenceEngine: @unchecked Sendable {
         self.model = model
         self.options = options
         self.metrics = metrics
-        let cfg = model.config.pretrainedCfg
         var decode = DecodeOptions()
         decode.maxPixels = options.maxPixels
-        transform = EvalTransform(
-            size: model.imageSize, cropPct: cfg.cropPct,
-            filter: cfg.interpolation == "bicubic" ? .bicubic : .bilinear,
-            normalization: Normalization(mean: cfg.mean.map { Float($0) }, std: cfg.std.map { Float($0) }),
-            decode: decode)
+        encoder = ImageEncoder(model: model, batchSize: options.maxBatch, decode: decode)
     }
 
     /// Starts the engine thread.
@@ -250,32 +244,26 @@ public final class InferenceEngine: @unchecked Sendable {
         for (j, job) in live.enumerated() { for i in job.images.indices { owners.append((j, i)) } }
         var outputs = live.map { [ImageOutput?](repeating: nil, count: $0.images.count) }
         var failures = [ServiceError?](repeating: nil, count: live.count)
-        let per = transform.outputCount
         let (D, V) = (model.dim, model.numClasses)
         var start = 0
         while start < owners.count {
             let chunk = Array(owners[start..<min(owners.count, start + options.maxBatch)])
             start += chunk.count
-            if pixels.count < chunk.count * per { pixels = [Float](repeating: 0, count: chunk.count * per) }
             let sources = chunk.map { live[$0.job].images[$0.image] }
-            let (kept, rejected) = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.decodeBatch(count: chunk.count, into: buffer) { i in (sources[i].bytes, sources[i].name) }
-            }
-            for (i, error) in rejected where failures[chunk[i].job] == nil {
+            let wantLogits = chunk.contains { live[$0.job].wantLogits }
+            let encoded = encoder.encode(count: chunk.count, logits: wantLogits) { i in (sources[i].bytes, sources[i].name) }
+            for (i, error) in encoded.failures where failures[chunk[i].job] == nil {
                 failures[chunk[i].job] = imageError(error, name: sources[i].name)
             }
-            metrics?.imagesRejected.increment(by: Int64(rejected.count))
-            metrics?.imagesDecoded.increment(by: Int64(kept.count))
-            guard !kept.isEmpty else { continue }
-            let acts = activations(for: kept.count)
-            pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, activations: acts) }
-            metrics?.batchSize.record(Double(kept.count))
-            for (slot, i) in kept.enumerated() {
+            metrics?.imagesRejected.increment(by: Int64(encoded.failures.count))
+            metrics?.imagesDecoded.increment(by: Int64(encoded.kept.count))
+            guard !encoded.kept.isEmpty else { continue }
+            metrics?.batchSize.record(Double(encoded.kept.count))
+            for (row, i) in encoded.kept.enumerated() {
                 let owner = chunk[i]
-                var embedding = Array(UnsafeBufferPointer(start: acts.preLogitsPointer + slot * D, count: D))
+                var embedding = Array(encoded.preLogits[(row * D)..<((row + 1) * D)])
                 EmbeddingIndex.normalize(&embedding, offset: 0, count: D)
-                let logits = live[owner.job].wantLogits
-                    ? Array(UnsafeBufferPointer(start: acts.logitsPointer + slot * V, count: V)) : []
+                let logits = live[owner.job].wantLogits ? Array(encoded.logits[(row * V)..<((row + 1) * V)]) : []
                 outputs[owner.job][owner.image] = ImageOutput(embedding: embedding, logits: logits)
             }
         }
@@ -299,20 +287,6 @@ public final class InferenceEngine: @unchecked Sendable {
     /// back) plus the images that arrived while it ran, at most `maxBatch`, at least 1.
     static func expectedImages(batch: Int, arrivedMeanwhile: Int, maxBatch: Int) -> Int {
         max(1, min(maxBatch, batch + arrivedMeanwhile))
-    }
-
-    /// Forward-only activations for `count` images; the four most recently used sizes are kept
-    /// (a saturated daemon runs full batches; a quiet one, small ones).
-    private func activations(for count: Int) -> ViTActivations {
-        if let i = activations.firstIndex(where: { $0.count == count }) {
-            let hit = activations.remove(at: i)
-            activations.append(hit)
-            return hit.value
-        }
-        let made = model.makeActivations(batchSize: count, training: false)
-        activations.append((count, made))
-        if activations.count > 4 { activations.removeFirst() }
-        return made
     }
 
     private func imageError(_ error: any Error, name: String) -> ServiceError {

@@ -1,4 +1,4 @@
-import ViT
+import Support
 
 /// A request that cannot be served: the HTTP status, a stable machine-readable code and a
 /// message naming the request part and the problem. Sent as
@@ -82,7 +82,7 @@ public struct JSONWriter: Sendable {
     /// Writes an object key; the next value written is its value.
     public mutating func key(_ name: String) {
         separator()
-        text += MiniJSON.quote(name)
+        text += JSONText.quote(name)
         text += ":"
         needsComma = false
     }
@@ -90,7 +90,7 @@ public struct JSONWriter: Sendable {
     /// Writes a string value.
     public mutating func value(_ string: String) {
         separator()
-        text += MiniJSON.quote(string)
+        text += JSONText.quote(string)
     }
 
     /// Writes an integer value.

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import Support
 
 /// How batches are made.
 public struct LoaderConfig: Sendable {
@@ -106,30 +107,6 @@ public struct Batch {
     public let side: Int
     /// Index of the batch in its epoch.
     public let index: Int
-}
-
-/// Why samples were skipped, with counts and the first keys, reported at the end of an epoch.
-public struct SkipReport: Sendable, Equatable, CustomStringConvertible {
-    /// Count per reason.
-    public var counts: [String: Int] = [:]
-    /// Up to `keysKept` sample keys (with their source) per reason.
-    public var examples: [String: [String]] = [:]
-    static let keysKept = 20
-
-    mutating func add(_ reason: String, _ example: String) {
-        counts[reason, default: 0] += 1
-        if examples[reason, default: []].count < Self.keysKept { examples[reason, default: []].append(example) }
-    }
-
-    /// Total skipped samples.
-    public var total: Int { counts.values.reduce(0, +) }
-
-    /// One line per reason: count and example keys.
-    public var description: String {
-        counts.keys.sorted().map { reason in
-            "\(counts[reason]!) skipped (\(reason)): " + (examples[reason] ?? []).joined(separator: ", ")
-        }.joined(separator: "\n")
-    }
 }
 
 /// The multi-threaded batch loader: one producer thread reads the epoch's stream in order

@@ -1,6 +1,5 @@
-import FileIO
+import Support
 import Foundation
-import WordNet
 
 /// One image-caption sample of a manifest.
 public struct ManifestSample: Sendable, Equatable {

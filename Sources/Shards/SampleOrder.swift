@@ -1,6 +1,6 @@
-import FileIO
 import Foundation
 import Imaging
+import Support
 
 /// Where a sample's image comes from: bytes already read (a tar member) or a file to read.
 public enum ImagePayload: Sendable {

@@ -1,4 +1,4 @@
-import FileIO
+import Support
 import Foundation
 
 #if canImport(Glibc)
@@ -682,9 +682,10 @@ func parsePaxRecords(_ data: [UInt8]) throws -> [(key: String, value: [UInt8])] 
 /// (`path=`), as Python's tarfile does in PAX format. The same members in the same order give the
 /// same bytes.
 ///
-/// Writes go to a temporary file next to `path` (`.NAME.tmp-PID-RANDOM`); `finish()` writes the
-/// end marker, fsyncs and renames it to `path`, so a crash never leaves a half-written archive
-/// under the final name. A writer dropped without `finish()` removes its temporary file.
+/// Writes go to an `AtomicFileWriter` (a temporary file next to `path`); `finish()` writes the
+/// end marker and commits it (fsync, rename to `path`, fsync of the folder), so a crash never
+/// leaves a half-written archive under the final name. A writer dropped without `finish()`
+/// removes its temporary file.
 ///
 /// Not thread-safe: use one writer from one thread at a time.
 public final class TarWriter {
@@ -700,7 +701,7 @@ public final class TarWriter {
     /// The largest member size the ustar size field holds (8 GiB - 1).
     public static let maximumMemberSize = 0o77777777777
 
-    private var fd: Int32
+    private let file: AtomicFileWriter
     private var buffer: [UInt8] = []
     private let bufferCapacity = 1 << 20
     private var state = State.open
@@ -710,22 +711,13 @@ public final class TarWriter {
     /// Creates the temporary file next to `path`. Throws `writeFailed` when it cannot be created.
     public init(path: String) throws {
         self.path = path
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        let temporary = "\(directory)/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        self.temporaryPath = temporary
-        fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw TarError(path: path, offset: 0, problem: .writeFailed("cannot create \(temporary): \(systemError())"))
+        do {
+            file = try AtomicFileWriter(path: path)
+        } catch let error as FileIOError {
+            throw TarError(path: path, offset: 0, problem: .writeFailed(error.problem))
         }
+        temporaryPath = file.temporaryPath
         buffer.reserveCapacity(bufferCapacity)
-    }
-
-    deinit {
-        if state != .finished {
-            if fd >= 0 { close(fd) }
-            unlink(temporaryPath)
-        }
     }
 
     /// Appends a regular file `name` with contents `data`.
@@ -769,21 +761,19 @@ public final class TarWriter {
         try checkOpen()
         try append([UInt8](repeating: 0, count: 2 * tarBlockSize))
         try flush()
-        if fsync(fd) != 0 { try fail("fsync: \(systemError())") }
-        let closed = close(fd)
-        fd = -1
-        if closed != 0 { try fail("close: \(systemError())") }
-        if rename(temporaryPath, path) != 0 { try fail("rename to \(path): \(systemError())") }
+        do {
+            try file.commit()
+        } catch let error as FileIOError {
+            state = .failed
+            throw TarError(path: path, offset: bytesWritten, problem: .writeFailed(error.problem))
+        }
         state = .finished
-        SafeFile.syncDirectory(containing: path)
     }
 
     /// Abandons the archive: closes and removes the temporary file. `path` is left untouched.
     public func cancel() {
         guard state != .finished else { return }
-        if fd >= 0 { close(fd) }
-        fd = -1
-        unlink(temporaryPath)
+        file.abandon()
         state = .failed
     }
 
@@ -823,14 +813,10 @@ public final class TarWriter {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress!.advanced(by: done), bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                try fail(systemError())
-            }
-            done += n
+        do {
+            try file.write(bytes)
+        } catch let error as FileIOError {
+            try fail(error.problem)
         }
     }
 }

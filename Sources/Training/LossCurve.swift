@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// Loss curves as standalone SVG line charts, and the smoothing that TensorBoard applies to them.
 public enum LossCurve {
@@ -49,7 +50,7 @@ public enum LossCurve {
             font-size="11" fill="#222">
             <rect width="\(width)" height="\(height)" fill="white"/>
             <text class="title" x="\(f(Double(width) / 2))" y="24" text-anchor="middle" \
-            font-size="15" font-weight="bold">\(escape(title))</text>
+            font-size="15" font-weight="bold">\(XMLText.escape(title))</text>
 
             """
 
@@ -103,7 +104,7 @@ public enum LossCurve {
             let points = plotted[s]
             let colour = palette[s % palette.count]
             let style = lineStyle(index: s, noisy: noisy[s], colour: colour)
-            let name = escape(series[s].name)
+            let name = XMLText.escape(series[s].name)
             if points.count == 1 {
                 svg += """
                     <circle class="point" cx="\(f(px(points[0].x)))" cy="\(f(py(points[0].y)))" \
@@ -193,7 +194,7 @@ public enum LossCurve {
 
     /// A `<text>` element holding `content`, escaped, and a newline.
     static func text(_ content: String, _ x: Double, _ y: Double, _ attributes: String) -> String {
-        "<text \(attributes) x=\"\(f(x))\" y=\"\(f(y))\">\(escape(content))</text>\n"
+        "<text \(attributes) x=\"\(f(x))\" y=\"\(f(y))\">\(XMLText.escape(content))</text>\n"
     }
 
     /// The stroke of series `index`: thin and translucent when noisy, dashed past the palette.
@@ -264,28 +265,6 @@ public enum LossCurve {
     /// A coordinate with two decimals; callers only pass finite values.
     static func f(_ value: Double) -> String {
         String(format: "%.2f", value.isFinite ? value : 0)
-    }
-
-    /// Text escaped for XML character data and attributes; control characters (not allowed in
-    /// XML 1.0 at all) are dropped, and tabs and line breaks become spaces.
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            case "\t", "\n", "\r": out += " "
-            default:
-                let v = scalar.value
-                if v < 0x20 || (0x7F...0x9F).contains(v) || v == 0xFFFE || v == 0xFFFF { continue }
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
     }
 }
 

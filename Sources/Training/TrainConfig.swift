@@ -1,4 +1,4 @@
-import FileIO
+import Support
 import Foundation
 import ViT
 import Yams

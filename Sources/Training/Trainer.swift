@@ -2,6 +2,7 @@ import Distributed
 import Foundation
 import Imaging
 import Shards
+import Support
 import ViT
 import WordNet
 
@@ -248,8 +249,15 @@ public final class Trainer {
         loader.start(at: loaderStart)
         defer { loader.stop() }
 
-        let validator = config.data.val.isEmpty || !isRoot ? nil : try Validator(
-            trainer: self, vocabulary: vocabulary, mode: mode, model: model)
+        var validator: Validator?
+        if !config.data.val.isEmpty && isRoot {
+            let source = try openSource(config.data.val, key: "data.val", shuffle: false)
+            validator = try Validator(
+                source: source, table: try labelTable(source: source, what: "validation", vocabulary: vocabulary, mode: mode),
+                trainCounts: vocabulary.entries.map(\.count), model: model, batchSize: config.data.batchSize,
+                maxFileBytes: config.data.maxFileMB << 20, limit: config.data.valSamples > 0 ? config.data.valSamples : Int.max,
+                what: "data.val", path: config.data.val)
+        }
 
         var activations: [String: ViTActivations] = [:]
         var activationOrder: [String] = []
@@ -269,11 +277,11 @@ public final class Trainer {
         /// The next batch, rolling over epochs; the data-loader wait is added to `wait`.
         func nextBatch(_ wait: inout Double) throws -> Batch {
             while true {
-                let t0 = now()
+                let t0 = MonotonicClock.seconds()
                 let before = loader.position.consumed
                 let batch: Batch?
                 do { batch = try loader.next() } catch { throw TrainError("data.train: \(error)") }
-                wait += now() - t0
+                wait += MonotonicClock.seconds() - t0
                 if let batch {
                     stepSkipped += loader.position.consumed - before - batch.count
                     emptyEpochs = 0
@@ -290,13 +298,13 @@ public final class Trainer {
         }
 
         let totalSteps = config.run.steps
-        var lastCheckpoint = now()
-        var interval = (images: 0, wait: 0.0, start: now(), gradNorm: 0.0)
+        var lastCheckpoint = MonotonicClock.seconds()
+        var interval = (images: 0, wait: 0.0, start: MonotonicClock.seconds(), gradNorm: 0.0)
         var intervalComm = 0.0  // seconds blocked waiting for the ranks' sums
         var firstLoss: Double?
         var lastLoss: Double?
         var interrupted = false
-        let sessionStart = now()
+        let sessionStart = MonotonicClock.seconds()
         let secondsBefore = state.trainSeconds
         reporter.log(state.step == 0 ? "training \(totalSteps) steps into \(runDirectory)" : "resumed at step \(state.step) of \(totalSteps) (epoch \(state.loader.epoch))")
 
@@ -338,17 +346,17 @@ public final class Trainer {
             if world == 1 && previousCount != images { scale(model.gradients, by: Float(previousCount) / Float(images)) }
             afterBackward?(model, state.step)
             // over the ranks: gradient sums in buckets, then the step's statistics and votes
-            let rootWantsCheckpoint = isRoot && config.run.checkpointMinutes > 0 && now() - lastCheckpoint >= config.run.checkpointMinutes * 60
+            let rootWantsCheckpoint = isRoot && config.run.checkpointMinutes > 0 && MonotonicClock.seconds() - lastCheckpoint >= config.run.checkpointMinutes * 60
             var stats = [lossSum, Double(images), stop.requested ? 1 : 0, rootWantsCheckpoint ? 1 : 0, Double(stepSkipped)]
             stepSkipped = 0
             if world > 1 {
                 // the gradient sums were started during the last backward pass
-                let commStart = now()
+                let commStart = MonotonicClock.seconds()
                 do {
                     try reducer.sum(&stats)
                     try reducer.finishSums()
                 } catch { throw TrainError("step \(state.step + 1): \(error)") }
-                intervalComm += now() - commStart
+                intervalComm += MonotonicClock.seconds() - commStart
                 scale(model.gradients, by: 1 / Float(stats[1]))
                 lossSum = stats[0]
                 images = Int(stats[1])
@@ -380,9 +388,9 @@ public final class Trainer {
             interval.wait += wait
             interval.gradNorm = gradNorm
 
-            let elapsed = now() - interval.start
+            let elapsed = MonotonicClock.seconds() - interval.start
             let rate = elapsed > 0 ? Double(interval.images) / elapsed : 0
-            let sessionRate = Double(state.samplesSeen) / max(1e-9, secondsBefore + now() - sessionStart)
+            let sessionRate = Double(state.samplesSeen) / max(1e-9, secondsBefore + MonotonicClock.seconds() - sessionStart)
             let eta = Double(totalSteps - state.step) * Double(config.data.batchSize * o.accumulation) / max(1e-9, sessionRate)
             reporter.progress(step: state.step, total: totalSteps, loss: loss, lr: lr, imagesPerSecond: rate, etaSeconds: eta)
 
@@ -396,7 +404,7 @@ public final class Trainer {
                     ("images_per_s", round2(rate)), ("data_wait", round4(elapsed > 0 ? interval.wait / elapsed : 0)),
                 ] + (world > 1 ? [("comm_wait", round4(elapsed > 0 ? intervalComm / elapsed : 0)), ("ranks", world)] : []) + [
                     ("samples", state.samplesSeen), ("skipped", state.skippedSamples), ("bad_steps", state.badSteps),
-                    ("seconds", round2(secondsBefore + now() - sessionStart)),
+                    ("seconds", round2(secondsBefore + MonotonicClock.seconds() - sessionStart)),
                 ]
                 try metrics?.write(fields)
                 state.metricsLines += 1
@@ -405,19 +413,19 @@ public final class Trainer {
                            state.loader.epoch, meanLoss, lr, gradNorm, rate, 100 * (elapsed > 0 ? interval.wait / elapsed : 0)))
                 state.intervalLossSum = 0
                 state.intervalSteps = 0
-                interval = (0, 0, now(), 0)
+                interval = (0, 0, MonotonicClock.seconds(), 0)
                 intervalComm = 0
             }
             if let validator, config.run.evalEvery > 0, state.step % config.run.evalEvery == 0, state.step < totalSteps {
-                let validationStart = now()
+                let validationStart = MonotonicClock.seconds()
                 let v = try validator.evaluate(ema: ema)
                 try metrics?.write([
                     ("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images),
-                    ("seconds", round2(secondsBefore + now() - sessionStart)), ("val_seconds", round2(now() - validationStart)),
+                    ("seconds", round2(secondsBefore + MonotonicClock.seconds() - sessionStart)), ("val_seconds", round2(MonotonicClock.seconds() - validationStart)),
                 ])
                 state.metricsLines += 1
                 reporter.log(String(format: "step %d: validation mAP %.4f (frequency baseline %.4f, %d images)", state.step, v.map, v.baselineMap, v.images))
-                interval.start = now()
+                interval.start = MonotonicClock.seconds()
             }
 
             // every rank takes the same decisions: the votes were summed with the statistics
@@ -425,7 +433,7 @@ public final class Trainer {
             let byStep = config.run.checkpointEvery > 0 && state.step % config.run.checkpointEvery == 0
             let byTime = world > 1 ? stats[3] > 0 : rootWantsCheckpoint
             if byStep || byTime || interrupted || state.step == totalSteps {
-                state.trainSeconds = secondsBefore + now() - sessionStart
+                state.trainSeconds = secondsBefore + MonotonicClock.seconds() - sessionStart
                 if world > 1 {
                     let positions = try reducer.gather(Array(try JSONEncoder().encode(loader.position)))
                     state.worldSize = world
@@ -435,7 +443,7 @@ public final class Trainer {
                     state.rankLoaders = nil
                 }
                 if isRoot { try checkpoint(state: state, model: model, adam: adam, ema: ema) }
-                lastCheckpoint = now()
+                lastCheckpoint = MonotonicClock.seconds()
             }
             if interrupted {
                 let cause = stop.requested ? stop.signalName : "a signal to another rank"
@@ -448,7 +456,7 @@ public final class Trainer {
         var summary = TrainSummary(
             runDirectory: runDirectory, steps: state.step, totalSteps: totalSteps, interrupted: interrupted,
             samplesSeen: state.samplesSeen, skippedSamples: state.skippedSamples, badSteps: state.badSteps,
-            firstLoss: firstLoss, lastLoss: lastLoss, trainSeconds: secondsBefore + now() - sessionStart,
+            firstLoss: firstLoss, lastLoss: lastLoss, trainSeconds: secondsBefore + MonotonicClock.seconds() - sessionStart,
             validation: nil, modelDirectory: nil, skipReport: skipNotes.joined(separator: "\n"))
         if !isRoot { return summary }  // rank 0 writes the curve, the model and the summary
         summary.lossCurve = try writeLossCurve()
@@ -494,12 +502,12 @@ public final class Trainer {
             reporter.log("labels: \(table.count) \(what) samples from label caches beside the data")
             return table
         }
-        let start = now()
+        let start = MonotonicClock.seconds()
         let samples: [(file: String, key: String, caption: String)]
         do { samples = try LabelFiles.captions(of: source) } catch { throw TrainError("\(what) data: \(error)") }
         let (labels, empty) = labelCaptions(samples.map(\.caption), mode: mode, vocabulary: vocabulary)
         let table = Dictionary(zip(samples.map(\.key), labels), uniquingKeysWith: { $1 })
-        reporter.log(String(format: "labels: %d %@ captions labelled in %.1f s (%d with no synset of the vocabulary: trained as all-negative)", labels.count, what, now() - start, empty))
+        reporter.log(String(format: "labels: %d %@ captions labelled in %.1f s (%d with no synset of the vocabulary: trained as all-negative)", labels.count, what, MonotonicClock.seconds() - start, empty))
         return table
     }
 
@@ -517,7 +525,7 @@ public final class Trainer {
     /// entry). Labelled here from the captions: the label caches beside the data hold the
     /// joined captions' labels only.
     func sampledLabelTable(source: any SampleSource, vocabulary: Vocabulary, mode: LabelMode) throws -> [String: [[UInt32]]] {
-        let start = now()
+        let start = MonotonicClock.seconds()
         let samples: [(file: String, key: String, caption: String)]
         do { samples = try LabelFiles.captions(of: source) } catch { throw TrainError("training data: \(error)") }
         var owners: [Int] = [], lines: [String] = []
@@ -533,7 +541,7 @@ public final class Trainer {
         var table: [String: [[UInt32]]] = [:]
         table.reserveCapacity(samples.count)
         for (owner, l) in zip(owners, labels) { table[samples[owner].key, default: []].append(l) }
-        reporter.log(String(format: "labels: %d training captions of %d samples labelled in %.1f s, one drawn per sample and epoch (%d captions with no synset of the vocabulary)", labels.count, table.count, now() - start, empty))
+        reporter.log(String(format: "labels: %d training captions of %d samples labelled in %.1f s, one drawn per sample and epoch (%d captions with no synset of the vocabulary)", labels.count, table.count, MonotonicClock.seconds() - start, empty))
         return table
     }
 
@@ -651,18 +659,16 @@ func scale(_ arena: FloatArena, by factor: Float) {
     for i in 0..<arena.count { p[i] *= factor }
 }
 
-/// Seconds on a monotonic clock.
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 func round2(_ v: Double) -> Double { (v * 100).rounded() / 100 }
 func round4(_ v: Double) -> Double { (v * 10_000).rounded() / 10_000 }
 
-/// Writes a text file atomically (temporary file, rename).
+/// Writes a text file crash-safely (`SafeFile.writeAtomically`).
 func writeText(_ text: String, to path: String) throws {
     do {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-    } catch {
-        throw TrainError("\(path): cannot write (\(error.localizedDescription))")
+        try SafeFile.writeAtomically(path, bytes: Array(text.utf8))
+    } catch let error as FileIOError {
+        throw TrainError("\(path): cannot write (\(error.problem))")
     }
 }
 

@@ -1,33 +1,31 @@
+import Encoder
 import Foundation
-import Imaging
 import Shards
 import ViT
-import WordNet
 
-/// Validation during and after training: the head's logits on held-out captioned images
-/// (evaluation preprocessing: resize to side / crop_pct, centre crop), scored by mean average
-/// precision over the classes present, against the baseline that scores every image by each
-/// class's training frequency.
+/// Validation during and after training: the head's logits on held-out captioned images (the
+/// model's evaluation preprocessing through `ImageEncoder`), scored by mean average precision
+/// over the classes present, against the baseline that scores every image by each class's
+/// training frequency.
 final class Validator {
     private let samples: [StreamSample]
     private let labels: [[UInt32]]
     private let skippedAtLoad: Int
     private let trainCounts: [Int]
     private let model: ViTModel
-    private let transform: EvalTransform
-    private let batchSize: Int
+    private let encoder: ImageEncoder
     private let maxFileBytes: Int
-    private var activations: [Int: ViTActivations] = [:]
 
-    init(trainer: Trainer, vocabulary: Vocabulary, mode: LabelMode, model: ViTModel) throws {
-        let config = trainer.config
-        maxFileBytes = config.data.maxFileMB << 20
-        let source = try trainer.openSource(config.data.val, key: "data.val", shuffle: false)
-        let table = try trainer.labelTable(source: source, what: "validation", vocabulary: vocabulary, mode: mode)
+    /// Validation on the samples of `source` that `table` labels (at most `limit`; those without
+    /// an entry are counted as skipped), for `model`, whose classes occur `trainCounts` times
+    /// among the training labels. `what` names the data in errors (`data.val`).
+    init(
+        source: any SampleSource, table: [String: [UInt32]], trainCounts: [Int], model: ViTModel, batchSize: Int,
+        maxFileBytes: Int, limit: Int, what: String, path: String
+    ) throws {
         var samples: [StreamSample] = []
         var labels: [[UInt32]] = []
         var skipped = 0
-        let limit = config.data.valSamples > 0 ? config.data.valSamples : Int.max
         do {
             try source.forEachSample(seed: 0, epoch: 0) { sample in
                 if case .missing = sample.image {
@@ -41,16 +39,16 @@ final class Validator {
                 return samples.count < limit
             }
         } catch {
-            throw TrainError("data.val: \(error)")
+            throw TrainError("\(what): \(error)")
         }
-        guard !samples.isEmpty else { throw TrainError("\(config.data.val): no usable validation sample") }
+        guard !samples.isEmpty else { throw TrainError("\(path): no usable validation sample") }
         self.samples = samples
         self.labels = labels
         self.skippedAtLoad = skipped
-        self.trainCounts = vocabulary.entries.map(\.count)
+        self.trainCounts = trainCounts
         self.model = model
-        self.transform = EvalTransform(size: config.data.imageSize, cropPct: config.data.evalCropPct)
-        self.batchSize = config.data.batchSize
+        self.encoder = ImageEncoder(model: model, batchSize: batchSize)
+        self.maxFileBytes = maxFileBytes
     }
 
     /// Scores the current weights (the EMA weights when given; the model's are restored after).
@@ -64,41 +62,20 @@ final class Validator {
         }
         defer { if let saved { model.parameters.copy(from: saved) } }
 
-        let classes = model.numClasses
-        let per = transform.outputCount
-        var scores: [Float] = []
-        scores.reserveCapacity(samples.count * classes)
-        var kept: [[UInt32]] = []
-        var failed = 0
-        var pixels = [Float](repeating: 0, count: batchSize * per)
-        var start = 0
-        while start < samples.count {
-            let chunk = Array(samples[start..<min(samples.count, start + batchSize)])
-            let transform = self.transform, maxFileBytes = self.maxFileBytes
-            let decoded = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.decodeBatch(count: chunk.count, into: buffer) { i in
-                    let name = chunk[i].source + ":" + chunk[i].key
-                    return (try chunk[i].image.load(name: name, maxFileBytes: maxFileBytes), name)
-                }
-            }.kept
-            let n = decoded.count
-            for i in decoded { kept.append(labels[start + i]) }
-            failed += chunk.count - n
-            if n > 0 {
-                let acts = activations[n] ?? model.makeActivations(batchSize: n, training: false)
-                activations[n] = acts
-                pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, activations: acts) }
-                scores += UnsafeBufferPointer(start: acts.logitsPointer, count: n * classes)
-            }
-            start += chunk.count
+        let (samples, maxFileBytes) = (self.samples, self.maxFileBytes)
+        let encoded = encoder.encode(count: samples.count, logits: true) { i in
+            let name = samples[i].source + ":" + samples[i].key
+            return (try samples[i].image.load(name: name, maxFileBytes: maxFileBytes), name)
         }
+        let kept = encoded.kept.map { labels[$0] }
         guard !kept.isEmpty else { throw TrainError("data.val: no validation image could be decoded") }
-        let result = scores.withUnsafeBufferPointer {
+        let classes = model.numClasses
+        let result = encoded.logits.withUnsafeBufferPointer {
             AveragePrecision.meanAveragePrecision(scores: $0, labels: kept, classes: classes)
         }
         let baseline = AveragePrecision.frequencyBaseline(trainCounts: trainCounts, labels: kept, classes: classes)
         return ValidationResult(
-            images: kept.count, skipped: skippedAtLoad + failed, classes: result.classesEvaluated,
+            images: kept.count, skipped: skippedAtLoad + encoded.failures.count, classes: result.classesEvaluated,
             map: result.map, baselineMap: baseline)
     }
 }

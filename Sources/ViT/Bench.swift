@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Support
 
 /// One timed run of the engine on synthetic batches (what `catlip bench train|infer` reports;
 /// the PyTorch peer is Benchmarks/peers/vit_torch.py, which times the same steps).

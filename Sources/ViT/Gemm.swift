@@ -104,32 +104,20 @@ public enum Gemm {
         }
     }
 
-    /// Whether the micro-kernels of this build run as vector FMA code. Release builds get
-    /// `-target-cpu` and do (about 100 GFLOP/s per core here); debug builds and
-    /// CATLIP_TARGET_CPU=generic ones compile SIMD16 arithmetic to scalar `fmaf` calls, about
-    /// 100 times slower than OpenBLAS's runtime-dispatched kernels, so `multiply` goes through
-    /// OpenBLAS there (`multiplyThroughBLAS`). Measured once: the best of five 14×32 tiles with
-    /// k = 256, against 5 GFLOP/s.
+    /// Whether the micro-kernels of this build run as vector FMA code. Release builds compiled
+    /// for a CPU (`-target-cpu`, which Package.swift marks with CATLIP_VECTOR_KERNELS) on a
+    /// processor with vector FMA do (about 100 GFLOP/s per core); debug builds and
+    /// CATLIP_TARGET_CPU=generic ones compile SIMD16 arithmetic to scalar `fmaf` calls, about 100
+    /// times slower than OpenBLAS's runtime-dispatched kernels, so `multiply` goes through
+    /// OpenBLAS there (`multiplyThroughBLAS`). Decided by the build and the processor's
+    /// features, never by timing, so which kernels run (and so the exact bits of a run) cannot
+    /// depend on the machine's load at start-up.
     static let ownKernelsAreFast: Bool = {
-        let k = 256
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: mr * k)
-        let b = UnsafeMutablePointer<Float>.allocate(capacity: k * 32)
-        let acc = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 2 * mr)
-        defer {
-            a.deallocate()
-            b.deallocate()
-            acc.deallocate()
-        }
-        a.initialize(repeating: 0.5, count: mr * k)
-        b.initialize(repeating: 0.25, count: k * 32)
-        var best = UInt64.max
-        for _ in 0..<5 {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            tile14x32(acc, a, rsA: k, csA: 1, rows: mr, b, ldb: 32, k: k)
-            best = min(best, DispatchTime.now().uptimeNanoseconds - t0)
-        }
-        let flops = Double(2 * mr * 32 * k)
-        return flops / Double(max(best, 1)) >= 5  // GFLOP/s: flops per nanosecond
+        #if CATLIP_VECTOR_KERNELS
+            return catlip_vector_fma_supported() != 0
+        #else
+            return false
+        #endif
     }()
 
     /// Makes `multiply` use the micro-kernels even where they are slow (the tests of a debug

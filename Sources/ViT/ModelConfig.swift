@@ -1,4 +1,4 @@
-import FileIO
+import Support
 import Foundation
 
 /// A model configuration that is unreadable or inconsistent: the file and the problem.

@@ -1,9 +1,11 @@
+import Support
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import FileIO
+import Support
 
 /// A float32 tensor held in host memory: a shape and its values in C (row-major) order.
 public struct FloatTensor: Sendable, Equatable {
@@ -289,7 +291,7 @@ public struct SafeTensors: Sendable, Equatable {
         if !metadata.isEmpty {
             json += "\"__metadata__\":{"
             json += metadata.keys.sorted().map {
-                MiniJSON.quote($0) + ":" + MiniJSON.quote(metadata[$0]!)
+                JSONText.quote($0) + ":" + JSONText.quote(metadata[$0]!)
             }.joined(separator: ",")
             json += "}"
             first = false
@@ -299,7 +301,7 @@ public struct SafeTensors: Sendable, Equatable {
             if !first { json += "," }
             first = false
             let shape = e.shape.map(String.init).joined(separator: ",")
-            json += MiniJSON.quote(e.name)
+            json += JSONText.quote(e.name)
             json += ":{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),"
             offset += e.count * 4
             json += "\(offset)]}"

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// A model directory or weights file that does not fit the model: the file and the problem.
 public struct ModelLoadError: Error, CustomStringConvertible, Equatable {

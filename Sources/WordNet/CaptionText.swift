@@ -225,24 +225,3 @@ public enum CaptionText {
     ]
 
 }
-
-/// The lines of a UTF-8 text file: split at LF and CRLF (Swift's `Character` treats CRLF as one
-/// character, so splitting at "\n" alone would miss it), invalid UTF-8 replaced by U+FFFD,
-/// a final empty line dropped.
-public func textLines(_ data: Data) -> [String] {
-    var lines: [String] = []
-    data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-        let bytes = raw.bindMemory(to: UInt8.self)
-        var start = 0
-        for i in 0..<bytes.count where bytes[i] == 10 {
-            var end = i
-            if end > start && bytes[end - 1] == 13 { end -= 1 }
-            lines.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self))
-            start = i + 1
-        }
-        if start < bytes.count {
-            lines.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start...]), as: UTF8.self))
-        }
-    }
-    return lines
-}

@@ -1,5 +1,5 @@
 import Dispatch
-import FileIO
+import Support
 import Foundation
 
 /// Precomputed labels: for each sample key, its sorted class indices under one vocabulary and

@@ -1,4 +1,6 @@
 /// How captions become synsets.
+import Support
+
 public enum LabelMode: String, Sendable, CaseIterable, Codable {
     /// corenet's rule, which the released CatLIP vocabulary follows: every token is lemmatised
     /// as a noun, its first noun sense is taken, and kept only when the lemma is that synset's
@@ -278,9 +280,7 @@ struct TokenMemo {
     }
 
     static func hash(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in key { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        return h
+        FNV1a.hash(key)
     }
 
     func find(_ key: UnsafeBufferPointer<UInt8>, hash: UInt64) -> Int32? {

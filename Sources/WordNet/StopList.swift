@@ -1,4 +1,4 @@
-import FileIO
+import Support
 import Foundation
 
 /// Words whose noun senses are kept out of a vocabulary: in web captions they name the medium,

@@ -1,5 +1,5 @@
-import FileIO
 import Foundation
+import Support
 
 /// The class vocabulary: synsets in class-index order (descending count, ties by wnid), read
 /// from and written to `vocab.tsv` (`wnid<TAB>count<TAB>lemma,lemma,...`, wnid zero-padded).
@@ -57,19 +57,13 @@ public struct Vocabulary: Sendable, Equatable {
     /// A 64-bit FNV-1a fingerprint of the class order (and `salt`), which label caches record
     /// so that a changed vocabulary or labelling rule is detected.
     public func fingerprint(salt: String = "") -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ bytes: some Sequence<UInt8>) {
-            for b in bytes {
-                hash ^= UInt64(b)
-                hash = hash &* 0x0000_0100_0000_01b3
-            }
-        }
-        mix(salt.utf8)
+        var hash = FNV1a()
+        hash.combine(salt.utf8)
         for e in entries {
-            mix([10])
-            mix(e.wnid.utf8)
+            hash.combine(CollectionOfOne(10))
+            hash.combine(e.wnid.utf8)
         }
-        return hash
+        return hash.value
     }
 
     // MARK: - Files

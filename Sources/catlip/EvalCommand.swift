@@ -1,8 +1,8 @@
 import ArgumentParser
 import Dispatch
 import Evaluation
-import FileIO
 import Foundation
+import Support
 import ViT
 import WordNet
 

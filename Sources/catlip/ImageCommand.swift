@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Imaging
+import Support
 
 /// `catlip image info|convert`: look at and convert single images.
 struct ImageCommand: ParsableCommand {
@@ -80,9 +81,9 @@ struct ImageCommand: ParsableCommand {
                 return try PNGEncoder.encode(image, source: out)
             }
             do {
-                try Data(png).write(to: URL(fileURLWithPath: out), options: .atomic)
-            } catch {
-                throw CLIError("\(out): cannot write: \(error.localizedDescription)")
+                try SafeFile.writeAtomically(out, bytes: png)
+            } catch let error as FileIOError {
+                throw CLIError("\(out): cannot write: \(error.problem)")
             }
         }
     }

@@ -1,8 +1,9 @@
 import ArgumentParser
 import Dispatch
-import FileIO
+import Encoder
 import Foundation
 import Imaging
+import Support
 import ViT
 
 /// Synthetic-model options of `catlip bench train|infer` (DESIGN.md).
@@ -155,29 +156,15 @@ struct EmbedCommand: ParsableCommand {
         Parallelism.threads = threads
         let vit = try cliRun { try ViTModel.load(directory: model) }
         try precision.apply(to: vit)
-        let cfg = vit.config.pretrainedCfg
-        let filter: ResampleFilter = cfg.interpolation == "bicubic" ? .bicubic : .bilinear
-        let transform = EvalTransform(size: vit.imageSize, cropPct: cfg.cropPct, filter: filter)
         let paths = try cliRun { try imagePaths(inputs) }
-        let embedder = ViTEmbedder(model: vit, batchSize: batch)
-        var kept: [String] = []
-        var embeddings: [Float] = []
-        var failures = 0
-        var start = 0
-        while start < paths.count {
-            let chunk = Array(paths[start..<min(paths.count, start + batch)])
-            start += chunk.count
-            var pixels = [Float](repeating: 0, count: chunk.count * transform.outputCount)
-            let (decoded, problems) = pixels.withUnsafeMutableBufferPointer { buffer in
-                transform.decodeBatch(count: chunk.count, into: buffer) { i in (try readFileBytes(chunk[i], maxBytes: fileLimit.bytes), chunk[i]) }
-            }
-            for problem in problems { printError("skipped \(problem.error)") }
-            kept += decoded.map { chunk[$0] }
-            let n = decoded.count
-            failures += chunk.count - n
-            if n > 0 { embeddings += pixels.withUnsafeBufferPointer { embedder.embed(images: $0.baseAddress!, count: n) } }
-        }
-        let d = embedder.dim
+        let encoder = ImageEncoder(model: vit, batchSize: batch)
+        let maxBytes = fileLimit.bytes
+        let encoded = encoder.encode(count: paths.count) { i in (try readFileBytes(paths[i], maxBytes: maxBytes), paths[i]) }
+        for problem in encoded.failures { printError("skipped \(problem.error)") }
+        let kept = encoded.kept.map { paths[$0] }
+        let embeddings = encoded.preLogits
+        let failures = encoded.failures.count
+        let d = encoder.dim
         try cliRun {
             if format == "npy" {
                 try writeAtomic(npyFloat32(embeddings, shape: [kept.count, d]), to: out)

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Dispatch
+import Distributed
 import Foundation
 import Imaging
-import Distributed
 import Serving
 import ViT
 import WordNet

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Shards
+import Training
 import WordNet
 
 /// Options shared by the commands that read WordNet.

@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 import Shards
+import Support
 import WordNet
 import XCTest
 

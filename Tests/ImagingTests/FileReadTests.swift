@@ -1,5 +1,5 @@
 import Dispatch
-import FileIO
+import Support
 import Foundation
 import Imaging
 import TestSupport

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import Support
 import TestSupport
 import XCTest
 
@@ -191,7 +192,7 @@ final class ClientHardeningTests: XCTestCase {
             "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nread to the end",
             "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
         ]
-        var rng = Imaging.SeededGenerator(seed: 1717)
+        var rng = SeededGenerator(seed: 1717)
         let cases = Fuzz.caseCount(quick: 30_000)
         var parsed = 0
         for n in 0..<cases {

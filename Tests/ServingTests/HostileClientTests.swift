@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import Support
 import TestSupport
 import XCTest
 
@@ -304,7 +305,7 @@ final class HostileClientTests: XCTestCase {
         let failures = Failures()
         let workers = 4
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var rng = Imaging.SeededGenerator(seed: 1717)
+            var rng = SeededGenerator(seed: 1717)
             for n in 0..<cases {
                 let base = bases[n % bases.count]
                 // every worker draws every case, so the stream of each case is fixed by its number
@@ -350,7 +351,7 @@ final class HostileClientTests: XCTestCase {
             ("/v1/search", #"{"embedding": [\#(embedding)], "top_k": 2}"#),
             ("/v1/search", #"{"embeddings": [[\#(embedding)], [\#(embedding)]]}"#),
         ]
-        var rng = Imaging.SeededGenerator(seed: 2026)
+        var rng = SeededGenerator(seed: 2026)
         for n in 0..<Fuzz.caseCount(quick: 400) {
             let (path, base) = bases[n % bases.count]
             let body = n % 2 == 0 ? Array(Fuzz.mutateText(base, using: &rng).utf8) : Fuzz.mutate(Array(base.utf8), using: &rng)

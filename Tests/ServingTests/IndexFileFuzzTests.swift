@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import Support
 import TestSupport
 import ViT
 import XCTest
@@ -23,7 +24,7 @@ final class IndexFileFuzzTests: XCTestCase {
         try index.write(path: valid)
         let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: valid)))
 
-        var rng = Imaging.SeededGenerator(seed: 17)
+        var rng = SeededGenerator(seed: 17)
         let path = directory.appendingPathComponent("mutant.safetensors").path
         var refused = 0
         for n in 0..<Fuzz.caseCount(quick: 1000) {

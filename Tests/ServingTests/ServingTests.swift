@@ -1,5 +1,7 @@
+import Encoder
 import Foundation
 import Imaging
+import Support
 import ViT
 import WordNet
 import XCTest
@@ -145,7 +147,7 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) -> Bool {
 
 final class IndexTests: XCTestCase {
     func testSearchIsExactAgainstANaiveScanAndTheFileRoundTrips() throws {
-        var generator = ViT.SeededGenerator(seed: 3)
+        var generator = SeededGenerator(seed: 3)
         let (n, d) = (257, 19)
         let rows = (0..<(n * d)).map { _ in Float.random(in: -1...1, using: &generator) }
         let keys = (0..<n).map { "key \($0) \"quoted\"" }

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import Support
 import TestSupport
 import XCTest
 

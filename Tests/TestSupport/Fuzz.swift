@@ -5,6 +5,7 @@
 // by hand (RELIABILITY.md).
 import Foundation
 import Imaging
+import Support
 
 /// Deterministic mutators for byte strings and text, shared by every fuzz test.
 public enum Fuzz {

@@ -5,6 +5,7 @@
 // its JSON header under a correct checksum, ends in a clean error or the original content.
 import Foundation
 import Imaging
+import Support
 import TestSupport
 import ViT
 import WordNet
@@ -138,7 +139,7 @@ final class CheckpointFuzzTests: XCTestCase {
     func testFuzzedCheckpointBytes() throws {
         let (path, state, blocks) = try writeTiny()
         let original = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
-        var rng = Imaging.SeededGenerator(seed: 41)
+        var rng = SeededGenerator(seed: 41)
         let cases = Fuzz.caseCount(quick: 1500)
         var rejected = 0
         for i in 0..<cases {
@@ -164,7 +165,7 @@ final class CheckpointFuzzTests: XCTestCase {
     func testFuzzedHeaderUnderAValidChecksum() throws {
         let (path, state, blocks) = try writeTiny()
         let text = String(decoding: try header(state), as: UTF8.self)
-        var rng = Imaging.SeededGenerator(seed: 43)
+        var rng = SeededGenerator(seed: 43)
         let cases = Fuzz.caseCount(quick: 1200)
         for i in 0..<cases {
             let mutated = Array(Fuzz.mutateText(text, using: &rng).utf8)

@@ -4,6 +4,7 @@
 // validates and reads back to itself.
 import Foundation
 import Imaging
+import Support
 import TestSupport
 import ViT
 import XCTest
@@ -111,7 +112,7 @@ final class ConfigFuzzTests: XCTestCase {
 
     func testFuzzedYAMLConfigs() throws {
         let reference = try TrainConfig.parse(yaml: Self.valid, file: "c.yaml")
-        var rng = Imaging.SeededGenerator(seed: 31)
+        var rng = SeededGenerator(seed: 31)
         var rejected = 0
         let cases = Fuzz.caseCount(quick: 2000)
         for i in 0..<cases {

@@ -5,6 +5,7 @@
 // correct load.
 import Foundation
 import Imaging
+import Support
 import TestSupport
 import XCTest
 
@@ -295,7 +296,7 @@ final class HostileModelTests: XCTestCase {
         let (dir, model) = try tinyDirectory()
         let path = dir + "/config.json"
         let original = String(decoding: try XCTUnwrap(FileManager.default.contents(atPath: path)), as: UTF8.self)
-        var rng = Imaging.SeededGenerator(seed: 17)
+        var rng = SeededGenerator(seed: 17)
         var loaded = 0
         let cases = Fuzz.caseCount(quick: 800)
         for i in 0..<cases {
@@ -310,7 +311,7 @@ final class HostileModelTests: XCTestCase {
         let (dir, model) = try tinyDirectory()
         let path = dir + "/model.safetensors"
         let original = Array(try XCTUnwrap(FileManager.default.contents(atPath: path)))
-        var rng = Imaging.SeededGenerator(seed: 23)
+        var rng = SeededGenerator(seed: 23)
         var rejected = 0
         let cases = Fuzz.caseCount(quick: 600)
         for i in 0..<cases {

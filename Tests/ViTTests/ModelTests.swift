@@ -1,4 +1,6 @@
+import Encoder
 import Foundation
+import Support
 import XCTest
 
 @testable import ViT

@@ -1,3 +1,4 @@
+import Encoder
 import Foundation
 import Imaging
 import ViT

@@ -76,6 +76,10 @@ static inline void catlip_futex_wake_all(uint32_t *p) {
 /// transposes where the processor has them).
 void catlip_pack_transposed(float *dst, const float *b, long ldb, long kb, long w, long pw);
 
+/// Whether the processor runs vector FMA code: AVX2 and FMA on x86_64, always on arm64 (NEON).
+/// One of the two conditions under which the engine uses its own SIMD micro-kernels.
+int catlip_vector_fma_supported(void);
+
 /// Whether the processor has AVX512_BF16 (and the AVX-512 subsets it needs): the bf16
 /// functions below do nothing without it.
 int catlip_bf16_supported(void);

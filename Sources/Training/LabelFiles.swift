@@ -1,4 +1,5 @@
 import Foundation
+import Shards
 import WordNet
 
 /// Label caches stored beside the data: `M.tsv.labels` next to a manifest, `NNNNN.tar.labels`

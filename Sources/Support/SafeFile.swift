@@ -188,55 +188,17 @@ public enum SafeFile {
     }
 
     /// Replaces `path` crash-safely with what `body` writes: `body` gets a sink that appends
-    /// bytes to a new temporary file next to `path` (created with O_EXCL|O_NOFOLLOW under a
-    /// random name, mode 0644 less the umask, so nothing planted at that name is followed or
-    /// reused); then the file is fsync'd, renamed over `path` (a symbolic link at `path` is
-    /// replaced, not written through) and the directory fsync'd. At every instant `path` is
-    /// either the old or the new complete file. On any error, including one thrown by `body`
+    /// bytes to an `AtomicFileWriter` (a new temporary file next to `path`), which is then
+    /// committed: fsync'd, renamed over `path`, the directory fsync'd. At every instant `path`
+    /// is either the old or the new complete file. On any error, including one thrown by `body`
     /// (rethrown as it is), the temporary file is removed. I/O failures throw `FileIOError`
     /// naming `path`.
     public static func writeAtomically(
         _ path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
     ) throws {
-        var temporary = ""
-        var fd: Int32 = -1
-        for _ in 0..<temporaryAttempts {
-            temporary = temporaryPath(for: path)
-            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-            if fd >= 0 || errno != EEXIST { break }
-        }
-        guard fd >= 0 else {
-            throw FileIOError(.writeFailed, path: path, problem: "cannot create a temporary file \(temporary): \(errnoText())")
-        }
-        var isOpen = true
-        var published = false
-        defer {
-            if isOpen { close(fd) }
-            if !published { unlink(temporary) }
-        }
-        try body { bytes in
-            var done = 0
-            while done < bytes.count {
-                let n = write(fd, bytes.baseAddress! + done, min(bytes.count - done, 1 << 30))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FileIOError(.writeFailed, path: path, problem: "write failed: \(errnoText())")
-                }
-                done += n
-            }
-        }
-        if fsync(fd) != 0 {
-            throw FileIOError(.writeFailed, path: path, problem: "fsync failed: \(errnoText())")
-        }
-        isOpen = false
-        if close(fd) != 0 {
-            throw FileIOError(.writeFailed, path: path, problem: "close failed: \(errnoText())")
-        }
-        if rename(temporary, path) != 0 {
-            throw FileIOError(.writeFailed, path: path, problem: "cannot rename \(temporary) into place: \(errnoText())")
-        }
-        published = true
-        syncDirectory(containing: path)
+        let writer = try AtomicFileWriter(path: path)
+        try body { try writer.write($0) }
+        try writer.commit()
     }
 
     /// Replaces `path` crash-safely with `bytes` (see `writeAtomically(_:_:)`).
@@ -261,7 +223,97 @@ public enum SafeFile {
     }
 }
 
+/// `write(2)`, callable where the method `AtomicFileWriter.write` shadows it.
+private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, buffer, count)
+}
+
 /// `read(2)`, callable where the method `SafeFile.read` shadows it.
 private func posixRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
     read(fd, buffer, count)
+}
+
+/// The one way catlip replaces a file (checkpoints, models, shards, caches, indexes, reports):
+/// bytes go to a temporary file created next to `path` with O_EXCL|O_NOFOLLOW under a random
+/// name (mode 0644 less the umask), so nothing planted at that name is followed or reused;
+/// `commit()` fsyncs it, renames it over `path` (a symbolic link at `path` is replaced, not
+/// written through) and fsyncs the directory, so a crash at any instant leaves either the old
+/// or the new complete file under `path`. A writer dropped or failed before `commit()` removes
+/// its temporary file. Not thread-safe: one writer, one thread at a time.
+public final class AtomicFileWriter {
+    /// The file replaced by `commit()`.
+    public let path: String
+    /// The temporary file written until `commit()`.
+    public let temporaryPath: String
+    private var fd: Int32
+    /// Whether the temporary file still exists under `temporaryPath` (false once renamed or removed).
+    private var temporaryExists = true
+
+    /// Creates the temporary file next to `path`; throws `FileIOError` (`writeFailed`) when it
+    /// cannot be created.
+    public init(path: String) throws {
+        self.path = path
+        var temporary = ""
+        var fd: Int32 = -1
+        for _ in 0..<SafeFile.temporaryAttempts {
+            temporary = SafeFile.temporaryPath(for: path)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            if fd >= 0 || errno != EEXIST { break }
+        }
+        guard fd >= 0 else {
+            throw FileIOError(.writeFailed, path: path, problem: "cannot create a temporary file \(temporary): \(SafeFile.errnoText())")
+        }
+        self.fd = fd
+        self.temporaryPath = temporary
+    }
+
+    deinit { abandon() }
+
+    /// Appends `bytes` (all of them: short writes and EINTR are retried). After a failure the
+    /// writer is abandoned and the temporary file removed.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard fd >= 0 else { throw FileIOError(.writeFailed, path: path, problem: "the file is already committed or abandoned") }
+        var done = 0
+        while done < bytes.count {
+            let n = posixWrite(fd, bytes.baseAddress! + done, min(bytes.count - done, 1 << 30))
+            if n < 0 {
+                if errno == EINTR { continue }
+                let reason = SafeFile.errnoText()
+                abandon()
+                throw FileIOError(.writeFailed, path: path, problem: "write failed: \(reason)")
+            }
+            done += n
+        }
+    }
+
+    /// Publishes the file: fsync, close, rename over `path`, fsync of the directory. On failure
+    /// the temporary file is removed and `path` is left as it was.
+    public func commit() throws {
+        guard fd >= 0 else { throw FileIOError(.writeFailed, path: path, problem: "the file is already committed or abandoned") }
+        func fail(_ what: String) -> FileIOError {
+            let reason = SafeFile.errnoText()
+            abandon()
+            return FileIOError(.writeFailed, path: path, problem: "\(what): \(reason)")
+        }
+        if fsync(fd) != 0 { throw fail("fsync failed") }
+        let closed = close(fd)
+        fd = -1
+        if closed != 0 { throw fail("close failed") }
+        if rename(temporaryPath, path) != 0 { throw fail("cannot rename \(temporaryPath) into place") }
+        temporaryExists = false
+        SafeFile.syncDirectory(containing: path)
+    }
+
+    /// Gives up: closes and removes the temporary file; `path` is untouched. Nothing after a
+    /// commit.
+    public func abandon() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+        if temporaryExists {
+            unlink(temporaryPath)
+            temporaryExists = false
+        }
+    }
 }
