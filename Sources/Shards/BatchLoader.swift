@@ -116,7 +116,13 @@ public struct SkipReport: Sendable, Equatable, CustomStringConvertible {
     public var examples: [String: [String]] = [:]
     static let keysKept = 20
 
-    mutating func add(_ reason: String, _ example: String) {
+    /// An empty report.
+    public init() {}
+
+    /// Counts one skipped sample under `reason`, keeping `example` (its key, with its source)
+    /// among the first few of that reason; public so that every tool that walks samples
+    /// (`catlip shards create|info`) counts them the one way the loader does.
+    public mutating func add(_ reason: String, _ example: String) {
         counts[reason, default: 0] += 1
         if examples[reason, default: []].count < Self.keysKept { examples[reason, default: []].append(example) }
     }
