@@ -19,9 +19,12 @@ public enum LabelBench {
         var result = Result(captionsPerSecond: [], captionsWithLabels: 0, labels: 0)
         for _ in 0..<repeats {
             let start = DispatchTime.now().uptimeNanoseconds
-            let counts = parallelMap(count: captions.count, threads: threads, makeState: {
-                Labeller(database: database, mode: mode)
-            }) { labeller, i in labeller.synsets(captions[i]).count }
+            let counts = parallelMap(
+                count: captions.count, threads: threads,
+                makeState: {
+                    Labeller(database: database, mode: mode)
+                }
+            ) { labeller, i in labeller.synsets(captions[i]).count }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             result.captionsPerSecond.append(Double(captions.count) / seconds)
             result.captionsWithLabels = counts.filter { $0 > 0 }.count
