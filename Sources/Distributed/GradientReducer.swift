@@ -22,6 +22,10 @@ public protocol GradientReducer: AnyObject {
     func broadcast(_ bytes: [UInt8]) throws -> [UInt8]
     /// Rank 0's `count` floats at `values` on every rank, in place.
     func broadcast(_ values: UnsafeMutablePointer<Float>, count: Int) throws
+    /// Ends the job's communication once this rank is done with it (for MPI: a barrier, so
+    /// that no rank leaves while another still sends, then MPI_Finalize). Every process that
+    /// made a reducer calls it before exiting normally; later calls do nothing.
+    func finalize()
 }
 
 /// A failure of the job's communication, naming the rank and the operation.
@@ -52,6 +56,8 @@ public final class LocalReducer: GradientReducer {
     public func broadcast(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
     /// Nothing to copy.
     public func broadcast(_ values: UnsafeMutablePointer<Float>, count: Int) throws {}
+    /// Nothing to end.
+    public func finalize() {}
 }
 
 /// The reducer for this process: `MPIReducer` when launched by mpirun (OpenMPI's

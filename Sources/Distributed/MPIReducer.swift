@@ -1,7 +1,7 @@
 import CMPI
-import Support
 import Dispatch
 import Foundation
+import Support
 
 #if canImport(Glibc)
     import Glibc

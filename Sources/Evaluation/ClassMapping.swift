@@ -1,5 +1,5 @@
-import Support
 import Foundation
+import Support
 import WordNet
 
 /// How a dataset class reached rows of the pretraining head.

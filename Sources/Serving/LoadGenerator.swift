@@ -410,3 +410,30 @@ private final class ReportBox: @unchecked Sendable {
         return value
     }
 }
+
+extension LoadGenerator {
+    /// Runs this load with `hostile` clients beside it (what `catlip bench serve --slow-drip
+    /// ... --oversized-per-s ...` measures): the ordinary clients connect first, the hostile ones
+    /// start a second later on their own thread and run to the end of the measured window, so
+    /// the report shows what they cost the ordinary clients. Without `hostile`, just `run()`.
+    public func run(beside hostile: HostileLoad?) -> (load: Report, hostile: HostileLoad.Report?) {
+        guard let hostile else { return (run(), nil) }
+        let slot = HostileReportSlot()
+        let done = DispatchSemaphore(value: 0)
+        let seconds = warmup + duration - 1
+        Thread {
+            usleep(1_000_000)
+            slot.value = hostile.run(seconds: seconds)
+            done.signal()
+        }.start()
+        let report = run()
+        done.wait()
+        return (report, slot.value)
+    }
+}
+
+/// The hostile clients' report, handed from their thread to the caller's (the semaphore
+/// orders the write before the read).
+private final class HostileReportSlot: @unchecked Sendable {
+    var value: HostileLoad.Report?
+}

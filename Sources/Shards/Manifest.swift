@@ -1,5 +1,5 @@
-import Support
 import Foundation
+import Support
 
 /// One image-caption sample of a manifest.
 public struct ManifestSample: Sendable, Equatable {

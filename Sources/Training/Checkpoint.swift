@@ -1,6 +1,6 @@
-import Support
 import Foundation
 import Shards
+import Support
 
 /// Everything besides the tensors that a resumed run needs to continue exactly where a
 /// checkpoint was taken.

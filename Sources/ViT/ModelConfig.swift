@@ -1,5 +1,5 @@
-import Support
 import Foundation
+import Support
 
 /// A model configuration that is unreadable or inconsistent: the file and the problem.
 public struct ModelConfigError: Error, CustomStringConvertible, Equatable {

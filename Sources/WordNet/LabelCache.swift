@@ -1,6 +1,6 @@
 import Dispatch
-import Support
 import Foundation
+import Support
 
 /// Precomputed labels: for each sample key, its sorted class indices under one vocabulary and
 /// labelling rule. Computed once (in parallel) and stored beside the data, so training never

@@ -1,5 +1,5 @@
-import Support
 import Foundation
+import Support
 
 /// Words whose noun senses are kept out of a vocabulary: in web captions they name the medium,
 /// the licence, a style or a quantity ("free vector illustration", "flat icon set", "two"),

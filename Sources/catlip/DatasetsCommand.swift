@@ -53,8 +53,7 @@ struct DatasetsCommand: ParsableCommand {
         @Option(name: .customLong("max-objects"), help: "Most drawings in a scene.")
         var maxObjects: Int = 4
 
-        @Option(help: "Worker threads.")
-        var threads: Int = 2
+        @OptionGroup var threads: ThreadsOption
 
         @OptionGroup var wordnet: WordNetOptions
 
@@ -63,7 +62,6 @@ struct DatasetsCommand: ParsableCommand {
             if size < 8 || size > 1024 { throw ValidationError("--size must be in 8...1024") }
             if perShard < 1 || perShard > 100_000 { throw ValidationError("--per-shard must be in 1...100000") }
             if maxObjects < 1 || maxObjects > 100 { throw ValidationError("--max-objects must be in 1...100") }
-            if threads < 1 { throw ValidationError("--threads must be positive") }
         }
 
         func run() throws {
@@ -80,7 +78,7 @@ struct DatasetsCommand: ParsableCommand {
             let database = try wordnet.load()
             let labeller = Labeller(database: database, mode: wordnet.mode)
             let library = try cliRun {
-                try ObjectLibrary(records: records, heldout: heldoutRecords, size: size, labeller: labeller, threads: threads)
+                try ObjectLibrary(records: records, heldout: heldoutRecords, size: size, labeller: labeller, threads: threads.count)
             }
             let loadSeconds = elapsed()
             printError(
@@ -99,7 +97,7 @@ struct DatasetsCommand: ParsableCommand {
             let terminal = isatty(STDERR_FILENO) != 0
             let composeStart = elapsed()
             let summary = try cliRun {
-                try writer.write(to: out, threads: threads) { shardsDone, samplesDone in
+                try writer.write(to: out, threads: threads.count) { shardsDone, samplesDone in
                     let seconds = elapsed() - composeStart
                     let rate = Double(samplesDone) / max(seconds, 1e-9)
                     let eta = Double(total - samplesDone) / max(rate, 1e-9)

@@ -43,11 +43,9 @@ struct EvalCommand: ParsableCommand {
                 + "class (synset, route direct|hyponyms|hypernym|unmapped, rows, ambiguous "
                 + "senses, classes sharing rows), then a coverage line on stderr.")
 
-        @Option(help: "Model directory (its vocab.tsv gives the rows).")
-        var model: String
+        @OptionGroup var model: ModelOptions
 
-        @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
-        var wordnet: String = WordNetDatabase.defaultDirectory
+        @OptionGroup var wordnet: WordNetDirectoryOption
 
         @Argument(help: "Classes: names (\"teddy bear\", dogs) or wnids (n02084071).")
         var classes: [String]
@@ -59,8 +57,8 @@ struct EvalCommand: ParsableCommand {
         }
 
         func run() throws {
-            let database = try cliRun { try WordNetDatabase(directory: wordnet) }
-            let vocabulary = try cliRun { try Vocabulary.load(path: model + "/vocab.tsv", database: database) }
+            let database = try wordnet.load()
+            let vocabulary = try cliRun { try Vocabulary.load(path: model.vocabularyPath, database: database) }
             let mapper = try mapping.mapper(vocabulary, database)
             let mappings = mapper.map(classes)
             var counts: [MappingRoute: Int] = [:]
@@ -95,8 +93,7 @@ struct ZeroShotCommand: ParsableCommand {
             + "cosine); one JSON line per rule with top-1, top-k, mean per-class and direct-only "
             + "accuracy; --json adds per-class results and the confusion matrix.")
 
-    @Option(help: "Model directory.")
-    var model: String
+    @OptionGroup var modelOptions: ModelOptions
 
     @Option(help: "ImageFolder (one folder per class, named by name or wnid) or a TSV manifest path<TAB>label.")
     var data: String
@@ -104,8 +101,8 @@ struct ZeroShotCommand: ParsableCommand {
     @Option(name: .customLong("top-k"), help: "k of top-k accuracy.")
     var topK: Int = 5
 
-    @Option(help: "Scoring rule: logit, no-bias, prior, cosine, or all.")
-    var rule: String = "all"
+    @Option(name: .customLong("rule"), help: ArgumentHelp("Scoring rule: logit, no-bias, prior, cosine, or all.", valueName: "rule"))
+    var ruleChoice: RuleChoice = .all
 
     @Option(help: "Write the full report (per class, confusion matrix) to this JSON file.")
     var json: String?
@@ -113,24 +110,22 @@ struct ZeroShotCommand: ParsableCommand {
     @Option(help: "Draw the confusion matrix of the first rule as an SVG heat map here.")
     var svg: String?
 
-    @Option(help: "Worker threads.")
-    var threads: Int = 2
+    @OptionGroup var threadsOption: ThreadsOption
 
-    @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
-    var wordnet: String = WordNetDatabase.defaultDirectory
+    @OptionGroup var wordnetOption: WordNetDirectoryOption
 
     @OptionGroup var mapping: MappingOptions
 
     @OptionGroup var fileLimit: MaxFileOption
 
     func validate() throws {
-        if topK < 1 || threads < 1 { throw ValidationError("--top-k and --threads must be positive") }
-        if rule != "all" && ScoringRule(rawValue: rule) == nil { throw ValidationError("--rule must be logit, no-bias, prior, cosine or all") }
+        if topK < 1 { throw ValidationError("--top-k must be positive") }
     }
 
     func run() throws {
-        Parallelism.threads = threads
-        let database = try cliRun { try WordNetDatabase(directory: wordnet) }
+        threadsOption.applyToEngine()
+        let model = modelOptions.directory
+        let database = try cliRun { try WordNetDatabase(directory: wordnetOption.directory) }
         let vit = try cliRun { try ViTModel.load(directory: model) }
         let vocabulary = try cliRun { try Vocabulary.load(path: model + "/vocab.tsv", database: database) }
         guard vocabulary.count == vit.numClasses else {
@@ -140,7 +135,7 @@ struct ZeroShotCommand: ParsableCommand {
         let mappings = try mapping.mapper(vocabulary, database).map(dataset.classes)
         try mapping.check(mappings)
         let classifier = ZeroShotClassifier(model: vit, mappings: mappings, counts: vocabulary.entries.map(\.count))
-        let rules = rule == "all" ? ScoringRule.allCases : [ScoringRule(rawValue: rule)!]
+        let rules = ruleChoice.rules
         let result = ZeroShot.evaluate(model: vit, classifier: classifier, images: dataset.images, rules: rules, topK: topK, maxFileBytes: fileLimit.bytes)
         for path in result.failed.prefix(20) { printError("skipped \(path): cannot read or decode") }
         var coverage: [String: Int] = [:]
@@ -199,8 +194,7 @@ struct ExportHead: ParsableCommand {
             + "several, random when none), ready for fine-tuning here or in timm; classes.tsv "
             + "records each class's route and source rows.")
 
-    @Option(help: "Model directory.")
-    var model: String
+    @OptionGroup var model: ModelOptions
 
     @Option(help: "Target classes, one name or wnid per line.")
     var classes: String
@@ -213,16 +207,12 @@ struct ExportHead: ParsableCommand {
 
     @OptionGroup var mapping: MappingOptions
 
-    @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
-    var wordnet: String = WordNetDatabase.defaultDirectory
+    @OptionGroup var wordnet: WordNetDirectoryOption
 
     func run() throws {
-        let database = try cliRun { try WordNetDatabase(directory: wordnet) }
-        let vit = try cliRun { try ViTModel.load(directory: model) }
-        let vocabulary = try cliRun { try Vocabulary.load(path: model + "/vocab.tsv", database: database) }
-        guard vocabulary.count == vit.numClasses else {
-            throw CLIError("\(model)/vocab.tsv: \(vocabulary.count) synsets, the head has \(vit.numClasses) rows")
-        }
+        let database = try wordnet.load()
+        let vit = try model.load()
+        let vocabulary = try model.vocabulary(of: vit, database: database)
         // A list of class names: regular files of at most 64 MiB, like a class map.
         let bytes: [UInt8]
         do { bytes = try SafeFile.read(classes, maxBytes: ClassMapper.maximumUserMapBytes) } catch let error as FileIOError {
@@ -250,8 +240,7 @@ struct LinearProbeCommand: ParsableCommand {
             + "report its top-1/top-k accuracy on --val (ImageFolders or path<TAB>label manifests; "
             + "classes matched by name), to compare with zero-shot.")
 
-    @Option(help: "Model directory.")
-    var model: String
+    @OptionGroup var model: ModelOptions
 
     @Option(help: "Training images: ImageFolder or TSV manifest.")
     var train: String
@@ -271,20 +260,19 @@ struct LinearProbeCommand: ParsableCommand {
     @Option(name: .customLong("top-k"), help: "k of top-k accuracy.")
     var topK: Int = 5
 
-    @Option(help: "Worker threads.")
-    var threads: Int = 2
+    @OptionGroup var threads: ThreadsOption
 
     @OptionGroup var fileLimit: MaxFileOption
 
     func validate() throws {
-        if iterations < 1 || topK < 1 || threads < 1 || !(lr > 0) || weightDecay < 0 {
-            throw ValidationError("--iterations, --top-k, --threads and --lr must be positive, --weight-decay not negative")
+        if iterations < 1 || topK < 1 || !(lr > 0) || weightDecay < 0 {
+            throw ValidationError("--iterations, --top-k and --lr must be positive, --weight-decay not negative")
         }
     }
 
     func run() throws {
-        Parallelism.threads = threads
-        let vit = try cliRun { try ViTModel.load(directory: model) }
+        threads.applyToEngine()
+        let vit = try model.load()
         let trainSet = try cliRun { try ZeroShot.readDataset(train) }
         let valSet = try cliRun { try ZeroShot.readDataset(val) }
         let start = DispatchTime.now().uptimeNanoseconds

@@ -89,8 +89,6 @@ struct ImageCommand: ParsableCommand {
     }
 }
 
-extension ResampleFilter: ExpressibleByArgument {}
-
 /// `RRGGBB` hex to a colour.
 func parseHexColor(_ text: String) -> RGBColor? {
     guard text.count == 6, let v = UInt32(text, radix: 16) else { return nil }

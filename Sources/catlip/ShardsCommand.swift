@@ -1,81 +1,8 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Imaging
 import Shards
-import WordNet
-
-/// The data a command reads: a manifest (.tsv, .jsonl), a folder of images with sidecar
-/// captions, or tar shards (brace patterns, `::`-separated lists).
-func openSource(_ data: String, shuffle: Bool = true) throws -> any SampleSource {
-    let source = try cliRun { try openSampleSource(data, shuffle: shuffle) }
-    if let manifest = source as? ManifestSource {
-        for problem in manifest.problems.prefix(20) { printError("skipped \(problem)") }
-    }
-    return source
-}
-
-extension BenchCommand {
-    /// `catlip bench loader`: batches per second out of the loader.
-    struct Loader: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Images per second out of the batch loader (read, decode, "
-                + "RandomResizedCrop, flip, float CHW, multi-hot targets) over shards, a manifest "
-                + "or a folder.")
-
-        @Option(help: "Shards ('DIR/{00000..00009}.tar'), a manifest (.tsv/.jsonl) or a folder.")
-        var data: String
-
-        @Option(help: "Output side in pixels.")
-        var size: Int = 224
-
-        @Option(help: "Decode threads.")
-        var threads: Int = 2
-
-        @Option(help: "Batch size.")
-        var batch: Int = 64
-
-        @Option(help: "Timed epochs (the median is reported).")
-        var repeats: Int = 3
-
-        @Option(help: "Number of classes of the multi-hot targets (labels are hashed captions).")
-        var classes: Int = 1000
-
-        func validate() throws {
-            if size <= 0 || threads <= 0 || batch <= 0 || repeats <= 0 || classes <= 0 {
-                throw ValidationError("sizes and counts must be positive")
-            }
-        }
-
-        func run() throws {
-            let source = try openSource(data)
-            let config = LoaderConfig(
-                batchSize: batch, transform: TrainTransform(size: size), classCount: classes,
-                threads: threads, prefetchBatches: 2, seed: 0)
-            let classes = self.classes
-            // Labels are not the point here: a hash of the key picks one class.
-            let loader = BatchLoader(source: source, config: config) { key in
-                [UInt32(truncatingIfNeeded: key.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }) % UInt32(classes)]
-            }
-            var rates: [Double] = []
-            var images = 0
-            for epoch in 0...repeats {
-                let start = DispatchTime.now().uptimeNanoseconds
-                loader.start(at: LoaderPosition(epoch: epoch))
-                images = 0
-                while let b = try loader.next() { images += b.count }
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                if epoch > 0 { rates.append(Double(images) / seconds) }  // epoch 0 warms the page cache
-            }
-            printJSON([
-                "bench": "loader", "size": size, "threads": threads, "batch": batch, "images": images,
-                "skipped": loader.skipped.total,
-                "images_per_s": (rates.sorted()[rates.count / 2] * 10).rounded() / 10,
-                "runs": rates.map { ($0 * 10).rounded() / 10 },
-            ])
-        }
-    }
-}
+import Support
 
 /// `catlip shards create|info`: write and inspect webdataset tar shards.
 struct ShardsCommand: ParsableCommand {
@@ -116,7 +43,7 @@ struct ShardsCommand: ParsableCommand {
             } catch {
                 throw CLIError("\(out): cannot create the folder: \(error.localizedDescription)")
             }
-            var skipped = SkipCounter()
+            var skipped = SkipReport()
             var writer: TarWriter? = nil
             var shard = 0, inShard = 0, written = 0
             for sample in manifest.samples {
@@ -179,7 +106,7 @@ struct ShardsCommand: ParsableCommand {
         func run() throws {
             let shards = try cliRun { try expandShardList(pattern) }
             var samples = 0, formats: [String: Int] = [:], captionLengths: [Int] = []
-            var skipped = SkipCounter()
+            var skipped = SkipReport()
             var unreadableShards: [String] = []
             for shard in shards {
                 let reader: ShardSampleReader
@@ -231,22 +158,5 @@ struct ShardsCommand: ParsableCommand {
                 throw CLIError("\(unreadableShards.count) of \(shards.count) shards cannot be read (first: \(first))")
             }
         }
-    }
-}
-
-/// Skipped items by reason, with the first few names, for reports.
-struct SkipCounter {
-    var counts: [String: Int] = [:]
-    var examples: [String: [String]] = [:]
-
-    mutating func add(_ reason: String, _ name: String) {
-        counts[reason, default: 0] += 1
-        if examples[reason, default: []].count < 10 { examples[reason, default: []].append(name) }
-    }
-
-    var total: Int { counts.values.reduce(0, +) }
-
-    var lines: [String] {
-        counts.keys.sorted().map { "skipped \(counts[$0]!) (\($0)): " + examples[$0]!.joined(separator: ", ") }
     }
 }

@@ -28,8 +28,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Continue the run in this directory from its newest readable checkpoint.", valueName: "RUN_DIR"))
     var resume: String?
 
-    @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
-    var wordnet: String = WordNetDatabase.defaultDirectory
+    @OptionGroup var wordnet: WordNetDirectoryOption
 
     func validate() throws {
         if (config == nil) == (resume == nil) { throw ValidationError("give --config FILE to start a run, or --resume RUN_DIR to continue one") }
@@ -70,7 +69,7 @@ struct TrainCommand: ParsableCommand {
         if reducer.rank == 0 {
             try cliRun { try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) }
         }
-        let database = try cliRun { try WordNetDatabase(directory: wordnet) }
+        let database = try wordnet.load()
         let stop = StopRequest()
         stop.installSignalHandlers()
         if reducer.rank != 0 {
@@ -82,7 +81,7 @@ struct TrainCommand: ParsableCommand {
             do { summary = try trainer.run(resume: resume != nil) } catch {
                 throw CLIError("rank \(reducer.rank) of \(reducer.worldSize): \(error)")
             }
-            (reducer as? MPIReducer)?.finalize()
+            reducer.finalize()
             if summary.interrupted { throw ExitCode(stop.signalName == "SIGINT" ? 130 : 143) }
             return
         }
@@ -99,7 +98,7 @@ struct TrainCommand: ParsableCommand {
         }
         reporter.finishProgress()
         reporter.report(summary)
-        (reducer as? MPIReducer)?.finalize()
+        reducer.finalize()
         if summary.interrupted { throw ExitCode(stop.signalName == "SIGINT" ? 130 : 143) }
     }
 }

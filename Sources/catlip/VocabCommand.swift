@@ -5,22 +5,6 @@ import Shards
 import Training
 import WordNet
 
-/// Options shared by the commands that read WordNet.
-struct WordNetOptions: ParsableArguments {
-    @Option(name: .customLong("wordnet"), help: "WordNet 3.0 database folder.")
-    var directory: String = WordNetDatabase.defaultDirectory
-
-    @Option(help: "Labelling rule: corenet (the released CatLIP vocabulary's) or nouns.")
-    var mode: LabelMode = .corenet
-
-    /// Loads the database, turning a failure into a one-line error.
-    func load() throws -> WordNetDatabase {
-        try cliRun { try WordNetDatabase(directory: directory) }
-    }
-}
-
-extension LabelMode: ExpressibleByArgument {}
-
 /// `catlip vocab ...`: captions to synsets, vocabularies and label caches.
 struct VocabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -94,13 +78,11 @@ struct VocabCommand: ParsableCommand {
             help: "Keep every noun sense of these words out of the vocabulary: 'default' (medium, licence, style and number words such as illustration, vector, free, icon, two) or a file with one word or wnid per line. Off by default (the released CatLIP vocabulary's rule).")
         var stopList: String?
 
-        @Option(help: "Worker threads.")
-        var threads: Int = 2
+        @OptionGroup var threads: ThreadsOption
 
         func validate() throws {
             if minCount < 1 { throw ValidationError("--min-count must be at least 1") }
             if let m = maxSize, m < 1 { throw ValidationError("--max-size must be positive") }
-            if threads < 1 { throw ValidationError("--threads must be positive") }
         }
 
         func run() throws {
@@ -108,7 +90,7 @@ struct VocabCommand: ParsableCommand {
             let source = try openSource(data, shuffle: false)
             let captions = try cliRun { try LabelFiles.captions(of: source) }.map(\.caption)
             let mode = wordnet.mode
-            let perCaption = parallelMap(count: captions.count, threads: threads, makeState: {
+            let perCaption = parallelMap(count: captions.count, threads: threads.count, makeState: {
                 Labeller(database: database, mode: mode)
             }) { labeller, i in labeller.synsets(captions[i]) }
             var counts: [SynsetID: Int] = [:]
@@ -181,8 +163,7 @@ struct VocabCommand: ParsableCommand {
         @Option(help: "Output file for a manifest (default: its path + .labels).")
         var out: String?
 
-        @Option(help: "Worker threads.")
-        var threads: Int = 2
+        @OptionGroup var threads: ThreadsOption
 
         func run() throws {
             let database = try wordnet.load()
@@ -197,7 +178,7 @@ struct VocabCommand: ParsableCommand {
                 let mine = samples.filter { $0.file == file }
                 let cache = LabelCache.build(
                     keys: mine.map(\.key), captions: mine.map(\.caption), vocabulary: vocabulary,
-                    database: database, mode: wordnet.mode, threads: threads)
+                    database: database, mode: wordnet.mode, threads: threads.count)
                 let path = files.count == 1 ? (out ?? LabelFiles.path(for: file)) : LabelFiles.path(for: file)
                 try cliRun { try cache.write(path: path) }
                 written.append(path)
@@ -210,16 +191,4 @@ struct VocabCommand: ParsableCommand {
             ])
         }
     }
-}
-
-/// One JSON object on one line of standard output (keys sorted).
-func printJSON(_ object: [String: Any]) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
-        print(String(decoding: data, as: UTF8.self))
-    }
-}
-
-/// A line on standard error.
-func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
 }
