@@ -1,0 +1,102 @@
+import Distributed
+import Foundation
+import Shards
+import ViT
+
+/// Checkpoints: writing one (rank 0), restoring the newest readable one, sharing it with every
+/// rank, and where each rank's loader resumes.
+extension Trainer {
+    /// Writes a checkpoint of the state and tensors, then prunes the old ones.
+    func checkpoint(state: TrainState, model: ViTModel, adam: AdamW, ema: WeightEMA?) throws {
+        var blocks = [model.parameters, adam.m, adam.v].map { UnsafeBufferPointer($0.buffer) }
+        if let ema { blocks.append(UnsafeBufferPointer(ema.weights.buffer)) }
+        do {
+            try CheckpointFile.write(directory: checkpointDirectory, state: state, blocks: blocks)
+        } catch {
+            throw TrainError("checkpoint: \(error)")
+        }
+        CheckpointFile.prune(directory: checkpointDirectory, keep: config.run.keepCheckpoints)
+    }
+
+    /// Loads the newest readable checkpoint into the model, optimiser and EMA; unreadable ones
+    /// are reported and passed over. Nil when there is none.
+    func restore(model: ViTModel, adam: AdamW, ema: WeightEMA?) throws -> TrainState? {
+        let fingerprint = String(config.fingerprint(worldSize: reducer.worldSize), radix: 16)
+        for path in CheckpointFile.list(directory: checkpointDirectory) {
+            do {
+                // the whole file is verified first: a damaged header is reported and passed
+                // over, not taken for another configuration
+                let header = try CheckpointFile.read(path: path)
+                if header.configFingerprint != fingerprint {
+                    throw TrainError("\(path): written under a different configuration (only \(TrainConfig.resumableKeys.sorted().joined(separator: ", ")) may change on resume)")
+                }
+                if header.hasEMA != (ema != nil) { throw TrainError("\(path): EMA presence differs from the configuration") }
+                var blocks = [model.parameters, adam.m, adam.v].map(\.buffer)
+                if let ema { blocks.append(ema.weights.buffer) }
+                let state = try CheckpointFile.read(path: path, into: blocks)
+                adam.step = state.optimizerStep
+                reporter.log("resume: \(path) (step \(state.step))")
+                return state
+            } catch let error as TrainError {
+                throw error
+            } catch {
+                reporter.log("resume: skipping \(error)")
+            }
+        }
+        return nil
+    }
+
+    /// Where rank `rank` of `world` resumes: its own saved position under the same rank count;
+    /// otherwise its share of the global prefix the saved ranks consumed (rank r takes the
+    /// global samples r, r + world, ... of the epoch), with the batch count of the new
+    /// micro-batch size (`batchSize` samples per rank and batch).
+    static func loaderPosition(of state: TrainState, rank: Int, world: Int, batchSize: Int) -> LoaderPosition {
+        let saved = state.rankLoaders ?? [state.loader]
+        if saved.count == world { return saved[rank] }
+        let epoch = saved.map(\.epoch).max() ?? 0
+        let global = saved.filter { $0.epoch == epoch }.reduce(0) { $0 + $1.consumed }
+        let consumed = global > rank ? (global - rank + world - 1) / world : 0
+        return LoaderPosition(epoch: epoch, consumed: consumed, batches: global / max(1, batchSize * world))
+    }
+
+    /// The state the run continues from and where this rank's loader starts: with `resume`,
+    /// the newest readable checkpoint, read by rank 0 and broadcast with its tensors; without
+    /// (or when there is none), `fresh` and the seeded initialisation, also broadcast, so that
+    /// every rank starts from identical tensors.
+    func restoreOrBroadcast(
+        fresh: TrainState, resume: Bool, model: ViTModel, adam: AdamW, ema: WeightEMA?
+    ) throws -> (state: TrainState, loaderStart: LoaderPosition) {
+        let world = reducer.worldSize
+        var state = fresh
+        var loaderStart = state.loader
+        if world == 1 {
+            if resume, let restored = try restore(model: model, adam: adam, ema: ema) {
+                state = restored
+            } else if resume {
+                reporter.log("resume: no readable checkpoint in \(checkpointDirectory); starting from step 0")
+            }
+            loaderStart = Self.loaderPosition(of: state, rank: 0, world: 1, batchSize: config.data.batchSize)
+            return (state, loaderStart)
+        }
+        // rank 0 reads the checkpoint; every rank gets its state and tensors
+        var restored: TrainState?
+        if isRoot && resume {
+            restored = try restore(model: model, adam: adam, ema: ema)
+            if restored == nil { reporter.log("resume: no readable checkpoint in \(checkpointDirectory); starting from step 0") }
+        }
+        let blob = try reducer.broadcast(isRoot ? (try restored.map { Array(try JSONEncoder().encode($0)) } ?? []) : [])
+        if !blob.isEmpty {
+            guard let shared = try? JSONDecoder().decode(TrainState.self, from: Data(blob)) else {
+                throw TrainError("rank \(reducer.rank): the checkpoint state from rank 0 does not decode")
+            }
+            state = shared
+            adam.step = state.optimizerStep
+            loaderStart = Self.loaderPosition(of: state, rank: reducer.rank, world: world, batchSize: config.data.batchSize)
+        }
+        // identical starting tensors on every rank (the seeded initialisation or the checkpoint)
+        var blocks = [model.parameters, adam.m, adam.v]
+        if let ema { blocks.append(ema.weights) }
+        for block in blocks { try reducer.broadcast(block.base, count: block.count) }
+        return (state, loaderStart)
+    }
+}

@@ -1,0 +1,316 @@
+import Distributed
+import Foundation
+import Imaging
+import Shards
+import Support
+import ViT
+
+/// One session of a run (from start or resume to the end or a stop), in named pieces: set-up
+/// and restore in `init`, then `step()` per optimiser step and the interval log, validation,
+/// checkpoint and the end of the run around it. `Trainer.run` is the loop over them.
+final class TrainingSession {
+    private let trainer: Trainer
+    private let config: TrainConfig
+    private let reducer: any GradientReducer
+    private let reporter: any TrainReporter
+    private let directory: RunDirectory
+    private let setup: TrainingSetup
+    private let stream: EpochStream
+    private let validator: Validator?
+    private let metrics: MetricsWriter?
+    /// Training activations per batch shape (count x side): the two most recent are kept.
+    private var activations: [(key: String, value: ViTActivations)] = []
+    private var meter: IntervalMeter
+    private var checkpoints: CheckpointPolicy
+    private var firstLoss: Double?
+    private var lastLoss: Double?
+    private let sessionStart: Double
+    private let secondsBefore: Double
+    /// The run's state: what a checkpoint records.
+    private(set) var state: TrainState
+
+    /// Sets the run up (run directory, vocabulary, labels, model, optimiser), restores the
+    /// newest checkpoint when `resume` (and shares it with every rank), and starts the loader.
+    init(trainer: Trainer, resume: Bool) throws {
+        self.trainer = trainer
+        config = trainer.config
+        reducer = trainer.reducer
+        reporter = trainer.reporter
+        directory = RunDirectory(path: trainer.runDirectory)
+        let world = reducer.worldSize
+        if trainer.isRoot { try directory.prepare(config: config, resume: resume) }
+        setup = try trainer.setUp()
+        let model = setup.model
+        var fresh = TrainState()
+        fresh.seed = config.run.seed
+        fresh.configFingerprint = String(config.fingerprint(worldSize: world), radix: 16)
+        fresh.parameterCount = model.parameters.count
+        fresh.hasEMA = setup.ema != nil
+        let parameterCount = model.layout.specs.reduce(0) { $0 + $1.count }
+        let o = config.optim
+        reporter.log(
+            "model: ViT \(config.data.imageSize) px, patch \(config.model.patchSize), dim \(config.model.embedDim), depth \(config.model.depth), "
+                + "\(parameterCount) parameters, \(setup.vocabulary.count) classes; global batch \(config.data.batchSize * o.accumulation * world)"
+                + (world > 1 ? " (\(world) ranks x \(config.data.batchSize) x \(o.accumulation) accumulation)" : ""))
+        let (state, loaderStart) = try trainer.restoreOrBroadcast(
+            fresh: fresh, resume: resume, model: model, adam: setup.adam, ema: setup.ema)
+        self.state = state
+        metrics = trainer.isRoot ? try directory.openMetrics(keepingLines: state.metricsLines, fresh: !resume || state.step == 0) : nil
+
+        let transform = TrainTransform(
+            size: config.data.imageSize, scale: config.data.cropScale[0]...config.data.cropScale[1],
+            ratio: config.data.cropRatio[0]...config.data.cropRatio[1], flipProbability: config.data.flip)
+        var loaderConfig = LoaderConfig(
+            batchSize: config.data.batchSize, transform: transform, classCount: setup.vocabulary.count,
+            threads: config.data.threads, prefetchBatches: config.data.prefetch, seed: UInt64(config.run.seed),
+            rank: reducer.rank, worldSize: world, dropLast: true, resolutions: config.data.resolutions.isEmpty ? nil : config.data.resolutions)
+        loaderConfig.maxFileBytes = config.data.maxFileMB << 20
+        let (captionSeed, captionLabels) = (UInt64(config.run.seed), setup.captionLabels)
+        let loader = BatchLoader(source: setup.source, config: loaderConfig) { key, epoch in
+            guard let lines = captionLabels[key], !lines.isEmpty else { return nil }
+            return lines.count == 1 ? lines[0] : lines[Trainer.captionChoice(seed: captionSeed, epoch: epoch, key: key, count: lines.count)]
+        }
+        loader.start(at: loaderStart)
+        stream = EpochStream(loader: loader, dataName: config.data.train, batchSize: config.data.batchSize)
+
+        if !config.data.val.isEmpty && trainer.isRoot {
+            do {
+                let source = try trainer.openSource(config.data.val, key: "data.val", shuffle: false)
+                validator = try Validator(
+                    source: source,
+                    table: try trainer.labelTable(source: source, what: "validation", vocabulary: setup.vocabulary, mode: setup.mode),
+                    trainCounts: setup.vocabulary.entries.map(\.count), model: model, batchSize: config.data.batchSize,
+                    maxFileBytes: config.data.maxFileMB << 20, limit: config.data.valSamples > 0 ? config.data.valSamples : Int.max,
+                    what: "data.val", path: config.data.val)
+            } catch {
+                stream.stop()
+                throw error
+            }
+        } else {
+            validator = nil
+        }
+        let now = MonotonicClock.seconds()
+        meter = IntervalMeter(start: now)
+        checkpoints = CheckpointPolicy(everySteps: config.run.checkpointEvery, minutes: config.run.checkpointMinutes, last: now)
+        sessionStart = now
+        secondsBefore = state.trainSeconds
+        reporter.log(
+            state.step == 0
+                ? "training \(config.run.steps) steps into \(trainer.runDirectory)"
+                : "resumed at step \(state.step) of \(config.run.steps) (epoch \(state.loader.epoch))")
+    }
+
+    deinit { stream.stop() }
+
+    /// Seconds trained over every session of the run, now.
+    private var trainSeconds: Double { secondsBefore + MonotonicClock.seconds() - sessionStart }
+
+    /// Training activations for a batch of `count` images of side `side` (the two most recent
+    /// shapes are kept: variable resolution alternates a few).
+    private func activations(count: Int, side: Int) -> ViTActivations {
+        let key = "\(count)x\(side)"
+        if let hit = activations.first(where: { $0.key == key }) { return hit.value }
+        if activations.count >= 2 { activations.removeFirst() }
+        let made = setup.model.makeActivations(batchSize: count, imageSize: side, training: true)
+        activations.append((key, made))
+        return made
+    }
+
+    /// One optimiser step: `accumulation` micro-batches forward and backward (the gradients
+    /// weighted by their image counts), the sums and votes over the ranks, clipping, and the
+    /// AdamW and EMA update, or a skipped step when the loss or gradients are not finite.
+    func step() throws -> StepResult {
+        let (model, world, o) = (setup.model, reducer.worldSize, config.optim)
+        model.zeroGradients()
+        var lossSum = 0.0
+        var images = 0
+        var previousCount = 0
+        var wait = 0.0
+        for micro in 0..<o.accumulation {
+            let batch = try stream.next(wait: &wait)
+            let a = activations(count: batch.count, side: batch.side)
+            if previousCount > 0 && previousCount != batch.count {
+                scale(model.gradients, by: Float(previousCount) / Float(batch.count))
+            }
+            model.forward(images: batch.images.baseAddress!, activations: a)
+            let loss = model.loss(targets: batch.targets.baseAddress!, activations: a)
+            if world > 1 && micro == o.accumulation - 1 {
+                // the last micro-batch: each range of gradients, once final, becomes this
+                // rank's sum over its samples and starts summing over the ranks while the
+                // rest of the backward pass runs
+                let count = Float(batch.count)
+                var failure: (any Error)?
+                model.backward(targets: batch.targets.baseAddress!, activations: a) { range in
+                    let g = model.gradients.base
+                    for i in range { g[i] *= count }
+                    do { try self.reducer.startSum(g + range.lowerBound, count: range.count) } catch { failure = failure ?? error }
+                }
+                if let failure { throw TrainError("step \(state.step + 1): \(failure)") }
+            } else {
+                model.backward(targets: batch.targets.baseAddress!, activations: a)
+            }
+            lossSum += Double(loss) * Double(batch.count)
+            images += batch.count
+            previousCount = batch.count
+            state.loader = stream.position
+        }
+        if world == 1 && previousCount != images { scale(model.gradients, by: Float(previousCount) / Float(images)) }
+        trainer.afterBackward?(model, state.step)
+
+        // over the ranks: the gradient sums (started during the last backward pass), then the
+        // step's totals and votes
+        let local = StepTotals(
+            lossSum: lossSum, images: images, stopVotes: trainer.stop.requested ? 1 : 0,
+            checkpointVotes: trainer.isRoot && checkpoints.dueByTime(now: MonotonicClock.seconds()) ? 1 : 0,
+            skipped: stream.takeSkipped())
+        var totals = local
+        if world > 1 {
+            let commStart = MonotonicClock.seconds()
+            do {
+                totals = try local.summed(over: reducer)
+                try reducer.finishSums()
+            } catch { throw TrainError("step \(state.step + 1): \(error)") }
+            meter.commWait += MonotonicClock.seconds() - commStart
+            scale(model.gradients, by: 1 / Float(totals.images))
+        }
+        state.skippedSamples += totals.skipped
+        let loss = totals.lossSum / Double(totals.images)
+        let gradNorm = Double(clipGradientNorm(model, maxNorm: o.clipGrad > 0 ? Float(o.clipGrad) : .infinity))
+        let lr = setup.schedule.learningRate(iteration: state.step)
+        if loss.isFinite && gradNorm.isFinite {
+            setup.adam.update(model, lr: Float(lr))
+            setup.ema?.update(model)
+            state.optimizerStep = setup.adam.step
+            state.consecutiveBadSteps = 0
+            state.intervalLossSum += loss
+            state.intervalSteps += 1
+        } else {
+            state.badSteps += 1
+            state.consecutiveBadSteps += 1
+            reporter.log("step \(state.step + 1): non-finite \(loss.isFinite ? "gradients" : "loss") (loss \(loss), grad norm \(gradNorm)); step skipped")
+            if state.consecutiveBadSteps >= config.run.maxBadSteps {
+                throw TrainError(
+                    "stopped at step \(state.step + 1): \(state.consecutiveBadSteps) non-finite steps in a row (run.max_bad_steps); "
+                        + "the last good checkpoint in \(directory.checkpoints) is intact - lower optim.lr or raise optim.warmup_steps and resume")
+            }
+        }
+        state.step += 1
+        state.samplesSeen += totals.images
+        meter.images += totals.images
+        meter.dataWait += wait
+        return StepResult(totals: totals, loss: loss, gradNorm: gradNorm, lr: lr, dataWait: wait)
+    }
+
+    /// The live progress line after a step.
+    func reportProgress(_ step: StepResult) {
+        let total = config.run.steps
+        let rate = meter.rates(now: MonotonicClock.seconds()).imagesPerSecond
+        let sessionRate = Double(state.samplesSeen) / max(1e-9, trainSeconds)
+        let eta = Double(total - state.step) * Double(config.data.batchSize * config.optim.accumulation) / max(1e-9, sessionRate)
+        reporter.progress(step: state.step, total: total, loss: step.loss, lr: step.lr, imagesPerSecond: rate, etaSeconds: eta)
+    }
+
+    /// Every `run.log_every` steps and at the last: the interval's line in metrics.jsonl and the
+    /// log, then a new interval.
+    func logIntervalIfDue(_ step: StepResult) throws {
+        let total = config.run.steps
+        guard state.step % config.run.logEvery == 0 || state.step == total else { return }
+        let world = reducer.worldSize
+        let meanLoss = state.intervalSteps > 0 ? state.intervalLossSum / Double(state.intervalSteps) : Double.nan
+        if firstLoss == nil && state.intervalSteps > 0 { firstLoss = meanLoss }
+        if state.intervalSteps > 0 { lastLoss = meanLoss }
+        let r = meter.rates(now: MonotonicClock.seconds())
+        let fields: [(String, Any)] =
+            [
+                ("step", state.step), ("epoch", state.loader.epoch), ("loss", meanLoss.isFinite ? meanLoss : NSNull()),
+                ("lr", step.lr), ("grad_norm", step.gradNorm.isFinite ? step.gradNorm : NSNull()),
+                ("images_per_s", round2(r.imagesPerSecond)), ("data_wait", round4(r.dataWait)),
+            ] + (world > 1 ? [("comm_wait", round4(r.commWait)), ("ranks", world)] : []) + [
+                ("samples", state.samplesSeen), ("skipped", state.skippedSamples), ("bad_steps", state.badSteps),
+                ("seconds", round2(trainSeconds)),
+            ]
+        try metrics?.write(fields)
+        state.metricsLines += 1
+        reporter.log(
+            String(
+                format: "step %d/%d  epoch %d  loss %.4f  lr %.2e  grad %.3f  %.0f img/s  data wait %.1f%%", state.step, total,
+                state.loader.epoch, meanLoss, step.lr, step.gradNorm, r.imagesPerSecond, 100 * r.dataWait))
+        state.intervalLossSum = 0
+        state.intervalSteps = 0
+        meter = IntervalMeter(start: MonotonicClock.seconds())
+    }
+
+    /// Every `run.eval_every` steps before the last: validation mAP into metrics.jsonl and the
+    /// log (its time is left out of the interval's throughput).
+    func validateIfDue() throws {
+        guard let validator, config.run.evalEvery > 0, state.step % config.run.evalEvery == 0, state.step < config.run.steps else { return }
+        let validationStart = MonotonicClock.seconds()
+        let v = try validator.evaluate(ema: setup.ema)
+        try metrics?.write([
+            ("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images),
+            ("seconds", round2(trainSeconds)), ("val_seconds", round2(MonotonicClock.seconds() - validationStart)),
+        ])
+        state.metricsLines += 1
+        reporter.log(String(format: "step %d: validation mAP %.4f (frequency baseline %.4f, %d images)", state.step, v.map, v.baselineMap, v.images))
+        meter.start = MonotonicClock.seconds()
+    }
+
+    /// Writes a checkpoint when the policy says so (every rank takes part: the loader positions
+    /// are gathered), `stopping` included.
+    func checkpointIfDue(_ step: StepResult, stopping: Bool) throws {
+        let world = reducer.worldSize
+        let byTime = step.totals.checkpointVotes > 0
+        guard checkpoints.due(step: state.step, total: config.run.steps, byTime: byTime, stopping: stopping) else { return }
+        state.trainSeconds = trainSeconds
+        if world > 1 {
+            let positions = try reducer.gather(Array(try JSONEncoder().encode(stream.position)))
+            state.worldSize = world
+            state.rankLoaders = try positions.map { try JSONDecoder().decode(LoaderPosition.self, from: Data($0)) }
+        } else {
+            state.worldSize = nil
+            state.rankLoaders = nil
+        }
+        if trainer.isRoot { try trainer.checkpoint(state: state, model: setup.model, adam: setup.adam, ema: setup.ema) }
+        checkpoints.last = MonotonicClock.seconds()
+    }
+
+    /// The end of the session: the summary; on rank 0 the loss curve, and when the run
+    /// completed the exported model (EMA weights when EMA is on), the final validation and
+    /// summary.json.
+    func finish(interrupted: Bool) throws -> TrainSummary {
+        if !interrupted { stream.noteUnfinishedEpoch() }
+        var summary = TrainSummary(
+            runDirectory: trainer.runDirectory, steps: state.step, totalSteps: config.run.steps, interrupted: interrupted,
+            samplesSeen: state.samplesSeen, skippedSamples: state.skippedSamples, badSteps: state.badSteps,
+            firstLoss: firstLoss, lastLoss: lastLoss, trainSeconds: trainSeconds,
+            validation: nil, modelDirectory: nil, skipReport: stream.skipNotes.joined(separator: "\n"))
+        if !trainer.isRoot { return summary }  // rank 0 writes the curve, the model and the summary
+        summary.lossCurve = try directory.writeLossCurve()
+        if interrupted { return summary }
+
+        let model = setup.model
+        let saved = FloatArena(count: model.parameters.count)
+        saved.copy(from: model.parameters)
+        setup.ema?.copy(into: model)
+        do {
+            try model.save(directory: directory.model)
+            try writeText(setup.vocabulary.tsv(), to: directory.model + "/vocab.tsv")
+        } catch { throw TrainError("\(directory.model): \(error)") }
+        model.parameters.copy(from: saved)
+        summary.modelDirectory = directory.model
+        if let validator {
+            let v = try validator.evaluate(ema: setup.ema)
+            summary.validation = v
+            try metrics?.write([("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images)])
+            reporter.log(String(format: "validation: mAP %.4f over %d classes of %d images (frequency baseline %.4f)", v.map, v.classes, v.images, v.baselineMap))
+        }
+        try directory.writeSummary(summary)
+        return summary
+    }
+}
+
+/// Scales every float of an arena.
+func scale(_ arena: FloatArena, by factor: Float) {
+    let p = arena.base
+    for i in 0..<arena.count { p[i] *= factor }
+}
