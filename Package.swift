@@ -150,6 +150,7 @@ let package = Package(
         .testTarget(
             name: "TrainingTests",
             dependencies: ["TestSupport", "Training", "Shards", "ViT", "WordNet", "Imaging"],
+            resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "EvaluationTests",

@@ -1,0 +1,55 @@
+import Foundation
+import XCTest
+
+@testable import Training
+
+/// The configuration table against what catlip wrote before it existed: the resolved YAML of
+/// every preset and of a config with every key changed, byte for byte, and the fingerprints
+/// that checkpoints written before the table carry.
+final class TrainConfigTableTests: XCTestCase {
+    /// The frozen inputs and their resolved YAML (`Fixtures/config-yaml`, see its README).
+    static var goldenDirectory: String {
+        get throws { try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).path + "/config-yaml" }
+    }
+
+    /// The golden cases: each input was resolved by the pre-table binary with these overrides.
+    static let goldenCases: [(name: String, overrides: [String])] =
+        ["defaults", "numbers", "demo", "demo-layerwise", "flickr8k", "vit-b16-224", "vit-s16-224", "vit-ti16-224"]
+        .map { ($0, ["run.dir=out-\($0)"]) } + [("every-key", [])]
+
+    /// The golden case `name`, parsed.
+    func golden(_ name: String) throws -> TrainConfig {
+        let overrides = try XCTUnwrap(Self.goldenCases.first { $0.name == name }).overrides
+        return try TrainConfig.load(path: try Self.goldenDirectory + "/\(name).yaml", overrides: overrides)
+    }
+
+    func testResolvedYAMLIsByteIdenticalToWhatThePreTableBinaryWrote() throws {
+        for (name, _) in Self.goldenCases {
+            let expected = try String(contentsOfFile: try Self.goldenDirectory + "/\(name).resolved.yaml", encoding: .utf8)
+            XCTAssertEqual(try golden(name).yaml(), expected, name)
+        }
+    }
+
+    /// `fingerprint(worldSize:)` of each golden case (1 rank, 4 ranks) as the pre-table code
+    /// computed it: checkpoints written before the table carry these.
+    static let preTableFingerprints: [String: (UInt64, UInt64)] = [
+        "defaults": (0xc3bc_8f3b_b9ed_a115, 0x3765_4ee9_6f6f_936c),
+        "numbers": (0x4690_6bdb_d31b_1130, 0xd8be_fa0a_165b_e3db),
+        "demo": (0xbc5d_8145_1c45_0eef, 0xe32e_757e_9c1a_5fb0),
+        "demo-layerwise": (0xeb74_de7c_6d7f_2935, 0xf917_5317_8588_0422),
+        "flickr8k": (0x02d9_62d4_3f38_e629, 0xdc7a_f651_b91a_9c1e),
+        "vit-b16-224": (0x62de_d16e_46d7_2e81, 0xb28f_f859_8e7b_46f1),
+        "vit-s16-224": (0x0a86_89bf_a110_05c8, 0xb650_bef1_a472_5278),
+        "vit-ti16-224": (0xb2cc_c5b2_fc84_da84, 0xf167_b80d_c3fb_4074),
+        "every-key": (0x6aae_1d03_36c4_3b2c, 0x7845_db59_b179_4e0a),
+    ]
+
+    func testFingerprintsAreThePreTableValues() throws {
+        for (name, _) in Self.goldenCases {
+            let c = try golden(name)
+            let expected = try XCTUnwrap(Self.preTableFingerprints[name])
+            XCTAssertEqual(c.fingerprint(worldSize: 1), expected.0, name)
+            XCTAssertEqual(c.fingerprint(worldSize: 4), expected.1, name)
+        }
+    }
+}
