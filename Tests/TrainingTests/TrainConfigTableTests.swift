@@ -4,9 +4,12 @@ import XCTest
 @testable import Training
 
 /// The configuration table against what catlip wrote before it existed: the resolved YAML of
-/// every preset and of a config with every key changed, byte for byte, and the fingerprints
-/// that checkpoints written before the table carry.
-final class TrainConfigTableTests: XCTestCase {
+/// every preset and of a config with every key changed, byte for byte, the fingerprints that
+/// checkpoints written before the table carry, and a run stopped before it that must resume to
+/// the weights of the run never stopped.
+final class TrainConfigTableTests: ProcessTestCase {
+    override class var directoryPrefix: String { "catlip-config" }
+
     /// The frozen inputs and their resolved YAML (`Fixtures/config-yaml`, see its README).
     static var goldenDirectory: String {
         get throws { try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).path + "/config-yaml" }
@@ -51,5 +54,28 @@ final class TrainConfigTableTests: XCTestCase {
             XCTAssertEqual(c.fingerprint(worldSize: 1), expected.0, name)
             XCTAssertEqual(c.fingerprint(worldSize: 4), expected.1, name)
         }
+    }
+
+    func testARunStoppedBeforeTheTableResumesToTheUninterruptedWeights() throws {
+        let fixture = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).path + "/prechange-run"
+        // the config's data paths are relative: the copy is the working directory
+        for item in ["data", "run"] {
+            try FileManager.default.copyItem(atPath: fixture + "/" + item, toPath: directory + "/" + item)
+        }
+        let r = finish(try start(["train", "--resume", "run"], workingDirectory: directory))
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("resume: run/checkpoints/step-000000035.ckpt (step 35)"), r.output)
+        XCTAssertTrue(r.output.contains("done: 200 steps"), r.output)
+        let sha = try run("/usr/bin/env", ["sha256sum", directory + "/run/model/model.safetensors"])
+        XCTAssertEqual(sha.status, 0, sha.output)
+        #if DEBUG
+            // the fixture's checkpoint and sha256 come from a release build (-target-cpu native):
+            // a debug build rounds differently from step 0 (its own uninterrupted run differs
+            // too), so only a release build can give the recorded bits
+            print("resumed model.safetensors sha256 \(sha.output.prefix(64)) (compared in release builds only)")
+        #else
+            let expected = try String(contentsOfFile: fixture + "/uninterrupted-model.sha256", encoding: .utf8)
+            XCTAssertEqual(sha.output.prefix(64), expected.prefix(64), "the resumed weights differ from the uninterrupted run's")
+        #endif
     }
 }
