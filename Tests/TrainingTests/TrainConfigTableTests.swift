@@ -56,6 +56,24 @@ final class TrainConfigTableTests: ProcessTestCase {
         }
     }
 
+    func testTheResumableKeysAreThoseBeforeTheTable() {
+        XCTAssertEqual(
+            TrainConfig.resumableKeys,
+            [
+                "run.log_every", "run.checkpoint_every", "run.checkpoint_minutes", "run.keep_checkpoints", "run.max_bad_steps",
+                "run.comm_timeout", "data.threads", "data.prefetch", "data.max_file_mb", "data.batch_size", "optim.accumulation",
+            ])
+        XCTAssertEqual(Set(TrainConfig.keys.map(\.name)).count, TrainConfig.keys.count, "a key declared twice")
+    }
+
+    func testKeysHelpListsEveryKeyWithItsDefault() {
+        let help = TrainConfig.keysHelp
+        for key in TrainConfig.keys { XCTAssertTrue(help.contains("\n\(key.name): ") || help.hasPrefix("\(key.name): "), key.name) }
+        XCTAssertTrue(help.contains("optim.lr: 0.001  (number 0.0...10.0)\n    Peak learning rate"), help)
+        XCTAssertTrue(help.contains("data.label_mode: corenet  (corenet or nouns)"), help)
+        XCTAssertTrue(help.contains("data.batch_size: 64  (integer 1...65536; may change on --resume)"), help)
+    }
+
     func testARunStoppedBeforeTheTableResumesToTheUninterruptedWeights() throws {
         let fixture = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).path + "/prechange-run"
         // the config's data paths are relative: the copy is the working directory
