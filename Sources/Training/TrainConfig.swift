@@ -1,6 +1,7 @@
 import FileIO
 import Foundation
 import ViT
+import WordNet
 import Yams
 
 /// A training configuration that cannot be used: the file, the key and the problem.
@@ -39,7 +40,7 @@ public struct TrainConfig: Sendable, Equatable {
         /// The vocabulary (`vocab.tsv`): class i is line i.
         public var vocab = ""
         /// Caption labelling rule: `corenet` or `nouns`.
-        public var labelMode = "corenet"
+        public var labelMode: LabelMode = .corenet
         /// Samples with several captions (one per line of KEY.txt, as Flickr8k's or COCO's five):
         /// `joined` labels a sample with the union of all its captions' nouns, every epoch;
         /// `sampled` labels it with one caption drawn per sample and epoch (open_clip's and
@@ -88,7 +89,7 @@ public struct TrainConfig: Sendable, Equatable {
         /// MLP width / D (uniform model).
         public var mlpRatio = 4.0
         /// `token` or `avg`.
-        public var globalPool = "token"
+        public var globalPool: GlobalPool = .token
         /// Whether there is a class token.
         public var classToken = true
         /// Bias on the qkv Linear.
@@ -214,7 +215,7 @@ public struct TrainConfig: Sendable, Equatable {
         if model.layerScalingHeadDim == 0 && model.embedDim % model.numHeads != 0 {
             throw fail("model.num_heads", "embed_dim \(model.embedDim) is not divisible by num_heads \(model.numHeads)")
         }
-        if model.globalPool == "token" && !model.classToken {
+        if model.globalPool == .token && !model.classToken {
             throw fail("model.global_pool", "'token' pooling needs model.class_token: true")
         }
         if optim.warmupSteps > run.steps { throw fail("optim.warmup_steps", "\(optim.warmupSteps) is more than run.steps \(run.steps)") }

@@ -1,5 +1,6 @@
 import Foundation
 import ViT
+import WordNet
 
 /// One key of the `catlip train` configuration. Every key is declared once, in
 /// `TrainConfig.keys`, and that table drives parsing, the resolved YAML, the keys that may change
@@ -70,6 +71,17 @@ public struct ConfigKey: Sendable {
             read: { try $0.choice($1, $2, options) }, text: { $0 })
     }
 
+    /// A key whose values are the cases of `Choice` (by raw value, in declaration order).
+    static func choice<Choice: RawRepresentable & CaseIterable & Sendable>(
+        _ name: String, _ path: any WritableKeyPath<TrainConfig, Choice> & Sendable, _ help: String
+    ) -> ConfigKey where Choice.RawValue == String {
+        let options = Choice.allCases.map(\.rawValue)
+        return ConfigKey(
+            name, path, kind: options.joined(separator: " or "), resumable: false, fingerprint: nil, help: help,
+            read: { reader, name, value in Choice(rawValue: try reader.choice(name, value.rawValue, options))! },
+            text: \.rawValue)
+    }
+
     /// An integer key in `range`.
     static func int(
         _ name: String, _ path: any WritableKeyPath<TrainConfig, Int> & Sendable, _ range: ClosedRange<Int>, resumable: Bool = false,
@@ -129,6 +141,16 @@ public struct ConfigKey: Sendable {
 }
 
 extension TrainConfig {
+    /// How the head pools the tokens (`model.global_pool`). Typed here only: `ModelArgs.globalPool`
+    /// keeps the raw text that timm's config.json holds, so that a model file with another value
+    /// is still read and refused with its own message.
+    public enum GlobalPool: String, Sendable, CaseIterable {
+        /// The class token's final state (needs model.class_token).
+        case token
+        /// The mean of the patch tokens.
+        case avg
+    }
+
     /// Every key of the configuration, in the order of the resolved YAML (`yaml()`), with what
     /// it means and how it is read, written, resumed and fingerprinted. The defaults are the
     /// fields' initial values.
@@ -136,7 +158,7 @@ extension TrainConfig {
         .string("data.train", \.data.train, "Training samples: shards (DIR/{00000..00099}.tar), a manifest (.tsv/.jsonl) or a folder."),
         .string("data.val", \.data.val, "Validation samples (shards or manifest) for the head's mean average precision; \"\" for none."),
         .string("data.vocab", \.data.vocab, "The vocabulary (vocab.tsv): class i is line i."),
-        .choice("data.label_mode", \.data.labelMode, ["corenet", "nouns"], "Caption labelling rule (WordNet's LabelMode)."),
+        .choice("data.label_mode", \.data.labelMode, "Caption labelling rule (WordNet's LabelMode)."),
         .choice(
             "data.captions", \.data.captions, ["joined", "sampled"],
             "Samples with several captions: the union of their nouns (joined) or one caption drawn per epoch (sampled)."),
@@ -166,7 +188,7 @@ extension TrainConfig {
         .int("model.depth", \.model.depth, 1...1024, "Blocks."),
         .int("model.num_heads", \.model.numHeads, 1...4096, "Attention heads (uniform model)."),
         .double("model.mlp_ratio", \.model.mlpRatio, 1e-3...1e3, "MLP width / embed_dim (uniform model)."),
-        .choice("model.global_pool", \.model.globalPool, ["token", "avg"], "Pooling: the class token or the mean of the patch tokens."),
+        .choice("model.global_pool", \.model.globalPool, "Pooling: the class token or the mean of the patch tokens."),
         .bool("model.class_token", \.model.classToken, "Whether there is a class token."),
         .bool("model.qkv_bias", \.model.qkvBias, "Bias on the qkv Linear."),
         .int(

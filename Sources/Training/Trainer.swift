@@ -115,7 +115,7 @@ public final class Trainer {
             ? LayerScaling(headDim: m.layerScalingHeadDim, alpha: m.layerScalingAlpha, beta: m.layerScalingBeta) : nil
         let args = ModelArgs(
             imgSize: c.data.imageSize, patchSize: m.patchSize, inChans: 3, numClasses: classes,
-            globalPool: m.globalPool, embedDim: m.embedDim, depth: m.depth, numHeads: m.numHeads,
+            globalPool: m.globalPool.rawValue, embedDim: m.embedDim, depth: m.depth, numHeads: m.numHeads,
             mlpRatio: m.mlpRatio, qkvBias: m.qkvBias, classToken: m.classToken, layerScaling: scaling)
         return ModelConfig(
             modelArgs: args,
@@ -143,7 +143,7 @@ public final class Trainer {
         do { vocabulary = try Vocabulary.load(path: config.data.vocab, database: database) } catch { throw TrainError("data.vocab: \(error)") }
         guard vocabulary.count > 0 else { throw TrainError("\(config.data.vocab): the vocabulary is empty") }
         if isRoot { try writeText(vocabulary.tsv(), to: runDirectory + "/vocab.tsv") }
-        guard let mode = LabelMode(rawValue: config.data.labelMode) else { throw TrainError("data.label_mode: unknown mode") }
+        let mode = config.data.labelMode
         let trainSource = try openSource(config.data.train, key: "data.train", shuffle: true)
         // per sample, the label list of each caption the loader may draw (one: the joined captions)
         let captionLabels: [String: [[UInt32]]]
