@@ -289,37 +289,6 @@ public struct TrainConfig: Sendable, Equatable {
     public func yaml() -> String {
         Self.sectionedYAML(Self.keys.map { ($0.name, $0.text(self)) })
     }
-
-    /// The part of the configuration that determines the trained weights (everything except the
-    /// `resumableKeys` and the run directory), hashed: a checkpoint is resumed only under the same.
-    public var fingerprint: UInt64 { fingerprint(worldSize: 1) }
-
-    /// The fingerprint of a data-parallel run over `worldSize` ranks: the micro-batch size,
-    /// accumulation and rank count enter only through the global batch they make, so a run
-    /// resumes under another rank count when the global batch is kept.
-    public func fingerprint(worldSize: Int) -> UInt64 {
-        var c = self
-        c.data.batchSize = data.batchSize * optim.accumulation * worldSize
-        c.optim.accumulation = 1
-        c.run.dir = ""
-        c.run.logEvery = 1
-        c.run.checkpointEvery = 0
-        c.run.checkpointMinutes = 0
-        c.run.keepCheckpoints = 1
-        c.run.maxBadSteps = 1
-        c.data.threads = 1
-        c.data.prefetch = 1
-        // run.comm_timeout and data.max_file_mb may change on resume; their lines are left out so
-        // that the fingerprints of configurations written before the keys existed stay the same,
-        // as are optim.embedding_decay and data.captions at their old behaviour (true, joined)
-        let text = c.yaml().split(separator: "\n", omittingEmptySubsequences: false)
-            .filter { line in
-                let key = line.trimmingCharacters(in: .whitespaces)
-                return !key.hasPrefix("comm_timeout:") && !key.hasPrefix("max_file_mb:") && key != "embedding_decay: true"
-                    && key != "captions: joined"
-            }.joined(separator: "\n")
-        return fnv1a(Array(text.utf8))
-    }
 }
 
 /// FNV-1a over bytes.

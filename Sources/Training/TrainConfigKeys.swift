@@ -259,4 +259,91 @@ extension TrainConfig {
         }
         return text
     }
+
+    /// This configuration with data.batch_size the global batch (× optim.accumulation ×
+    /// `worldSize`) and optim.accumulation 1: what both fingerprints hash.
+    func globalBatchNormalised(worldSize: Int) -> TrainConfig {
+        var c = self
+        c.data.batchSize = data.batchSize * optim.accumulation * worldSize
+        c.optim.accumulation = 1
+        return c
+    }
+
+    /// The salt of the fingerprint's text; a new version when the text's form changes.
+    static let fingerprintSalt = "catlip-config-v2"
+
+    /// The part of the configuration that determines the trained weights (everything except the
+    /// `resumableKeys` and the run directory), hashed: a checkpoint is resumed only under the same.
+    public var fingerprint: UInt64 { fingerprint(worldSize: 1) }
+
+    /// The fingerprint of a data-parallel run over `worldSize` ranks: FNV-1a over the salt and a
+    /// line `key=value` for each key that enters (`ConfigKey.fingerprint`) and differs from its
+    /// default. The micro-batch size, accumulation and rank count enter only through the global
+    /// batch they make, so a run resumes under another rank count when the global batch is kept;
+    /// a key added with a default leaves every existing configuration's fingerprint as it was.
+    public func fingerprint(worldSize: Int) -> UInt64 {
+        let c = globalBatchNormalised(worldSize: worldSize)
+        let defaults = TrainConfig()
+        var text = Self.fingerprintSalt
+        for key in Self.keys where key.fingerprint != .ignored {
+            let value = key.text(c)
+            if value != key.text(defaults) { text += "\n\(key.name)=\(value)" }
+        }
+        return fnv1a(Array(text.utf8))
+    }
+
+    /// The keys when the fingerprint hashed the resolved YAML (checkpoints written before the
+    /// key table): frozen, in that YAML's order.
+    static let legacyFingerprintKeys = [
+        "data.train", "data.val", "data.vocab", "data.label_mode", "data.captions", "data.image_size", "data.batch_size",
+        "data.threads", "data.prefetch", "data.shuffle_buffer", "data.crop_scale", "data.crop_ratio", "data.flip",
+        "data.val_samples", "data.eval_crop_pct", "data.max_file_mb", "data.resolutions", "model.patch_size",
+        "model.embed_dim", "model.depth", "model.num_heads", "model.mlp_ratio", "model.global_pool", "model.class_token",
+        "model.qkv_bias", "model.layer_scaling_head_dim", "model.layer_scaling_alpha", "model.layer_scaling_beta",
+        "model.head_bias_prior", "optim.lr", "optim.min_lr", "optim.warmup_steps", "optim.warmup_init_lr",
+        "optim.weight_decay", "optim.embedding_decay", "optim.beta1", "optim.beta2", "optim.eps", "optim.clip_grad",
+        "optim.ema_momentum", "optim.accumulation", "run.dir", "run.steps", "run.seed", "run.threads", "run.log_every",
+        "run.checkpoint_every", "run.checkpoint_minutes", "run.keep_checkpoints", "run.max_bad_steps", "run.eval_every",
+        "run.comm_timeout",
+    ]
+
+    /// The fingerprint that checkpoints written before the key table carry, bit for bit: FNV-1a
+    /// over the resolved YAML of `legacyFingerprintKeys` with the global batch normalised, the
+    /// run directory and the resumable keys of the time at fixed values, and the lines left out
+    /// that that code left out (run.comm_timeout, data.max_file_mb, and optim.embedding_decay
+    /// and data.captions at their behaviour from before the keys existed). Frozen: never change
+    /// it, or those checkpoints no longer resume.
+    public func legacyFingerprint(worldSize: Int) -> UInt64 {
+        var c = globalBatchNormalised(worldSize: worldSize)
+        c.run.dir = ""
+        c.run.logEvery = 1
+        c.run.checkpointEvery = 0
+        c.run.checkpointMinutes = 0
+        c.run.keepCheckpoints = 1
+        c.run.maxBadSteps = 1
+        c.data.threads = 1
+        c.data.prefetch = 1
+        let left = ["run.comm_timeout", "data.max_file_mb"]
+        let lines = Self.legacyFingerprintKeys.compactMap { name -> (key: String, value: String)? in
+            // every legacy key stays in the table: a key removed is a programming error
+            let value = Self.keys.first { $0.name == name }!.text(c)
+            if left.contains(name) || (name, value) == ("optim.embedding_decay", "true") || (name, value) == ("data.captions", "joined") {
+                return nil
+            }
+            return (name, value)
+        }
+        return fnv1a(Array(Self.sectionedYAML(lines).utf8))
+    }
+
+    /// Whether a checkpoint that records `fingerprint` (hex) may be resumed under this
+    /// configuration over `worldSize` ranks: it carries `fingerprint(worldSize:)`, or it was
+    /// written before the key table, carries `legacyFingerprint(worldSize:)`, and every key
+    /// added since is at its default (the behaviour of the code that wrote it).
+    public func resumes(checkpointFingerprint fingerprint: String, worldSize: Int) -> Bool {
+        if fingerprint == String(self.fingerprint(worldSize: worldSize), radix: 16) { return true }
+        let defaults = TrainConfig()
+        let added = Self.keys.filter { !Self.legacyFingerprintKeys.contains($0.name) && $0.fingerprint != .ignored }
+        return added.allSatisfy { $0.text(self) == $0.text(defaults) }
+            && fingerprint == String(legacyFingerprint(worldSize: worldSize), radix: 16)
+    }
 }

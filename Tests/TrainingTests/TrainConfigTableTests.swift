@@ -47,13 +47,66 @@ final class TrainConfigTableTests: ProcessTestCase {
         "every-key": (0x6aae_1d03_36c4_3b2c, 0x7845_db59_b179_4e0a),
     ]
 
-    func testFingerprintsAreThePreTableValues() throws {
+    func testLegacyFingerprintsAreThePreTableValues() throws {
         for (name, _) in Self.goldenCases {
             let c = try golden(name)
             let expected = try XCTUnwrap(Self.preTableFingerprints[name])
-            XCTAssertEqual(c.fingerprint(worldSize: 1), expected.0, name)
-            XCTAssertEqual(c.fingerprint(worldSize: 4), expected.1, name)
+            XCTAssertEqual(c.legacyFingerprint(worldSize: 1), expected.0, name)
+            XCTAssertEqual(c.legacyFingerprint(worldSize: 4), expected.1, name)
+            XCTAssertNotEqual(c.fingerprint(worldSize: 1), expected.0, "the new fingerprint is another hash")
+            XCTAssertTrue(c.resumes(checkpointFingerprint: String(expected.0, radix: 16), worldSize: 1), name)
+            XCTAssertTrue(c.resumes(checkpointFingerprint: String(expected.1, radix: 16), worldSize: 4), name)
+            XCTAssertFalse(c.resumes(checkpointFingerprint: String(expected.1, radix: 16), worldSize: 1), name)
         }
+    }
+
+    func testTheStoppedRunsCheckpointCarriesTheLegacyFingerprint() throws {
+        let run = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).path + "/prechange-run/run"
+        let header = try CheckpointFile.read(path: run + "/checkpoints/step-000000035.ckpt")
+        let config = try TrainConfig.load(path: run + "/config.yaml")
+        XCTAssertEqual(header.configFingerprint, String(config.legacyFingerprint(worldSize: 1), radix: 16))
+        XCTAssertTrue(config.resumes(checkpointFingerprint: header.configFingerprint, worldSize: 1))
+        var other = config
+        other.optim.lr *= 2
+        XCTAssertFalse(other.resumes(checkpointFingerprint: header.configFingerprint, worldSize: 1))
+    }
+
+    func testFingerprintHashesOnlyTheKeysAwayFromTheirDefaults() throws {
+        let minimal = try golden("defaults")
+        // the salt and one line per key that is not at its default: a key added later with a
+        // default leaves this text, and so every existing fingerprint, as it is
+        let text = "catlip-config-v2\ndata.train=\"t.tsv\"\ndata.vocab=\"v.tsv\""
+        XCTAssertEqual(minimal.fingerprint, fnv1a(Array(text.utf8)))
+        // a key written at its default is the same configuration as the key left out
+        let explicit = try TrainConfig.parse(yaml: "data:\n  train: t.tsv\n  vocab: v.tsv\n  label_mode: corenet\noptim:\n  lr: 1e-3\n")
+        XCTAssertEqual(explicit.fingerprint, minimal.fingerprint)
+        var changed = minimal
+        changed.optim.lr = 5e-4
+        XCTAssertEqual(changed.fingerprint, fnv1a(Array((text + "\noptim.lr=0.0005").utf8)))
+        // every key that enters changes the fingerprint; the resumable ones and run.dir do not
+        let everyKey = try golden("every-key")
+        let defaults = TrainConfig()
+        for key in TrainConfig.keys {
+            XCTAssertNotEqual(key.text(everyKey), key.text(defaults), "every-key.yaml leaves \(key.name) at its default")
+            if key.text(everyKey) == key.text(minimal) { continue }  // data.vocab
+            var c = minimal
+            try key.read(ConfigReader(yaml: everyKey.yaml(), file: "every-key", overrides: []), &c)
+            if key.fingerprint == .ignored {
+                XCTAssertEqual(c.fingerprint, minimal.fingerprint, key.name)
+            } else {
+                XCTAssertNotEqual(c.fingerprint, minimal.fingerprint, key.name)
+            }
+            XCTAssertEqual(key.fingerprint == .ignored, key.name == "run.dir" || (key.resumable && key.fingerprint != .globalBatch), key.name)
+        }
+        // the micro-batch, accumulation and rank count enter only as the global batch
+        var split = minimal
+        split.data.batchSize = 16
+        split.optim.accumulation = 2
+        var whole = minimal
+        whole.data.batchSize = 8
+        XCTAssertEqual(split.fingerprint(worldSize: 2), whole.fingerprint(worldSize: 8))
+        XCTAssertEqual(whole.fingerprint(worldSize: 8), minimal.fingerprint, "a global batch of 64 is the default's")
+        XCTAssertNotEqual(split.fingerprint(worldSize: 1), minimal.fingerprint)
     }
 
     func testTheResumableKeysAreThoseBeforeTheTable() {
