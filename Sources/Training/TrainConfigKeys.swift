@@ -158,7 +158,7 @@ extension TrainConfig {
         .string("data.train", \.data.train, "Training samples: shards (DIR/{00000..00099}.tar), a manifest (.tsv/.jsonl) or a folder."),
         .string("data.val", \.data.val, "Validation samples (shards or manifest) for the head's mean average precision; \"\" for none."),
         .string("data.vocab", \.data.vocab, "The vocabulary (vocab.tsv): class i is line i."),
-        .choice("data.label_mode", \.data.labelMode, "Caption labelling rule (WordNet's LabelMode)."),
+        .choice("data.label_mode", \.data.labelMode, "Caption labelling rule: corenet (the released CatLIP vocabulary's) or nouns (see LabelMode)."),
         .choice(
             "data.captions", \.data.captions, ["joined", "sampled"],
             "Samples with several captions: the union of their nouns (joined) or one caption drawn per epoch (sampled)."),

@@ -119,12 +119,16 @@ final class TrainConfigTableTests: ProcessTestCase {
         XCTAssertEqual(Set(TrainConfig.keys.map(\.name)).count, TrainConfig.keys.count, "a key declared twice")
     }
 
-    func testKeysHelpListsEveryKeyWithItsDefault() {
+    func testKeysHelpListsEveryKeyWithItsDefault() throws {
         let help = TrainConfig.keysHelp
         for key in TrainConfig.keys { XCTAssertTrue(help.contains("\n\(key.name): ") || help.hasPrefix("\(key.name): "), key.name) }
         XCTAssertTrue(help.contains("optim.lr: 0.001  (number 0.0...10.0)\n    Peak learning rate"), help)
         XCTAssertTrue(help.contains("data.label_mode: corenet  (corenet or nouns)"), help)
         XCTAssertTrue(help.contains("data.batch_size: 64  (integer 1...65536; may change on --resume)"), help)
+        // catlip train --list-keys prints it (without needing --config or --resume)
+        let listed = try run(try binary, ["train", "--list-keys"])
+        XCTAssertEqual(listed.status, 0, listed.output)
+        XCTAssertEqual(listed.output, help + "\n")
     }
 
     func testARunStoppedBeforeTheTableResumesToTheUninterruptedWeights() throws {
