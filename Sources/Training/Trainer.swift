@@ -569,7 +569,10 @@ public final class Trainer {
                 if header.hasEMA != (ema != nil) { throw TrainError("\(path): EMA presence differs from the configuration") }
                 var blocks = [model.parameters, adam.m, adam.v].map(\.buffer)
                 if let ema { blocks.append(ema.weights.buffer) }
-                let state = try CheckpointFile.read(path: path, into: blocks)
+                var state = try CheckpointFile.read(path: path, into: blocks)
+                // the checkpoints this session writes carry this code's fingerprint, also when the
+                // one read carries the legacy one
+                state.configFingerprint = String(config.fingerprint(worldSize: reducer.worldSize), radix: 16)
                 adam.step = state.optimizerStep
                 reporter.log("resume: \(path) (step \(state.step))")
                 return state

@@ -141,6 +141,10 @@ final class TrainConfigTableTests: ProcessTestCase {
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.output.contains("resume: run/checkpoints/step-000000035.ckpt (step 35)"), r.output)
         XCTAssertTrue(r.output.contains("done: 200 steps"), r.output)
+        // the checkpoint written after the resume carries the new fingerprint
+        let last = try CheckpointFile.read(path: directory + "/run/checkpoints/step-000000200.ckpt")
+        let config = try TrainConfig.load(path: directory + "/run/config.yaml")
+        XCTAssertEqual(last.configFingerprint, String(config.fingerprint, radix: 16))
         let sha = try run("/usr/bin/env", ["sha256sum", directory + "/run/model/model.safetensors"])
         XCTAssertEqual(sha.status, 0, sha.output)
         #if DEBUG
