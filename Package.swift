@@ -165,6 +165,7 @@ let package = Package(
         .testTarget(
             name: "TrainingTests",
             dependencies: ["TestSupport", "Support", "Training", "Shards", "ViT", "WordNet", "Imaging"],
+            resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
             name: "EvaluationTests",

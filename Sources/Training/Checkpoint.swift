@@ -29,7 +29,8 @@ public struct TrainState: Codable, Sendable, Equatable {
     public var trainSeconds = 0.0
     /// The run seed (initialisation, order and augmentation are pure functions of it).
     public var seed = 0
-    /// `TrainConfig.fingerprint` in hex: resume refuses a different configuration.
+    /// `TrainConfig.fingerprint(worldSize:)` in hex (`legacyFingerprint` in checkpoints written
+    /// before the key table): resume refuses a different configuration (`TrainConfig.resumes`).
     public var configFingerprint = ""
     /// Floats in each tensor block (parameter arena size).
     public var parameterCount = 0

@@ -21,19 +21,21 @@ extension Trainer {
     /// Loads the newest readable checkpoint into the model, optimiser and EMA; unreadable ones
     /// are reported and passed over. Nil when there is none.
     func restore(model: ViTModel, adam: AdamW, ema: WeightEMA?) throws -> TrainState? {
-        let fingerprint = String(config.fingerprint(worldSize: reducer.worldSize), radix: 16)
         for path in CheckpointFile.list(directory: checkpointDirectory) {
             do {
                 // the whole file is verified first: a damaged header is reported and passed
                 // over, not taken for another configuration
                 let header = try CheckpointFile.read(path: path)
-                if header.configFingerprint != fingerprint {
+                if !config.resumes(checkpointFingerprint: header.configFingerprint, worldSize: reducer.worldSize) {
                     throw TrainError("\(path): written under a different configuration (only \(TrainConfig.resumableKeys.sorted().joined(separator: ", ")) may change on resume)")
                 }
                 if header.hasEMA != (ema != nil) { throw TrainError("\(path): EMA presence differs from the configuration") }
                 var blocks = [model.parameters, adam.m, adam.v].map(\.buffer)
                 if let ema { blocks.append(ema.weights.buffer) }
-                let state = try CheckpointFile.read(path: path, into: blocks)
+                var state = try CheckpointFile.read(path: path, into: blocks)
+                // the checkpoints this session writes carry this code's fingerprint, also when the
+                // one read carries the legacy one
+                state.configFingerprint = String(config.fingerprint(worldSize: reducer.worldSize), radix: 16)
                 adam.step = state.optimizerStep
                 reporter.log("resume: \(path) (step \(state.step))")
                 return state

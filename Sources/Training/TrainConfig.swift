@@ -1,6 +1,7 @@
 import Foundation
 import Support
 import ViT
+import WordNet
 import Yams
 
 /// A training configuration that cannot be used: the file, the key and the problem.
@@ -39,7 +40,7 @@ public struct TrainConfig: Sendable, Equatable {
         /// The vocabulary (`vocab.tsv`): class i is line i.
         public var vocab = ""
         /// Caption labelling rule: `corenet` or `nouns`.
-        public var labelMode = "corenet"
+        public var labelMode: LabelMode = .corenet
         /// Samples with several captions (one per line of KEY.txt, as Flickr8k's or COCO's five):
         /// `joined` labels a sample with the union of all its captions' nouns, every epoch;
         /// `sampled` labels it with one caption drawn per sample and epoch (open_clip's and
@@ -88,7 +89,7 @@ public struct TrainConfig: Sendable, Equatable {
         /// MLP width / D (uniform model).
         public var mlpRatio = 4.0
         /// `token` or `avg`.
-        public var globalPool = "token"
+        public var globalPool: GlobalPool = .token
         /// Whether there is a class token.
         public var classToken = true
         /// Bias on the qkv Linear.
@@ -174,13 +175,6 @@ public struct TrainConfig: Sendable, Equatable {
     /// The defaults.
     public init() {}
 
-    /// Keys that may be changed with `--set` when resuming (they do not change the result).
-    public static let resumableKeys: Set<String> = [
-        "run.log_every", "run.checkpoint_every", "run.checkpoint_minutes", "run.keep_checkpoints",
-        "run.max_bad_steps", "run.comm_timeout", "data.threads", "data.prefetch", "data.max_file_mb",
-        "data.batch_size", "optim.accumulation",  // only together with the rank count: the global batch must stay
-    ]
-
     /// Reads a YAML config, applies `overrides` ("section.key=value", the value in YAML syntax),
     /// and validates everything.
     public static func load(path: String, overrides: [String] = []) throws -> TrainConfig {
@@ -199,61 +193,7 @@ public struct TrainConfig: Sendable, Equatable {
     public static func parse(yaml: String, file: String = "<config>", overrides: [String] = []) throws -> TrainConfig {
         let reader = try ConfigReader(yaml: yaml, file: file, overrides: overrides)
         var c = TrainConfig()
-        c.data.train = try reader.string("data.train", c.data.train)
-        c.data.val = try reader.string("data.val", c.data.val)
-        c.data.vocab = try reader.string("data.vocab", c.data.vocab)
-        c.data.labelMode = try reader.choice("data.label_mode", c.data.labelMode, ["corenet", "nouns"])
-        c.data.captions = try reader.choice("data.captions", c.data.captions, ["joined", "sampled"])
-        c.data.imageSize = try reader.int("data.image_size", c.data.imageSize, 1...4096)
-        c.data.batchSize = try reader.int("data.batch_size", c.data.batchSize, 1...65536)
-        c.data.threads = try reader.int("data.threads", c.data.threads, 1...256)
-        c.data.prefetch = try reader.int("data.prefetch", c.data.prefetch, 1...64)
-        c.data.shuffleBuffer = try reader.int("data.shuffle_buffer", c.data.shuffleBuffer, 1...10_000_000)
-        c.data.cropScale = try reader.pair("data.crop_scale", c.data.cropScale, 1e-6...1)
-        c.data.cropRatio = try reader.pair("data.crop_ratio", c.data.cropRatio, 1e-3...1e3)
-        c.data.flip = try reader.double("data.flip", c.data.flip, 0...1)
-        c.data.valSamples = try reader.int("data.val_samples", c.data.valSamples, 0...Int.max)
-        c.data.resolutions = try reader.ints("data.resolutions", c.data.resolutions, 1...4096)
-        c.data.maxFileMB = try reader.int("data.max_file_mb", c.data.maxFileMB, 1...1_048_576)
-        c.data.evalCropPct = try reader.double("data.eval_crop_pct", c.data.evalCropPct, ModelLimits.cropPct)
-
-        c.model.patchSize = try reader.int("model.patch_size", c.model.patchSize, 1...4096)
-        c.model.embedDim = try reader.int("model.embed_dim", c.model.embedDim, 1...65536)
-        c.model.depth = try reader.int("model.depth", c.model.depth, 1...1024)
-        c.model.numHeads = try reader.int("model.num_heads", c.model.numHeads, 1...4096)
-        c.model.mlpRatio = try reader.double("model.mlp_ratio", c.model.mlpRatio, 1e-3...1e3)
-        c.model.globalPool = try reader.choice("model.global_pool", c.model.globalPool, ["token", "avg"])
-        c.model.classToken = try reader.bool("model.class_token", c.model.classToken)
-        c.model.qkvBias = try reader.bool("model.qkv_bias", c.model.qkvBias)
-        c.model.layerScalingHeadDim = try reader.int("model.layer_scaling_head_dim", c.model.layerScalingHeadDim, 0...65536)
-        c.model.layerScalingAlpha = try reader.pair("model.layer_scaling_alpha", c.model.layerScalingAlpha, 1e-3...1e3)
-        c.model.layerScalingBeta = try reader.pair("model.layer_scaling_beta", c.model.layerScalingBeta, 1e-3...1e3)
-        c.model.headBiasPrior = try reader.bool("model.head_bias_prior", c.model.headBiasPrior)
-
-        c.optim.lr = try reader.double("optim.lr", c.optim.lr, 0...10)
-        c.optim.minLR = try reader.double("optim.min_lr", c.optim.minLR, 0...10)
-        c.optim.warmupSteps = try reader.int("optim.warmup_steps", c.optim.warmupSteps, 0...Int(Int32.max))
-        c.optim.warmupInitLR = try reader.double("optim.warmup_init_lr", c.optim.warmupInitLR, 0...10)
-        c.optim.weightDecay = try reader.double("optim.weight_decay", c.optim.weightDecay, 0...10)
-        c.optim.embeddingDecay = try reader.bool("optim.embedding_decay", c.optim.embeddingDecay)
-        c.optim.beta1 = try reader.double("optim.beta1", c.optim.beta1, 0...0.999999)
-        c.optim.beta2 = try reader.double("optim.beta2", c.optim.beta2, 0...0.999999999)
-        c.optim.eps = try reader.double("optim.eps", c.optim.eps, 1e-30...1)
-        c.optim.clipGrad = try reader.double("optim.clip_grad", c.optim.clipGrad, 0...1e9)
-        c.optim.emaMomentum = try reader.double("optim.ema_momentum", c.optim.emaMomentum, 0...1)
-        c.optim.accumulation = try reader.int("optim.accumulation", c.optim.accumulation, 1...65536)
-
-        c.run.dir = try reader.string("run.dir", c.run.dir)
-        c.run.steps = try reader.int("run.steps", c.run.steps, 1...Int(Int32.max))
-        c.run.seed = try reader.int("run.seed", c.run.seed, 0...Int.max)
-        c.run.threads = try reader.int("run.threads", c.run.threads, 1...256)
-        c.run.logEvery = try reader.int("run.log_every", c.run.logEvery, 1...Int(Int32.max))
-        c.run.checkpointEvery = try reader.int("run.checkpoint_every", c.run.checkpointEvery, 0...Int(Int32.max))
-        c.run.checkpointMinutes = try reader.double("run.checkpoint_minutes", c.run.checkpointMinutes, 0...1e6)
-        c.run.keepCheckpoints = try reader.int("run.keep_checkpoints", c.run.keepCheckpoints, 1...1000)
-        c.run.maxBadSteps = try reader.int("run.max_bad_steps", c.run.maxBadSteps, 1...1_000_000)
-        c.run.evalEvery = try reader.int("run.eval_every", c.run.evalEvery, 0...Int(Int32.max))
-        c.run.commTimeout = try reader.double("run.comm_timeout", c.run.commTimeout, 1...1e6)
+        for key in keys { try key.read(reader, &c) }
         try reader.finish()
         try c.validate(file: file)
         return c
@@ -275,7 +215,7 @@ public struct TrainConfig: Sendable, Equatable {
         if model.layerScalingHeadDim == 0 && model.embedDim % model.numHeads != 0 {
             throw fail("model.num_heads", "embed_dim \(model.embedDim) is not divisible by num_heads \(model.numHeads)")
         }
-        if model.globalPool == "token" && !model.classToken {
+        if model.globalPool == .token && !model.classToken {
             throw fail("model.global_pool", "'token' pooling needs model.class_token: true")
         }
         if optim.warmupSteps > run.steps { throw fail("optim.warmup_steps", "\(optim.warmupSteps) is more than run.steps \(run.steps)") }
@@ -347,111 +287,8 @@ public struct TrainConfig: Sendable, Equatable {
     /// The resolved configuration as commented YAML (every key, in order), which `parse`
     /// reads back to the same value: the run directory's `config.yaml`.
     public func yaml() -> String {
-        func list(_ v: [Double]) -> String { "[" + v.map(num).joined(separator: ", ") + "]" }
-        func num(_ v: Double) -> String {
-            if v == v.rounded() && abs(v) < 1e15 { return String(Int(v)) + ".0" }
-            return "\(v)"
-        }
-        func str(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-        return """
-            # catlip train: resolved configuration (every key; written by catlip)
-            data:
-              train: \(str(data.train))
-              val: \(str(data.val))
-              vocab: \(str(data.vocab))
-              label_mode: \(data.labelMode)
-              captions: \(data.captions)
-              image_size: \(data.imageSize)
-              batch_size: \(data.batchSize)
-              threads: \(data.threads)
-              prefetch: \(data.prefetch)
-              shuffle_buffer: \(data.shuffleBuffer)
-              crop_scale: \(list(data.cropScale))
-              crop_ratio: \(list(data.cropRatio))
-              flip: \(num(data.flip))
-              val_samples: \(data.valSamples)
-              eval_crop_pct: \(num(data.evalCropPct))
-              max_file_mb: \(data.maxFileMB)
-              resolutions: [\(data.resolutions.map(String.init).joined(separator: ", "))]
-            model:
-              patch_size: \(model.patchSize)
-              embed_dim: \(model.embedDim)
-              depth: \(model.depth)
-              num_heads: \(model.numHeads)
-              mlp_ratio: \(num(model.mlpRatio))
-              global_pool: \(model.globalPool)
-              class_token: \(model.classToken)
-              qkv_bias: \(model.qkvBias)
-              layer_scaling_head_dim: \(model.layerScalingHeadDim)
-              layer_scaling_alpha: \(list(model.layerScalingAlpha))
-              layer_scaling_beta: \(list(model.layerScalingBeta))
-              head_bias_prior: \(model.headBiasPrior)
-            optim:
-              lr: \(num(optim.lr))
-              min_lr: \(num(optim.minLR))
-              warmup_steps: \(optim.warmupSteps)
-              warmup_init_lr: \(num(optim.warmupInitLR))
-              weight_decay: \(num(optim.weightDecay))
-              embedding_decay: \(optim.embeddingDecay)
-              beta1: \(num(optim.beta1))
-              beta2: \(num(optim.beta2))
-              eps: \(num(optim.eps))
-              clip_grad: \(num(optim.clipGrad))
-              ema_momentum: \(num(optim.emaMomentum))
-              accumulation: \(optim.accumulation)
-            run:
-              dir: \(str(run.dir))
-              steps: \(run.steps)
-              seed: \(run.seed)
-              threads: \(run.threads)
-              log_every: \(run.logEvery)
-              checkpoint_every: \(run.checkpointEvery)
-              checkpoint_minutes: \(num(run.checkpointMinutes))
-              keep_checkpoints: \(run.keepCheckpoints)
-              max_bad_steps: \(run.maxBadSteps)
-              eval_every: \(run.evalEvery)
-              comm_timeout: \(num(run.commTimeout))
-
-            """
+        Self.sectionedYAML(Self.keys.map { ($0.name, $0.text(self)) })
     }
-
-    /// The part of the configuration that determines the trained weights (everything except the
-    /// `resumableKeys` and the run directory), hashed: a checkpoint is resumed only under the same.
-    public var fingerprint: UInt64 { fingerprint(worldSize: 1) }
-
-    /// The fingerprint of a data-parallel run over `worldSize` ranks: the micro-batch size,
-    /// accumulation and rank count enter only through the global batch they make, so a run
-    /// resumes under another rank count when the global batch is kept.
-    public func fingerprint(worldSize: Int) -> UInt64 {
-        var c = self
-        c.data.batchSize = data.batchSize * optim.accumulation * worldSize
-        c.optim.accumulation = 1
-        c.run.dir = ""
-        c.run.logEvery = 1
-        c.run.checkpointEvery = 0
-        c.run.checkpointMinutes = 0
-        c.run.keepCheckpoints = 1
-        c.run.maxBadSteps = 1
-        c.data.threads = 1
-        c.data.prefetch = 1
-        // run.comm_timeout and data.max_file_mb may change on resume; their lines are left out so
-        // that the fingerprints of configurations written before the keys existed stay the same,
-        // as are optim.embedding_decay and data.captions at their old behaviour (true, joined)
-        let text = c.yaml().split(separator: "\n", omittingEmptySubsequences: false)
-            .filter { line in
-                let key = line.trimmingCharacters(in: .whitespaces)
-                return !key.hasPrefix("comm_timeout:") && !key.hasPrefix("max_file_mb:") && key != "embedding_decay: true"
-                    && key != "captions: joined"
-            }.joined(separator: "\n")
-        return fnv1a(Array(text.utf8))
-    }
-}
-
-/// FNV-1a over bytes.
-func fnv1a(_ bytes: [UInt8]) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-    return h
 }
 
 /// Reads typed values out of a two-level YAML mapping, remembering which keys were used, with

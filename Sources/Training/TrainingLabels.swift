@@ -70,7 +70,7 @@ extension Trainer {
     /// Which of a sample's `count` captions it is trained on in `epoch`: a hash of the run's
     /// seed, the epoch and the key, so the same on every rank, thread count and resume.
     static func captionChoice(seed: UInt64, epoch: Int, key: String, count: Int) -> Int {
-        var g = Seeds.generator(seed: seed, epoch: epoch, purpose: Seeds.caption, index: Int(truncatingIfNeeded: fnv1a(Array(key.utf8))))
+        var g = Seeds.generator(seed: seed, epoch: epoch, purpose: Seeds.caption, index: Int(truncatingIfNeeded: FNV1a.hash(key.utf8)))
         return Int(g.next() % UInt64(count))
     }
 

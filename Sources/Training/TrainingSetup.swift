@@ -34,7 +34,7 @@ extension Trainer {
             ? LayerScaling(headDim: m.layerScalingHeadDim, alpha: m.layerScalingAlpha, beta: m.layerScalingBeta) : nil
         let args = ModelArgs(
             imgSize: c.data.imageSize, patchSize: m.patchSize, inChans: 3, numClasses: classes,
-            globalPool: m.globalPool, embedDim: m.embedDim, depth: m.depth, numHeads: m.numHeads,
+            globalPool: m.globalPool.rawValue, embedDim: m.embedDim, depth: m.depth, numHeads: m.numHeads,
             mlpRatio: m.mlpRatio, qkvBias: m.qkvBias, classToken: m.classToken, layerScaling: scaling)
         return ModelConfig(
             modelArgs: args,
@@ -50,7 +50,7 @@ extension Trainer {
         do { vocabulary = try Vocabulary.load(path: config.data.vocab, database: database) } catch { throw TrainError("data.vocab: \(error)") }
         guard vocabulary.count > 0 else { throw TrainError("\(config.data.vocab): the vocabulary is empty") }
         if isRoot { try writeText(vocabulary.tsv(), to: runDirectory + "/vocab.tsv") }
-        guard let mode = LabelMode(rawValue: config.data.labelMode) else { throw TrainError("data.label_mode: unknown mode") }
+        let mode = config.data.labelMode
         let source = try openSource(config.data.train, key: "data.train", shuffle: true)
         let captionLabels: [String: [[UInt32]]]
         if config.data.captions == "sampled" {

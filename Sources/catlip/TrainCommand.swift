@@ -22,8 +22,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "YAML config (see configs/): sections data, model, optim, run.")
     var config: String?
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key, e.g. --set optim.lr=5e-4 (repeatable).", valueName: "section.key=value"))
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key, e.g. --set optim.lr=5e-4 (repeatable; keys: --list-keys).", valueName: "section.key=value"))
     var overrides: [String] = []
+
+    @Flag(help: "List every config key with its default, its values and its meaning, and exit.")
+    var listKeys = false
 
     @Option(help: ArgumentHelp("Continue the run in this directory from its newest readable checkpoint.", valueName: "RUN_DIR"))
     var resume: String?
@@ -31,10 +34,12 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var wordnet: WordNetDirectoryOption
 
     func validate() throws {
+        if listKeys { return }
         if (config == nil) == (resume == nil) { throw ValidationError("give --config FILE to start a run, or --resume RUN_DIR to continue one") }
     }
 
     func run() throws {
+        if listKeys { return print(TrainConfig.keysHelp) }
         var trainConfig: TrainConfig
         var runDirectory: String
         if let resume {

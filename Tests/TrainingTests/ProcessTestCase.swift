@@ -28,11 +28,13 @@ class ProcessTestCase: XCTestCase {
         }
     }
 
-    /// Starts `executable` (catlip by default) with `arguments`, stdout and stderr in one pipe.
-    func start(_ arguments: [String], executable: String? = nil) throws -> (Process, Pipe) {
+    /// Starts `executable` (catlip by default) with `arguments`, stdout and stderr in one pipe,
+    /// in `workingDirectory` (the test process's by default).
+    func start(_ arguments: [String], executable: String? = nil, workingDirectory: String? = nil) throws -> (Process, Pipe) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try executable ?? binary)
         process.arguments = arguments
+        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         let out = Pipe()
         process.standardOutput = out
         process.standardError = out
