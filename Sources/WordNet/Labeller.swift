@@ -1,6 +1,6 @@
-/// How captions become synsets.
 import Support
 
+/// How captions become synsets.
 public enum LabelMode: String, Sendable, CaseIterable, Codable {
     /// corenet's rule, which the released CatLIP vocabulary follows: every token is lemmatised
     /// as a noun, its first noun sense is taken, and kept only when the lemma is that synset's
