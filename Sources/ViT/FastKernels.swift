@@ -824,5 +824,85 @@ extension Kernels {
         }
     }
 
+    // MARK: Softmax cross-entropy against soft targets, rows split
+
+    /// `softmaxCrossEntropyForwardNaive` with the rows split over the workers: each row's
+    /// maximum, then Σ exp(z - max) with the SIMD exp summed in double per lane; the rows' losses
+    /// are added in row order, so the result does not depend on the thread count.
+    public static func softmaxCrossEntropyForward(
+        logits: UnsafePointer<Float>, targets: UnsafePointer<Float>, batch: Int, classes: Int
+    ) -> Float {
+        let (pz, pt) = (SendablePointer(logits), SendablePointer(targets))
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: batch) { rows in
+            nonisolated(unsafe) let pr = rows.baseAddress!
+            Parallelism.forRanges(batch, costPerItem: 30 * classes) { b0, b1 in
+                for b in b0..<b1 {
+                    let (z, t) = (pz.p + b * classes, pt.p + b * classes)
+                    let (m, s) = rowMaxAndExpSum(z, classes: classes)
+                    let lse = Double(m) + Foundation.log(s)
+                    var zt: Double = 0
+                    var mass: Double = 0
+                    for c in 0..<classes {
+                        zt += Double(t[c]) * Double(z[c])
+                        mass += Double(t[c])
+                    }
+                    pr[b] = lse * mass - zt
+                }
+            }
+            var sum: Double = 0
+            for b in 0..<batch { sum += rows[b] }
+            return Float(sum / Double(batch))
+        }
+    }
+
+    /// `softmaxCrossEntropyBackwardNaive` with the rows split over the workers and the SIMD exp:
+    /// dlogits += (softmax(z) · Σt - t) / B.
+    public static func softmaxCrossEntropyBackward(
+        dlogits: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
+        targets: UnsafePointer<Float>, batch: Int, classes: Int
+    ) {
+        let (pd, pz, pt) = (SendablePointer(dlogits), SendablePointer(logits), SendablePointer(targets))
+        Parallelism.forRanges(batch, costPerItem: 30 * classes) { b0, b1 in
+            for b in b0..<b1 {
+                let (z, t, d) = (pz.p + b * classes, pt.p + b * classes, pd.p + b * classes)
+                let (m, s) = rowMaxAndExpSum(z, classes: classes)
+                var mass: Double = 0
+                for c in 0..<classes { mass += Double(t[c]) }
+                let scale = Float(mass / s / Double(batch))
+                let invB = 1 / Float(batch)
+                var c = 0
+                while c + 16 <= classes {
+                    let e = SIMDMath.exp(SIMDMath.load(z + c) - m)
+                    SIMDMath.store(SIMDMath.load(d + c) + e * scale - SIMDMath.load(t + c) * invB, d + c)
+                    c += 16
+                }
+                while c < classes {
+                    d[c] += Foundation.exp(z[c] - m) * scale - t[c] * invB
+                    c += 1
+                }
+            }
+        }
+    }
+
+    /// A row's maximum and Σ exp(z - max) (the SIMD exp, lanes summed in double).
+    @inline(__always)
+    static func rowMaxAndExpSum(_ z: UnsafePointer<Float>, classes: Int) -> (max: Float, sum: Double) {
+        var m = -Float.infinity
+        for c in 0..<classes { m = Swift.max(m, z[c]) }
+        var acc = SIMD8<Double>()
+        var c = 0
+        while c + 16 <= classes {
+            let e = SIMDMath.exp(SIMDMath.load(z + c) - m)
+            acc += SIMD8<Double>(e.lowHalf) + SIMD8<Double>(e.highHalf)
+            c += 16
+        }
+        var s = acc.sum()
+        while c < classes {
+            s += Foundation.exp(Double(z[c] - m))
+            c += 1
+        }
+        return (m, s)
+    }
+
     typealias V16 = SIMD16<Float>
 }

@@ -294,18 +294,20 @@ extension ViTModel {
             rows: B, inFeatures: D, outFeatures: V)
     }
 
-    /// The loss of the last forward pass against multi-hot targets (B, V): BCE with logits summed
-    /// over classes and averaged over the batch.
+    /// The loss of the last forward pass against targets (B, V), by `headLoss`: BCE with logits
+    /// summed over classes and averaged over the batch against multi-hot rows, or the softmax
+    /// cross-entropy averaged over the batch against rows of probabilities.
     public func loss(targets: UnsafePointer<Float>, activations acts: ViTActivations) -> Float {
-        switch backend {
-        case .naive:
-            return Kernels.bceForwardNaive(
-                logits: acts.fwd(acts.logits), targets: targets, batch: acts.batchSize,
-                classes: numClasses)
-        case .fast:
-            return Kernels.bceForward(
-                logits: acts.fwd(acts.logits), targets: targets, batch: acts.batchSize,
-                classes: numClasses)
+        let (z, B, V) = (UnsafePointer(acts.fwd(acts.logits)), acts.batchSize, numClasses)
+        switch (headLoss, backend) {
+        case (.binaryCrossEntropy, .naive):
+            return Kernels.bceForwardNaive(logits: z, targets: targets, batch: B, classes: V)
+        case (.binaryCrossEntropy, .fast):
+            return Kernels.bceForward(logits: z, targets: targets, batch: B, classes: V)
+        case (.softmaxCrossEntropy, .naive):
+            return Kernels.softmaxCrossEntropyForwardNaive(logits: z, targets: targets, batch: B, classes: V)
+        case (.softmaxCrossEntropy, .fast):
+            return Kernels.softmaxCrossEntropyForward(logits: z, targets: targets, batch: B, classes: V)
         }
     }
 
@@ -336,15 +338,16 @@ extension ViTModel {
         if acts.resampler != nil { acts.bwd(acts.dposEmbed).update(repeating: 0, count: T * D) }
 
         // loss and head
-        switch backend {
-        case .naive:
-            Kernels.bceBackwardNaive(
-                dlogits: acts.bwd(acts.dlogits), logits: acts.fwd(acts.logits), targets: targets,
-                batch: B, classes: V)
-        case .fast:
-            Kernels.bceBackward(
-                dlogits: acts.bwd(acts.dlogits), logits: acts.fwd(acts.logits), targets: targets,
-                batch: B, classes: V)
+        let (dz, z) = (acts.bwd(acts.dlogits), UnsafePointer(acts.fwd(acts.logits)))
+        switch (headLoss, backend) {
+        case (.binaryCrossEntropy, .naive):
+            Kernels.bceBackwardNaive(dlogits: dz, logits: z, targets: targets, batch: B, classes: V)
+        case (.binaryCrossEntropy, .fast):
+            Kernels.bceBackward(dlogits: dz, logits: z, targets: targets, batch: B, classes: V)
+        case (.softmaxCrossEntropy, .naive):
+            Kernels.softmaxCrossEntropyBackwardNaive(dlogits: dz, logits: z, targets: targets, batch: B, classes: V)
+        case (.softmaxCrossEntropy, .fast):
+            Kernels.softmaxCrossEntropyBackward(dlogits: dz, logits: z, targets: targets, batch: B, classes: V)
         }
         linearBackward(
             acts.bwd(acts.dpreLogits), gp + o.headWeight, gp + o.headBias, acts.bwd(acts.dlogits),

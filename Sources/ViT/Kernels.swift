@@ -349,6 +349,59 @@ public enum Kernels {
         }
     }
 
+    // MARK: Softmax cross-entropy against soft targets (fine-tuning on class labels)
+
+    /// Σ over rows of Σ_c t_c · (logsumexp(z) - z_c), divided by the batch size: cross-entropy
+    /// of the softmax against target rows of probabilities (timm's `SoftTargetCrossEntropy`; a
+    /// one-hot row is `nn.CrossEntropyLoss`, a row `(1 - ε)·one-hot + ε / V` timm's
+    /// `LabelSmoothingCrossEntropy(ε)`, a mixed row mixup's or cutmix's target). The row
+    /// maximum is subtracted before the exponentials; summed in double precision.
+    public static func softmaxCrossEntropyForwardNaive(
+        logits: UnsafePointer<Float>, targets: UnsafePointer<Float>, batch: Int, classes: Int
+    ) -> Float {
+        var sum: Double = 0
+        for b in 0..<batch {
+            sum += softmaxCrossEntropyRow(logits + b * classes, targets + b * classes, classes: classes)
+        }
+        return Float(sum / Double(batch))
+    }
+
+    /// One row's Σ_c t_c · (logsumexp(z) - z_c), in double precision.
+    static func softmaxCrossEntropyRow(_ z: UnsafePointer<Float>, _ t: UnsafePointer<Float>, classes: Int) -> Double {
+        var m = -Double.infinity
+        for c in 0..<classes { m = max(m, Double(z[c])) }
+        var s: Double = 0
+        for c in 0..<classes { s += Foundation.exp(Double(z[c]) - m) }
+        let lse = m + Foundation.log(s)
+        var row: Double = 0
+        for c in 0..<classes { row += Double(t[c]) * (lse - Double(z[c])) }
+        return row
+    }
+
+    /// dlogits (B, V) += (softmax(z) · Σ_c t_c - t) / B: the gradient of
+    /// `softmaxCrossEntropyForwardNaive` (softmax(z) - t when the targets sum to 1).
+    public static func softmaxCrossEntropyBackwardNaive(
+        dlogits: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
+        targets: UnsafePointer<Float>, batch: Int, classes: Int
+    ) {
+        let invB = 1 / Double(batch)
+        for b in 0..<batch {
+            let (z, t, d) = (logits + b * classes, targets + b * classes, dlogits + b * classes)
+            var m = -Double.infinity
+            for c in 0..<classes { m = max(m, Double(z[c])) }
+            var s: Double = 0
+            var mass: Double = 0
+            for c in 0..<classes {
+                s += Foundation.exp(Double(z[c]) - m)
+                mass += Double(t[c])
+            }
+            for c in 0..<classes {
+                let p = Foundation.exp(Double(z[c]) - m) / s
+                d[c] += Float((p * mass - Double(t[c])) * invB)
+            }
+        }
+    }
+
     // MARK: Binary cross-entropy with logits, CatLIP's "batch_mean"
 
     /// Σ over all elements of max(z, 0) - z·y + log1p(exp(-|z|)), divided by the batch size

@@ -33,6 +33,9 @@ public final class ViTModel {
     public let gradients: FloatArena
     /// Implementation of the kernels (`Gemm` and SIMD by default; naive is the reference).
     public var backend: ComputeBackend = .fast
+    /// The training loss on the head's logits: CatLIP's multi-label BCE (pretraining) or the
+    /// softmax cross-entropy of a classifier (fine-tuning on class labels).
+    public var headLoss: HeadLoss = .binaryCrossEntropy
     /// The bf16 copy of the weights for inference at `InferencePrecision.bf16`, nil at fp32.
     var bf16Weights: BF16ModelWeights?
 
@@ -211,4 +214,15 @@ public final class ViTModel {
             path: directory + "/model.safetensors", entries: entries, metadata: ["format": "pt"])
         try config.write(path: directory + "/config.json")
     }
+}
+
+/// The training loss on the logits (B, V) against target rows (B, V).
+public enum HeadLoss: String, Sendable, CaseIterable {
+    /// Binary cross-entropy with logits, summed over the classes and averaged over the batch
+    /// (CatLIP's "batch_mean"): multi-hot targets, one independent sigmoid per class.
+    case binaryCrossEntropy = "bce"
+    /// Softmax cross-entropy against target rows of probabilities, averaged over the batch
+    /// (timm's `SoftTargetCrossEntropy`): one-hot rows for plain labels, smoothed or mixed rows
+    /// for label smoothing, mixup and cutmix.
+    case softmaxCrossEntropy = "softmax"
 }

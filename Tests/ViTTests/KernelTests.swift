@@ -229,6 +229,69 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Softmax cross-entropy against soft targets (one-hot, label-smoothed, mixed and dense rows,
+    /// logits of ±60 and a row shifted by +80) against PyTorch's float64 log_softmax, on both
+    /// backends; the fast kernel against the naive one on a wide head, and its result the same
+    /// at every thread count.
+    func testSoftmaxCrossEntropyAgainstPyTorch() throws {
+        let z = try k("softce.logits")
+        let y = try k("softce.targets")
+        let (B, V) = (4, 9)
+        for fast in [false, true] {
+            var dz = [Float](repeating: 0, count: B * V)
+            let loss: Float
+            if fast {
+                loss = Kernels.softmaxCrossEntropyForward(logits: z, targets: y, batch: B, classes: V)
+                Kernels.softmaxCrossEntropyBackward(dlogits: &dz, logits: z, targets: y, batch: B, classes: V)
+            } else {
+                loss = Kernels.softmaxCrossEntropyForwardNaive(logits: z, targets: y, batch: B, classes: V)
+                Kernels.softmaxCrossEntropyBackwardNaive(dlogits: &dz, logits: z, targets: y, batch: B, classes: V)
+            }
+            assertWithinTolerance(
+                [
+                    elementwise("loss", [loss], try k("softce.loss"), rtol: 1e-5, atol: 1e-6),
+                    elementwise("dlogits", dz, try k("softce.dlogits"), rtol: 1e-4, atol: 1e-7),
+                ], "softmax cross-entropy fast \(fast)")
+            // extreme logits stay finite
+            let big: [Float] = [1e30, -1e30, 88, -104, 1e37, -1e37, 0, 3]
+            let t: [Float] = [0.25, 0.25, 0, 0.5, 0, 0, 0, 0]
+            var d = [Float](repeating: 0, count: big.count)
+            if fast {
+                XCTAssert(Kernels.softmaxCrossEntropyForward(logits: big, targets: t, batch: 1, classes: big.count).isFinite)
+                Kernels.softmaxCrossEntropyBackward(dlogits: &d, logits: big, targets: t, batch: 1, classes: big.count)
+            } else {
+                XCTAssert(Kernels.softmaxCrossEntropyForwardNaive(logits: big, targets: t, batch: 1, classes: big.count).isFinite)
+                Kernels.softmaxCrossEntropyBackwardNaive(dlogits: &d, logits: big, targets: t, batch: 1, classes: big.count)
+            }
+            XCTAssert(d.allSatisfy(\.isFinite), "\(d)")
+        }
+        // fast against naive on a wide head with a ragged tail, smoothed one-hot targets
+        let (b, v) = (5, 1_003)
+        let logits = [Float].randomNormal(b * v, seed: 11, std: 4)
+        var targets = [Float](repeating: 0.1 / Float(v), count: b * v)
+        for r in 0..<b { targets[r * v + (r * 211) % v] += 0.9 }
+        let l1 = Kernels.softmaxCrossEntropyForwardNaive(logits: logits, targets: targets, batch: b, classes: v)
+        var d1 = [Float](repeating: 0, count: b * v)
+        Kernels.softmaxCrossEntropyBackwardNaive(dlogits: &d1, logits: logits, targets: targets, batch: b, classes: v)
+        let saved = Parallelism.threads
+        defer { Parallelism.threads = saved }
+        var first: (Float, [Float])?
+        for threads in [1, 2, 3] {
+            Parallelism.threads = threads
+            let l2 = Kernels.softmaxCrossEntropyForward(logits: logits, targets: targets, batch: b, classes: v)
+            var d2 = [Float](repeating: 0, count: b * v)
+            Kernels.softmaxCrossEntropyBackward(dlogits: &d2, logits: logits, targets: targets, batch: b, classes: v)
+            XCTAssertEqual(l2, l1, accuracy: 1e-5 * l1)
+            XCTAssert(relativeToMax("dlogits", d2, d1, rel: 1e-5).score <= 1)
+            if let first {
+                XCTAssertEqual(first.0, l2, "the loss must not depend on the thread count")
+                XCTAssertEqual(first.1, d2)
+            } else {
+                first = (l2, d2)
+            }
+        }
+    }
+
     func testBCEAgainstPyTorch() throws {
         let z = try k("bce.logits")
         let y = try k("bce.targets")

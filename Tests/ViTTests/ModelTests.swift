@@ -166,12 +166,14 @@ final class ModelTests: XCTestCase {
     /// Whole-model gradient against central differences of the loss, for every parameter
     /// tensor, on tiny models covering class token / avg pooling / layer scaling / no qkv bias.
     func testModelFiniteDifferences() throws {
-        for (cls, avg, scaling, qkvBias) in [
-            (true, false, false, true), (false, true, true, true), (true, true, false, false),
+        for (cls, avg, scaling, qkvBias, headLoss) in [
+            (true, false, false, true, HeadLoss.binaryCrossEntropy), (false, true, true, true, .binaryCrossEntropy),
+            (true, true, false, false, .binaryCrossEntropy), (false, true, false, true, .softmaxCrossEntropy),
         ] {
             let m = try ViTModel(
                 config: tinyConfig(classToken: cls, avg: avg, scaling: scaling, qkvBias: qkvBias))
             m.backend = .naive
+            m.headLoss = headLoss
             // larger weights than the 0.02 init, so that every gradient is well above noise
             var rng = SeededGenerator(seed: 5)
             for i in 0..<m.parameters.count { m.parameters.base[i] = Float(rng.nextNormal()) * 0.3 }
@@ -180,7 +182,9 @@ final class ModelTests: XCTestCase {
             }
             let B = 2
             let images = [Float].randomNormal(B * 3 * 10 * 10, seed: 6)
-            let targets: [Float] = [1, 0, 0, 1, 0, 0, 1, 1, 0, 0]
+            // multi-hot rows for BCE; rows of probabilities (a smoothed label, a mixup) for softmax
+            let targets: [Float] = headLoss == .binaryCrossEntropy
+                ? [1, 0, 0, 1, 0, 0, 1, 1, 0, 0] : [0.02, 0.92, 0.02, 0.02, 0.02, 0.6, 0, 0, 0.4, 0]
             let acts = m.makeActivations(batchSize: B)
             func loss() -> Double {
                 m.forward(images: images, activations: acts)
@@ -209,7 +213,7 @@ final class ModelTests: XCTestCase {
                 }
                 XCTAssertLessThanOrEqual(
                     worst, 2e-2,
-                    "cls \(cls) avg \(avg) scaling \(scaling): \(s.name) off by \(worst) of max |grad| \(scale)"
+                    "cls \(cls) avg \(avg) scaling \(scaling) \(headLoss): \(s.name) off by \(worst) of max |grad| \(scale)"
                 )
             }
         }
@@ -220,9 +224,13 @@ final class ModelTests: XCTestCase {
     /// the last block for the class token only and the naive one every row (with and without
     /// a qkv bias).
     func testActivationsReusedAndBackendsAgree() throws {
-        for (avg, qkvBias) in [(true, true), (false, true), (false, false)] {
+        for (avg, qkvBias, headLoss) in [
+            (true, true, HeadLoss.binaryCrossEntropy), (false, true, .binaryCrossEntropy), (false, false, .binaryCrossEntropy),
+            (true, true, .softmaxCrossEntropy),
+        ] {
             let m = try ViTModel(
                 config: tinyConfig(avg: avg, scaling: true, qkvBias: qkvBias), seed: 9)
+            m.headLoss = headLoss
             let B = 3
             let images = [Float].randomNormal(B * 3 * 10 * 10, seed: 10)
             let targets = (0..<(B * 5)).map { Float($0 % 3 == 0 ? 1 : 0) }

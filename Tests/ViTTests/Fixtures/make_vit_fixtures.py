@@ -142,6 +142,10 @@ kernels.safetensors: standalone references for kernel tests (float64 math on the
     bce.{logits (3,8), targets (3,8)} -> bce.loss [1], bce.dlogits (3,8); batch_mean as above,
         logits include +-50 and +-100 against both targets (dlogits there are 0, 6.4e-23 and the
         subnormal 1.3e-44: compare with an absolute bound).
+    softce.{logits (4,9), targets (4,9)} -> softce.loss [1], softce.dlogits (4,9); cross-entropy
+        against soft target rows (sum_c -t_c log_softmax(z)_c, mean over rows): one-hot,
+        label-smoothed (0.1), smoothed mixup (0.7/0.3) and dense rows; logits +-60, a row +80.
+``--kernels-only`` rewrites kernels.safetensors alone.
 """
 
 import argparse
@@ -526,6 +530,29 @@ def kernel_fixtures():
     loss.backward()
     t.update({"bce.logits": z, "bce.targets": yt, "bce.loss": loss.detach().reshape(1),
               "bce.dlogits": z64.grad})
+    # softmax cross-entropy against soft targets (timm's SoftTargetCrossEntropy), batch mean:
+    # a one-hot row (nn.CrossEntropyLoss), a label-smoothed one (LabelSmoothingCrossEntropy with
+    # smoothing 0.1: (1 - 0.1) one-hot + 0.1 / V), a smoothed mixup of two classes (lambda 0.7),
+    # and a dense row; logits of +-60 and a row offset by +80 check the max subtraction
+    v_ = 9
+    z = 2.5 * torch.randn(4, v_, generator=g)
+    z[1, 2] = 60.0
+    z[2, 5] = -60.0
+    z[3] += 80.0
+    st = torch.zeros(4, v_)
+    st[0, 3] = 1.0
+    st[1] = 0.1 / v_
+    st[1, 2] += 0.9
+    st[2] = 0.1 / v_
+    st[2, 1] += 0.9 * 0.7
+    st[2, 6] += 0.9 * 0.3
+    dense = torch.rand(v_, generator=g)
+    st[3] = dense / dense.sum()
+    z64 = z.double().requires_grad_(True)
+    loss = torch.sum(-st.double() * F.log_softmax(z64, dim=-1), dim=-1).mean()
+    loss.backward()
+    t.update({"softce.logits": z, "softce.targets": st, "softce.loss": loss.detach().reshape(1),
+              "softce.dlogits": z64.grad})
     return {k: v.detach().float().contiguous() for k, v in t.items()}
 
 
@@ -615,6 +642,8 @@ def write_json(path, obj):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-timm-check", action="store_true", help="skip the timm cross-check")
+    ap.add_argument("--kernels-only", action="store_true",
+                    help="write kernels.safetensors alone (the model fixtures are left as they are)")
     opts = ap.parse_args()
 
     from safetensors.torch import save_file
@@ -623,7 +652,7 @@ def main():
     torch.use_deterministic_algorithms(True)
     written = []
     reports = {}
-    for spec in MODELS:
+    for spec in ([] if opts.kernels_only else MODELS):
         name = spec["name"]
         d = os.path.join(HERE, name)
         os.makedirs(d, exist_ok=True)
@@ -695,7 +724,7 @@ def main():
     kpath = os.path.join(HERE, "kernels.safetensors")
     save_file(kernel_fixtures(), kpath)
     written.append(kpath)
-    if not opts.no_timm_check:
+    if not opts.no_timm_check and not opts.kernels_only:
         key = "timm (uniform-width avg/no-class-token path)"
         reports["avg_scaled"][key] = timm_check_avg_path()
 
