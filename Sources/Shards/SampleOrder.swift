@@ -118,6 +118,14 @@ public struct ManifestSource: SampleSource {
         self.shuffle = shuffle
     }
 
+    /// A source over samples held in memory (`path` names them in reports).
+    public init(samples: [ManifestSample], path: String, shuffle: Bool = true) {
+        self.samples = samples
+        self.path = path
+        self.problems = []
+        self.shuffle = shuffle
+    }
+
     /// Number of samples per epoch.
     public var count: Int? { samples.count }
 

@@ -1,0 +1,130 @@
+import Foundation
+import Support
+
+/// Images with one class each, for fine-tuning and its evaluation: an ImageFolder (one folder
+/// per class, named by class name or wnid, images anywhere below it, as torchvision's
+/// `ImageFolder` reads it) or a manifest of `path<TAB>class` lines (relative paths against the
+/// manifest's folder). The class list is the sorted set of names found, or a given one (a run's
+/// `classes.tsv`, fixed by its first session), which the data must keep to.
+public struct ClassifiedImages: Sendable {
+    /// The class names; class i is `classes[i]`.
+    public let classes: [String]
+    /// The images: key (the path as found or written), resolved path and class name as the
+    /// caption, in file order.
+    public let samples: [ManifestSample]
+    /// Class index per sample key.
+    public let labels: [String: UInt32]
+    /// Where the images came from (the folder or manifest).
+    public let path: String
+
+    /// The largest manifest read: 4 GiB, as for image-caption manifests.
+    public static let maximumManifestBytes = Manifest.maximumFileBytes
+
+    /// Reads the images of `path`. With `classes`, every class of the data must be in it (a
+    /// class the list does not have is an error naming it); without, the classes are the sorted
+    /// names found. Errors name the file and the problem: a class folder without images, an
+    /// image listed under two classes, a manifest line that is not `path<TAB>class`, no images.
+    public static func read(_ path: String, classes fixed: [String]? = nil) throws -> ClassifiedImages {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ManifestError(path: path, message: "no such file or folder")
+        }
+        let pairs = isDirectory.boolValue ? try folderPairs(path) : try manifestPairs(path)
+        guard !pairs.isEmpty else { throw ManifestError(path: path, message: "no labelled images found") }
+        var classOf: [String: String] = [:]
+        for p in pairs {
+            if let earlier = classOf[p.key], earlier != p.name {
+                throw ManifestError(path: path, message: "\(p.key) is listed under two classes, '\(earlier)' and '\(p.name)'")
+            }
+            classOf[p.key] = p.name
+        }
+        let classes = fixed ?? Array(Set(pairs.map(\.name))).sorted()
+        let index = Dictionary(classes.enumerated().map { ($1, UInt32($0)) }, uniquingKeysWith: { a, _ in a })
+        var samples: [ManifestSample] = []
+        var labels: [String: UInt32] = [:]
+        for p in pairs where labels[p.key] == nil {
+            guard let label = index[p.name] else {
+                throw ManifestError(
+                    path: path, message: "class '\(p.name)' (of \(p.key)) is not in the run's class list of \(classes.count) classes")
+            }
+            samples.append(ManifestSample(key: p.key, imagePath: p.file, caption: p.name))
+            labels[p.key] = label
+        }
+        return ClassifiedImages(classes: classes, samples: samples, labels: labels, path: path)
+    }
+
+    /// The images as a sample source for the loader (a permutation per epoch when `shuffle`).
+    public func source(shuffle: Bool) -> ManifestSource {
+        ManifestSource(samples: samples, path: path, shuffle: shuffle)
+    }
+
+    /// `classes.tsv`: one class name per line, class i on line i + 1.
+    public static func classesTSV(_ classes: [String]) -> String {
+        classes.map { $0 + "\n" }.joined()
+    }
+
+    /// Reads a `classes.tsv` (the first column of each non-empty line); errors name the file.
+    public static func readClasses(_ path: String) throws -> [String] {
+        let bytes: [UInt8]
+        do { bytes = try SafeFile.read(path, maxBytes: 64 << 20) } catch let error as FileIOError {
+            throw ManifestError(path: path, message: "cannot read the class list: \(error.problem)")
+        }
+        let names = textLines(Data(bytes)).compactMap { line -> String? in
+            let name = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            return trimmed.isEmpty ? nil : trimmed
+        }
+        guard !names.isEmpty else { throw ManifestError(path: path, message: "the class list is empty") }
+        if Set(names).count != names.count { throw ManifestError(path: path, message: "a class is listed twice") }
+        return names
+    }
+
+    private struct Pair {
+        var key: String
+        var file: String
+        var name: String
+    }
+
+    private static let imageSuffixes = [".png", ".jpg", ".jpeg"]
+
+    /// Every image below each class folder of `root` (sorted); a class folder without images is
+    /// an error (torchvision's ImageFolder refuses it too).
+    private static func folderPairs(_ root: String) throws -> [Pair] {
+        let fm = FileManager.default
+        let folders: [String]
+        do { folders = try fm.contentsOfDirectory(atPath: root).sorted() } catch {
+            throw ManifestError(path: root, message: "cannot read the folder")
+        }
+        var pairs: [Pair] = []
+        for folder in folders where !folder.hasPrefix(".") {
+            let dir = root + "/" + folder
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+            let files = (fm.enumerator(atPath: dir)?.allObjects as? [String] ?? [])
+                .filter { name in imageSuffixes.contains { name.lowercased().hasSuffix($0) } }.sorted()
+            if files.isEmpty { throw ManifestError(path: dir, message: "class folder '\(folder)' has no images (.png, .jpg, .jpeg)") }
+            for file in files { pairs.append(Pair(key: dir + "/" + file, file: dir + "/" + file, name: folder)) }
+        }
+        return pairs
+    }
+
+    /// The `path<TAB>class` lines of a manifest; a line without both is an error naming it.
+    private static func manifestPairs(_ path: String) throws -> [Pair] {
+        let bytes: [UInt8]
+        do { bytes = try SafeFile.read(path, maxBytes: maximumManifestBytes) } catch let error as FileIOError {
+            throw ManifestError(path: path, message: "cannot read the manifest: \(error.problem)")
+        }
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var pairs: [Pair] = []
+        for (n, line) in textLines(Data(bytes)).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = parts.count == 2 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+            guard parts.count == 2, !parts[0].isEmpty, !name.isEmpty else {
+                throw ManifestError(path: path, message: "line \(n + 1): expected path<TAB>class")
+            }
+            let key = String(parts[0])
+            pairs.append(Pair(key: key, file: key.hasPrefix("/") ? key : base + "/" + key, name: name))
+        }
+        return pairs
+    }
+}
