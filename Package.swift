@@ -96,7 +96,7 @@ let package = Package(
         .target(
             name: "Training",
             dependencies: [
-                "Support", "Imaging", "WordNet", "Shards", "ViT", "Encoder", "Distributed",
+                "Support", "Imaging", "WordNet", "Shards", "ViT", "Encoder", "Evaluation", "Distributed",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict + releaseFlags),

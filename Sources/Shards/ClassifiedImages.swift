@@ -58,21 +58,26 @@ public struct ClassifiedImages: Sendable {
         ManifestSource(samples: samples, path: path, shuffle: shuffle)
     }
 
-    /// `classes.tsv`: one class name per line, class i on line i + 1.
+    /// `classes.tsv`: a line `i<TAB>name` per class, as `eval export-head` writes it (which
+    /// adds the route and the source rows).
     public static func classesTSV(_ classes: [String]) -> String {
-        classes.map { $0 + "\n" }.joined()
+        classes.enumerated().map { "\($0)\t\($1)\n" }.joined()
     }
 
-    /// Reads a `classes.tsv` (the first column of each non-empty line); errors name the file.
+    /// Reads a `classes.tsv`: lines `i<TAB>name[<TAB>...]` (the index equal to the line's
+    /// class number), or plain names one per line; errors name the file.
     public static func readClasses(_ path: String) throws -> [String] {
         let bytes: [UInt8]
         do { bytes = try SafeFile.read(path, maxBytes: 64 << 20) } catch let error as FileIOError {
             throw ManifestError(path: path, message: "cannot read the class list: \(error.problem)")
         }
-        let names = textLines(Data(bytes)).compactMap { line -> String? in
-            let name = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            return trimmed.isEmpty ? nil : trimmed
+        var names: [String] = []
+        for line in textLines(Data(bytes)) where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            let columns = line.split(separator: "\t", omittingEmptySubsequences: false)
+            let indexed = columns.count >= 2 && Int(columns[0]) == names.count
+            let name = String(indexed ? columns[1] : columns[0]).trimmingCharacters(in: .whitespaces)
+            if name.isEmpty { throw ManifestError(path: path, message: "line \(names.count + 1): no class name") }
+            names.append(name)
         }
         guard !names.isEmpty else { throw ManifestError(path: path, message: "the class list is empty") }
         if Set(names).count != names.count { throw ManifestError(path: path, message: "a class is listed twice") }

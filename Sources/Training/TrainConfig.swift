@@ -39,6 +39,8 @@ public struct TrainConfig: Sendable, Equatable {
         public var val = ""
         /// The vocabulary (`vocab.tsv`): class i is line i.
         public var vocab = ""
+        /// What the run learns: CatLIP pretraining on captions, or a classifier of labelled images.
+        public var task: TrainTask = .pretrain
         /// Caption labelling rule: `corenet` or `nouns`.
         public var labelMode: LabelMode = .corenet
         /// Samples with several captions (one per line of KEY.txt, as Flickr8k's or COCO's five):
@@ -94,6 +96,12 @@ public struct TrainConfig: Sendable, Equatable {
         public var classToken = true
         /// Bias on the qkv Linear.
         public var qkvBias = true
+        /// A model directory whose weights the run starts from (timm's `--initial-checkpoint`):
+        /// every tensor but the head copied, pos_embed resampled to the image size ("" = the
+        /// seeded initialisation).
+        public var initFrom = ""
+        /// How the head starts when the run starts from `initFrom`.
+        public var headInit: HeadInit = .random
         /// OpenELM layer-wise scaling: head dimension (0 = uniform model).
         public var layerScalingHeadDim = 0
         /// Layer-wise scaling `[alpha_min, alpha_max]` (attention width factors).
@@ -134,6 +142,9 @@ public struct TrainConfig: Sendable, Equatable {
         public var emaMomentum = 0.0
         /// Micro-batches accumulated per optimiser step (global batch = batch_size × this).
         public var accumulation = 1
+        /// Label smoothing of the classification targets (timm's `--smoothing`): the target row
+        /// is (1 - ε) one-hot + ε / classes. Classification only.
+        public var labelSmoothing = 0.1
     }
 
     /// Length, logging, checkpoints.
@@ -203,7 +214,10 @@ public struct TrainConfig: Sendable, Equatable {
     func validate(file: String) throws {
         func fail(_ key: String, _ problem: String) -> ConfigError { ConfigError(file: file, key: key, problem: problem) }
         if data.train.isEmpty { throw fail("data.train", "is required (shards, manifest or folder)") }
-        if data.vocab.isEmpty { throw fail("data.vocab", "is required (a vocab.tsv)") }
+        if data.vocab.isEmpty && data.task == .pretrain { throw fail("data.vocab", "is required (a vocab.tsv)") }
+        if model.initFrom.isEmpty && (model.headInit == .transfer || model.headInit == .keep) {
+            throw fail("model.head_init", "\(model.headInit.rawValue) needs model.init (the pretrained model directory)")
+        }
         if data.cropScale[0] > data.cropScale[1] { throw fail("data.crop_scale", "min \(data.cropScale[0]) is above max \(data.cropScale[1])") }
         if data.cropRatio[0] > data.cropRatio[1] { throw fail("data.crop_ratio", "min is above max") }
         if let small = data.resolutions.first(where: { $0 < model.patchSize }) {
@@ -442,4 +456,26 @@ final class ConfigReader {
             throw fail(unknown, "unknown key")
         }
     }
+}
+
+/// What a run learns (`data.task`).
+public enum TrainTask: String, Sendable, CaseIterable {
+    /// CatLIP pretraining: captions → WordNet synsets → multi-hot targets, binary cross-entropy.
+    case pretrain
+    /// A classifier of labelled images (ImageFolder or `path<TAB>class` manifest): one-hot
+    /// targets with label smoothing, softmax cross-entropy, top-1/top-5 validation.
+    case classify
+}
+
+/// How the head of a run started from a model (`model.head_init`).
+public enum HeadInit: String, Sendable, CaseIterable {
+    /// Trunc-normal rows (std 0.02) and zero biases, as a new model's head.
+    case random
+    /// Zero weights and biases.
+    case zero
+    /// CatLIP's Transfer Init: each class name mapped through WordNet to the pretrained head's
+    /// rows for its synsets (their mean; random when none), as `eval export-head` does.
+    case transfer
+    /// The pretrained head as it is (same classes: fine-tune the multi-label head).
+    case keep
 }

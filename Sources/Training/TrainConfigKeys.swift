@@ -159,6 +159,9 @@ extension TrainConfig {
         .string("data.train", \.data.train, "Training samples: shards (DIR/{00000..00099}.tar), a manifest (.tsv/.jsonl) or a folder."),
         .string("data.val", \.data.val, "Validation samples (shards or manifest) for the head's mean average precision; \"\" for none."),
         .string("data.vocab", \.data.vocab, "The vocabulary (vocab.tsv): class i is line i."),
+        .choice(
+            "data.task", \.data.task,
+            "pretrain (captions -> synsets, BCE) or classify (labelled images: ImageFolder or path<TAB>class; softmax cross-entropy)."),
         .choice("data.label_mode", \.data.labelMode, "Caption labelling rule: corenet (the released CatLIP vocabulary's) or nouns (see LabelMode)."),
         .choice(
             "data.captions", \.data.captions, ["joined", "sampled"],
@@ -197,6 +200,10 @@ extension TrainConfig {
             "OpenELM layer-wise scaling: head dimension (0 = uniform model)."),
         .pair("model.layer_scaling_alpha", \.model.layerScalingAlpha, 1e-3...1e3, "Layer-wise scaling: attention width factors."),
         .pair("model.layer_scaling_beta", \.model.layerScalingBeta, 1e-3...1e3, "Layer-wise scaling: MLP width factors."),
+        .string("model.init", \.model.initFrom, "Model directory to start from (every tensor but the head; \"\" = seeded init)."),
+        .choice(
+            "model.head_init", \.model.headInit,
+            "Head of a run started from model.init: random, zero, transfer (Transfer Init through WordNet) or keep."),
         .bool("model.head_bias_prior", \.model.headBiasPrior, "Start the head bias at each class's log-odds instead of zeros."),
 
         .double("optim.lr", \.optim.lr, 0...10, "Peak learning rate (after warm-up)."),
@@ -213,6 +220,7 @@ extension TrainConfig {
         .int(
             "optim.accumulation", \.optim.accumulation, 1...65536, resumable: true, fingerprint: .globalBatch,
             "Micro-batches per optimiser step (global batch = batch_size x this x ranks)."),
+        .double("optim.label_smoothing", \.optim.labelSmoothing, 0...0.999, "Label smoothing of classification targets (classify only)."),
 
         .string("run.dir", \.run.dir, fingerprint: .ignored, "Run directory (\"\" = runs/NAME-YYYYmmdd-HHMMSS)."),
         .int("run.steps", \.run.steps, 1...Int(Int32.max), "Optimiser steps of the run (the cosine's length)."),

@@ -48,7 +48,9 @@ public struct TrainSummary: Sendable {
     public var lossCurve: [Double] = []
 }
 
-/// The mean average precision of the head on validation captions, and its baseline.
+/// How the head did on the validation images: the mean average precision over the classes
+/// present and its frequency baseline (pretraining on captions), or top-1/top-5 accuracy
+/// (a classifier).
 public struct ValidationResult: Sendable, Equatable {
     /// Images evaluated.
     public var images: Int
@@ -56,10 +58,34 @@ public struct ValidationResult: Sendable, Equatable {
     public var skipped: Int
     /// Classes with at least one positive among the images.
     public var classes: Int
-    /// Mean over those classes of the average precision of the head's logits.
+    /// Mean over those classes of the average precision of the head's logits (0 for a classifier).
     public var map: Double
     /// The same with every image scored by the training frequency of each class.
     public var baselineMap: Double
+    /// Top-1 accuracy of a classifier (nil when pretraining).
+    public var top1: Double? = nil
+    /// Top-5 accuracy of a classifier (nil when pretraining).
+    public var top5: Double? = nil
+
+    /// The fields of its line in metrics.jsonl.
+    var metricsFields: [(String, Any)] {
+        if let top1, let top5 {
+            return [("val_top1", top1), ("val_top5", top5), ("val_images", images)]
+        }
+        return [("val_map", map), ("val_baseline_map", baselineMap), ("val_images", images)]
+    }
+
+    /// The log line after `step` (nil: the end of the run).
+    func logLine(step: Int?) -> String {
+        if let top1, let top5 {
+            let what = String(format: "validation top-1 %.4f, top-5 %.4f (%d images of %d classes)", top1, top5, images, classes)
+            return step.map { "step \($0): \(what)" } ?? what
+        }
+        if let step {
+            return String(format: "step %d: validation mAP %.4f (frequency baseline %.4f, %d images)", step, map, baselineMap, images)
+        }
+        return String(format: "validation: mAP %.4f over %d classes of %d images (frequency baseline %.4f)", map, classes, images, baselineMap)
+    }
 }
 
 /// Where the trainer reports to: plain log lines and the live progress line.

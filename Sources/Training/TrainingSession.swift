@@ -50,7 +50,7 @@ final class TrainingSession {
         let o = config.optim
         reporter.log(
             "model: ViT \(config.data.imageSize) px, patch \(config.model.patchSize), dim \(config.model.embedDim), depth \(config.model.depth), "
-                + "\(parameterCount) parameters, \(setup.vocabulary.count) classes; global batch \(config.data.batchSize * o.accumulation * world)"
+                + "\(parameterCount) parameters, \(setup.labels.count) classes; global batch \(config.data.batchSize * o.accumulation * world)"
                 + (world > 1 ? " (\(world) ranks x \(config.data.batchSize) x \(o.accumulation) accumulation)" : ""))
         let (state, loaderStart) = try trainer.restoreOrBroadcast(
             fresh: fresh, resume: resume, model: model, adam: setup.adam, ema: setup.ema)
@@ -61,7 +61,7 @@ final class TrainingSession {
             size: config.data.imageSize, scale: config.data.cropScale[0]...config.data.cropScale[1],
             ratio: config.data.cropRatio[0]...config.data.cropRatio[1], flipProbability: config.data.flip)
         var loaderConfig = LoaderConfig(
-            batchSize: config.data.batchSize, transform: transform, classCount: setup.vocabulary.count,
+            batchSize: config.data.batchSize, transform: transform, classCount: setup.labels.count,
             threads: config.data.threads, prefetchBatches: config.data.prefetch, seed: UInt64(config.run.seed),
             rank: reducer.rank, worldSize: world, dropLast: true, resolutions: config.data.resolutions.isEmpty ? nil : config.data.resolutions)
         loaderConfig.maxFileBytes = config.data.maxFileMB << 20
@@ -75,11 +75,21 @@ final class TrainingSession {
 
         if !config.data.val.isEmpty && trainer.isRoot {
             do {
-                let source = try trainer.openSource(config.data.val, key: "data.val", shuffle: false)
+                let source: any SampleSource
+                let table: [String: [UInt32]]
+                switch setup.labels {
+                case .synsets(let vocabulary, let mode):
+                    source = try trainer.openSource(config.data.val, key: "data.val", shuffle: false)
+                    table = try trainer.labelTable(source: source, what: "validation", vocabulary: vocabulary, mode: mode)
+                case .classes(let names, _):
+                    let data: ClassifiedImages
+                    do { data = try ClassifiedImages.read(config.data.val, classes: names) } catch { throw TrainError("data.val: \(error)") }
+                    source = data.source(shuffle: false)
+                    table = data.labels.mapValues { [$0] }
+                }
                 validator = try Validator(
-                    source: source,
-                    table: try trainer.labelTable(source: source, what: "validation", vocabulary: setup.vocabulary, mode: setup.mode),
-                    trainCounts: setup.vocabulary.entries.map(\.count), model: model, batchSize: config.data.batchSize,
+                    source: source, table: table, scoring: config.data.task == .classify ? .topK : .meanAveragePrecision,
+                    trainCounts: setup.labels.trainCounts, model: model, batchSize: config.data.batchSize,
                     maxFileBytes: config.data.maxFileMB << 20, limit: config.data.valSamples > 0 ? config.data.valSamples : Int.max,
                     what: "data.val", path: config.data.val)
             } catch {
@@ -100,7 +110,10 @@ final class TrainingSession {
                 : "resumed at step \(state.step) of \(config.run.steps) (epoch \(state.loader.epoch))")
     }
 
-    deinit { stream.stop() }
+    deinit {
+        stream.stop()
+        smoothedTargets.deallocate()
+    }
 
     /// Seconds trained over every session of the run, now.
     private var trainSeconds: Double { secondsBefore + MonotonicClock.seconds() - sessionStart }
@@ -116,6 +129,25 @@ final class TrainingSession {
         return made
     }
 
+    /// Label-smoothed classification targets, reused from step to step.
+    private var smoothedTargets = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+
+    /// The target rows the loss sees: the loader's, or for a classifier with
+    /// optim.label_smoothing ε the smoothed rows (1 - ε)·one-hot + ε / classes (timm's
+    /// `LabelSmoothingCrossEntropy`), valid until the next call.
+    private func targets(of batch: Batch) -> UnsafePointer<Float> {
+        let epsilon = Float(config.optim.labelSmoothing)
+        guard config.data.task == .classify, epsilon > 0 else { return batch.targets.baseAddress! }
+        let n = batch.targets.count
+        if smoothedTargets.count < n {
+            smoothedTargets.deallocate()
+            smoothedTargets = .allocate(capacity: n)
+        }
+        let (keep, floor) = (1 - epsilon, epsilon / Float(setup.labels.count))
+        for i in 0..<n { smoothedTargets[i] = batch.targets[i] * keep + floor }
+        return UnsafePointer(smoothedTargets.baseAddress!)
+    }
+
     /// One optimiser step: `accumulation` micro-batches forward and backward (the gradients
     /// weighted by their image counts), the sums and votes over the ranks, clipping, and the
     /// AdamW and EMA update, or a skipped step when the loss or gradients are not finite.
@@ -129,25 +161,26 @@ final class TrainingSession {
         for micro in 0..<o.accumulation {
             let batch = try stream.next(wait: &wait)
             let a = activations(count: batch.count, side: batch.side)
+            let targets = self.targets(of: batch)
             if previousCount > 0 && previousCount != batch.count {
                 scale(model.gradients, by: Float(previousCount) / Float(batch.count))
             }
             model.forward(images: batch.images.baseAddress!, activations: a)
-            let loss = model.loss(targets: batch.targets.baseAddress!, activations: a)
+            let loss = model.loss(targets: targets, activations: a)
             if world > 1 && micro == o.accumulation - 1 {
                 // the last micro-batch: each range of gradients, once final, becomes this
                 // rank's sum over its samples and starts summing over the ranks while the
                 // rest of the backward pass runs
                 let count = Float(batch.count)
                 var failure: (any Error)?
-                model.backward(targets: batch.targets.baseAddress!, activations: a) { range in
+                model.backward(targets: targets, activations: a) { range in
                     let g = model.gradients.base
                     for i in range { g[i] *= count }
                     do { try self.reducer.startSum(g + range.lowerBound, count: range.count) } catch { failure = failure ?? error }
                 }
                 if let failure { throw TrainError("step \(state.step + 1): \(failure)") }
             } else {
-                model.backward(targets: batch.targets.baseAddress!, activations: a)
+                model.backward(targets: targets, activations: a)
             }
             lossSum += Double(loss) * Double(batch.count)
             images += batch.count
@@ -246,12 +279,12 @@ final class TrainingSession {
         guard let validator, config.run.evalEvery > 0, state.step % config.run.evalEvery == 0, state.step < config.run.steps else { return }
         let validationStart = MonotonicClock.seconds()
         let v = try validator.evaluate(ema: setup.ema)
-        try metrics?.write([
-            ("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images),
-            ("seconds", round2(trainSeconds)), ("val_seconds", round2(MonotonicClock.seconds() - validationStart)),
-        ])
+        try metrics?.write(
+            [("step", state.step)] + v.metricsFields + [
+                ("seconds", round2(trainSeconds)), ("val_seconds", round2(MonotonicClock.seconds() - validationStart)),
+            ])
         state.metricsLines += 1
-        reporter.log(String(format: "step %d: validation mAP %.4f (frequency baseline %.4f, %d images)", state.step, v.map, v.baselineMap, v.images))
+        reporter.log(v.logLine(step: state.step))
         meter.start = MonotonicClock.seconds()
     }
 
@@ -294,15 +327,15 @@ final class TrainingSession {
         setup.ema?.copy(into: model)
         do {
             try model.save(directory: directory.model)
-            try writeText(setup.vocabulary.tsv(), to: directory.model + "/vocab.tsv")
+            try writeText(setup.labels.tsv, to: directory.model + "/" + setup.labels.fileName)
         } catch { throw TrainError("\(directory.model): \(error)") }
         model.parameters.copy(from: saved)
         summary.modelDirectory = directory.model
         if let validator {
             let v = try validator.evaluate(ema: setup.ema)
             summary.validation = v
-            try metrics?.write([("step", state.step), ("val_map", v.map), ("val_baseline_map", v.baselineMap), ("val_images", v.images)])
-            reporter.log(String(format: "validation: mAP %.4f over %d classes of %d images (frequency baseline %.4f)", v.map, v.classes, v.images, v.baselineMap))
+            try metrics?.write([("step", state.step)] + v.metricsFields)
+            reporter.log(v.logLine(step: nil))
         }
         try directory.writeSummary(summary)
         return summary

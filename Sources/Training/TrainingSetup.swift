@@ -1,22 +1,63 @@
+import Evaluation
 import Foundation
 import Shards
 import ViT
 import WordNet
 
-/// What a run trains and with what, built from the configuration: the vocabulary and every
-/// training sample's labels, the seeded model (its head bias at the label prior when asked),
-/// AdamW, the EMA and the learning-rate schedule.
+/// The classes a run's head predicts: the synsets of a vocabulary (pretraining on captions) or
+/// the class names of labelled images (fine-tuning).
+enum LabelSpace {
+    /// Vocabulary synsets, captions labelled by `mode`.
+    case synsets(Vocabulary, LabelMode)
+    /// Class names (class i is `names[i]`) with their training image counts.
+    case classes([String], counts: [Int])
+
+    /// Head rows.
+    var count: Int {
+        switch self {
+        case .synsets(let v, _): v.count
+        case .classes(let names, _): names.count
+        }
+    }
+
+    /// The file that names the head's rows in the run and model directories.
+    var fileName: String {
+        switch self {
+        case .synsets: "vocab.tsv"
+        case .classes: "classes.tsv"
+        }
+    }
+
+    /// That file's text.
+    var tsv: String {
+        switch self {
+        case .synsets(let v, _): v.tsv()
+        case .classes(let names, _): ClassifiedImages.classesTSV(names)
+        }
+    }
+
+    /// Training occurrences per class (the validation baseline's frequencies).
+    var trainCounts: [Int] {
+        switch self {
+        case .synsets(let v, _): v.entries.map(\.count)
+        case .classes(_, let counts): counts
+        }
+    }
+}
+
+/// What a run trains and with what, built from the configuration: the classes and every
+/// training sample's labels, the model (seeded, or started from `model.init` with its head as
+/// `model.head_init` says; the head bias at the label prior when asked), AdamW, the EMA and the
+/// learning-rate schedule.
 struct TrainingSetup {
-    /// The classes (line i of vocab.tsv is class i).
-    let vocabulary: Vocabulary
-    /// The labelling rule of the captions.
-    let mode: LabelMode
+    /// The head's classes.
+    let labels: LabelSpace
     /// The training samples.
     let source: any SampleSource
     /// Per sample key, the label list of each caption the loader may draw (one: the joined
-    /// captions).
+    /// captions, or the image's class).
     let captionLabels: [String: [[UInt32]]]
-    /// The model, at its seeded initialisation.
+    /// The model, at its initialisation.
     let model: ViTModel
     /// The optimiser.
     let adam: AdamW
@@ -27,7 +68,7 @@ struct TrainingSetup {
 }
 
 extension Trainer {
-    /// The model configuration the run trains (timm's names; classes = vocabulary size).
+    /// The model configuration the run trains (timm's names; classes = the head's rows).
     public static func modelConfig(_ c: TrainConfig, classes: Int) -> ModelConfig {
         let m = c.model
         let scaling = m.layerScalingHeadDim > 0
@@ -43,30 +84,52 @@ extension Trainer {
                 interpolation: "bilinear", numClasses: classes))
     }
 
-    /// Loads the vocabulary (rank 0 copies it into the run directory), labels the training
-    /// data, and builds the model, optimiser, EMA and schedule.
+    /// Reads the classes and labels of the training data (rank 0 writes the class file into the
+    /// run directory), and builds the model, optimiser, EMA and schedule.
     func setUp() throws -> TrainingSetup {
-        let vocabulary: Vocabulary
-        do { vocabulary = try Vocabulary.load(path: config.data.vocab, database: database) } catch { throw TrainError("data.vocab: \(error)") }
-        guard vocabulary.count > 0 else { throw TrainError("\(config.data.vocab): the vocabulary is empty") }
-        if isRoot { try writeText(vocabulary.tsv(), to: runDirectory + "/vocab.tsv") }
-        let mode = config.data.labelMode
-        let source = try openSource(config.data.train, key: "data.train", shuffle: true)
+        let labels: LabelSpace
+        let source: any SampleSource
         let captionLabels: [String: [[UInt32]]]
-        if config.data.captions == "sampled" {
-            captionLabels = try sampledLabelTable(source: source, vocabulary: vocabulary, mode: mode)
-        } else {
-            captionLabels = try labelTable(source: source, what: "training", vocabulary: vocabulary, mode: mode).mapValues { [$0] }
+        switch config.data.task {
+        case .pretrain:
+            let vocabulary: Vocabulary
+            do { vocabulary = try Vocabulary.load(path: config.data.vocab, database: database) } catch {
+                throw TrainError("data.vocab: \(error)")
+            }
+            guard vocabulary.count > 0 else { throw TrainError("\(config.data.vocab): the vocabulary is empty") }
+            let mode = config.data.labelMode
+            labels = .synsets(vocabulary, mode)
+            source = try openSource(config.data.train, key: "data.train", shuffle: true)
+            if config.data.captions == "sampled" {
+                captionLabels = try sampledLabelTable(source: source, vocabulary: vocabulary, mode: mode)
+            } else {
+                captionLabels = try labelTable(source: source, what: "training", vocabulary: vocabulary, mode: mode).mapValues { [$0] }
+            }
+        case .classify:
+            // the class list is fixed by the run's first session (its classes.tsv)
+            let listed = runDirectory + "/classes.tsv"
+            let fixed = FileManager.default.fileExists(atPath: listed) ? try ClassifiedImages.readClasses(listed) : nil
+            let data: ClassifiedImages
+            do { data = try ClassifiedImages.read(config.data.train, classes: fixed) } catch { throw TrainError("data.train: \(error)") }
+            var counts = [Int](repeating: 0, count: data.classes.count)
+            for label in data.labels.values { counts[Int(label)] += 1 }
+            labels = .classes(data.classes, counts: counts)
+            source = data.source(shuffle: true)
+            captionLabels = data.labels.mapValues { [[$0]] }
+            reporter.log("labels: \(data.samples.count) training images of \(data.classes.count) classes from \(config.data.train)")
         }
+        if isRoot { try writeText(labels.tsv, to: runDirectory + "/" + labels.fileName) }
 
         Parallelism.threads = config.run.threads
         let model: ViTModel
         do {
-            model = try ViTModel(config: Self.modelConfig(config, classes: vocabulary.count), seed: UInt64(config.run.seed))
+            model = try ViTModel(config: Self.modelConfig(config, classes: labels.count), seed: UInt64(config.run.seed))
         } catch { throw TrainError("model: \(error)") }
         // CATLIP_BACKEND=naive trains on the reference kernels (slow; for checking the fast ones)
         if ProcessInfo.processInfo.environment["CATLIP_BACKEND"] == "naive" { model.backend = .naive }
-        if config.model.headBiasPrior { Self.setHeadBiasToLabelPrior(model, captionLabels: captionLabels, classes: vocabulary.count) }
+        model.headLoss = config.data.task == .classify ? .softmaxCrossEntropy : .binaryCrossEntropy
+        if !config.model.initFrom.isEmpty { try initialise(model, from: config.model.initFrom, labels: labels) }
+        if config.model.headBiasPrior { Self.setHeadBiasToLabelPrior(model, captionLabels: captionLabels, classes: labels.count) }
         let o = config.optim
         let adam = AdamW(model: model, beta1: Float(o.beta1), beta2: Float(o.beta2), eps: Float(o.eps), weightDecay: Float(o.weightDecay))
         adam.decayEmbeddings = o.embeddingDecay
@@ -75,8 +138,67 @@ extension Trainer {
             maxLR: o.lr, minLR: o.minLR, warmupIterations: o.warmupSteps, warmupInitLR: o.warmupInitLR,
             maxIterations: config.run.steps)
         return TrainingSetup(
-            vocabulary: vocabulary, mode: mode, source: source, captionLabels: captionLabels, model: model, adam: adam, ema: ema,
-            schedule: schedule)
+            labels: labels, source: source, captionLabels: captionLabels, model: model, adam: adam, ema: ema, schedule: schedule)
+    }
+
+    /// Starts `model` from the model directory `directory` (timm's `--initial-checkpoint`):
+    /// the architecture must be the configuration's (image size and classes aside); pos_embed is
+    /// resampled to the run's image size as timm does; every tensor but the head is copied; the
+    /// head starts as `model.head_init` says (Transfer Init maps each class name through WordNet
+    /// to the pretrained head's rows, reported in the log and in the run's transfer.tsv).
+    func initialise(_ model: ViTModel, from directory: String, labels: LabelSpace) throws {
+        var pretrained: ViTModel
+        do { pretrained = try ViTModel.load(directory: directory) } catch { throw TrainError("model.init: \(error)") }
+        var a = pretrained.config.modelArgs
+        var b = model.config.modelArgs
+        (a.imgSize, a.numClasses, b.imgSize, b.numClasses) = (0, 0, 0, 0)
+        guard a == b else {
+            throw TrainError(
+                "model.init: \(directory) is not the configured architecture (its model_args: embed_dim \(a.embedDim), depth \(a.depth), "
+                    + "num_heads \(a.numHeads), patch_size \(a.patchSize), mlp_ratio \(a.mlpRatio), global_pool \(a.globalPool), "
+                    + "class_token \(a.classToken); the config: embed_dim \(b.embedDim), depth \(b.depth), num_heads \(b.numHeads), "
+                    + "patch_size \(b.patchSize), mlp_ratio \(b.mlpRatio), global_pool \(b.globalPool), class_token \(b.classToken))")
+        }
+        if pretrained.imageSize != model.imageSize {
+            do { pretrained = try pretrained.resized(imageSize: model.imageSize) } catch { throw TrainError("model.init: \(error)") }
+            reporter.log("model.init: pos_embed resampled from \(directory) to \(model.imageSize) px")
+        }
+        var source = pretrained
+        switch config.model.headInit {
+        case .random:
+            break
+        case .zero:
+            model.parameter("head.weight").update(repeating: 0)
+            model.parameter("head.bias").update(repeating: 0)
+        case .keep:
+            guard pretrained.numClasses == model.numClasses else {
+                throw TrainError(
+                    "model.head_init: keep needs the same classes; \(directory) has \(pretrained.numClasses) head rows, the run \(model.numClasses)")
+            }
+        case .transfer:
+            guard case .classes(let names, _) = labels else {
+                throw TrainError("model.head_init: transfer maps class names; data.task pretrain has none (use keep)")
+            }
+            let vocabulary: Vocabulary
+            do { vocabulary = try Vocabulary.load(path: directory + "/vocab.tsv", database: database) } catch {
+                throw TrainError("model.head_init: transfer needs the pretrained vocabulary: \(error)")
+            }
+            guard vocabulary.count == pretrained.numClasses else {
+                throw TrainError("model.init: \(directory)/vocab.tsv has \(vocabulary.count) synsets, the head \(pretrained.numClasses) rows")
+            }
+            let mappings = ClassMapper(vocabulary: vocabulary, database: database).map(names)
+            do { source = try HeadExport.transferInit(model: pretrained, mappings: mappings, seed: UInt64(config.run.seed)) } catch {
+                throw TrainError("model.head_init: \(error)")
+            }
+            let mapped = mappings.filter { !$0.rows.isEmpty }.count
+            reporter.log("model.head_init: transfer: \(mapped) of \(names.count) classes start from pretrained head rows (transfer.tsv)")
+            if isRoot { try writeText(HeadExport.classesTSV(mappings, vocabulary: vocabulary), to: runDirectory + "/transfer.tsv") }
+        }
+        let copyHead = config.model.headInit == .keep || config.model.headInit == .transfer
+        for spec in model.layout.specs where copyHead || !spec.name.hasPrefix("head.") {
+            _ = model.parameter(spec.name).update(fromContentsOf: source.parameter(spec.name))
+        }
+        reporter.log("model.init: \(directory) (head: \(config.model.headInit.rawValue))")
     }
 
     /// Sets the head bias to each class's log-odds among the training samples' labels (with

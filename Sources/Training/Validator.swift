@@ -8,6 +8,15 @@ import ViT
 /// over the classes present, against the baseline that scores every image by each class's
 /// training frequency.
 final class Validator {
+    /// How the logits are scored.
+    enum Scoring {
+        /// Mean average precision over the classes present (multi-label captions).
+        case meanAveragePrecision
+        /// Top-1 and top-5 accuracy (one class per image).
+        case topK
+    }
+
+    private let scoring: Scoring
     private let samples: [StreamSample]
     private let labels: [[UInt32]]
     private let skippedAtLoad: Int
@@ -20,7 +29,8 @@ final class Validator {
     /// an entry are counted as skipped), for `model`, whose classes occur `trainCounts` times
     /// among the training labels. `what` names the data in errors (`data.val`).
     init(
-        source: any SampleSource, table: [String: [UInt32]], trainCounts: [Int], model: ViTModel, batchSize: Int,
+        source: any SampleSource, table: [String: [UInt32]], scoring: Scoring = .meanAveragePrecision, trainCounts: [Int],
+        model: ViTModel, batchSize: Int,
         maxFileBytes: Int, limit: Int, what: String, path: String
     ) throws {
         var samples: [StreamSample] = []
@@ -42,6 +52,7 @@ final class Validator {
             throw TrainError("\(what): \(error)")
         }
         guard !samples.isEmpty else { throw TrainError("\(path): no usable validation sample") }
+        self.scoring = scoring
         self.samples = samples
         self.labels = labels
         self.skippedAtLoad = skipped
@@ -70,6 +81,12 @@ final class Validator {
         let kept = encoded.kept.map { labels[$0] }
         guard !kept.isEmpty else { throw TrainError("data.val: no validation image could be decoded") }
         let classes = model.numClasses
+        if scoring == .topK {
+            let (top1, top5) = Self.topKAccuracy(logits: encoded.logits, labels: kept.map { Int($0[0]) }, classes: classes)
+            return ValidationResult(
+                images: kept.count, skipped: skippedAtLoad + encoded.failures.count, classes: Set(kept.map { $0[0] }).count,
+                map: 0, baselineMap: 0, top1: top1, top5: top5)
+        }
         let result = encoded.logits.withUnsafeBufferPointer {
             AveragePrecision.meanAveragePrecision(scores: $0, labels: kept, classes: classes)
         }
@@ -77,5 +94,22 @@ final class Validator {
         return ValidationResult(
             images: kept.count, skipped: skippedAtLoad + encoded.failures.count, classes: result.classesEvaluated,
             map: result.map, baselineMap: baseline)
+    }
+
+    /// The fractions of rows whose label is the highest logit, and among the five highest
+    /// (ties broken towards the lower class index, as a stable sort does).
+    static func topKAccuracy(logits: [Float], labels: [Int], classes: Int) -> (top1: Double, top5: Double) {
+        guard !labels.isEmpty else { return (0, 0) }
+        var (hits1, hits5) = (0, 0)
+        for (r, label) in labels.enumerated() {
+            let row = logits[(r * classes)..<((r + 1) * classes)]
+            let mine = row[row.startIndex + label]
+            // the label's rank: classes scoring higher, or equal with a lower index
+            var rank = 0
+            for (c, v) in row.enumerated() where v > mine || (v == mine && c < label) { rank += 1 }
+            if rank == 0 { hits1 += 1 }
+            if rank < 5 { hits5 += 1 }
+        }
+        return (Double(hits1) / Double(labels.count), Double(hits5) / Double(labels.count))
     }
 }

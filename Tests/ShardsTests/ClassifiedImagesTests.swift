@@ -76,6 +76,12 @@ final class ClassifiedImagesTests: ScratchDirectoryTestCase {
         let path = directory + "/classes.tsv"
         try ClassifiedImages.classesTSV(["cat", "dog"]).write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertEqual(try ClassifiedImages.readClasses(path), ["cat", "dog"])
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "0\tcat\n1\tdog\n")
+        // export-head's classes.tsv (index, class, route, rows) and a plain list read the same
+        try "0\tcat\tdirect\tn02121808\n1\tdog\tnone\t\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ClassifiedImages.readClasses(path), ["cat", "dog"])
+        try "cat\ndog\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ClassifiedImages.readClasses(path), ["cat", "dog"])
         try "cat\ncat\n".write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertTrue(message { _ = try ClassifiedImages.readClasses(path) }.contains("listed twice"))
         try "\n\n".write(toFile: path, atomically: true, encoding: .utf8)

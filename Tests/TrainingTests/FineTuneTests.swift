@@ -1,0 +1,154 @@
+import Foundation
+import Shards
+import ViT
+import WordNet
+import XCTest
+
+@testable import Training
+
+/// Fine-tuning (issue 20): `data.task: classify` on an ImageFolder, from scratch and from a
+/// pretrained model with each head initialisation, and the bad inputs named.
+final class FineTuneTests: XCTestCase {
+    var directory: String!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("catlip-finetune-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// The toy corpus as an ImageFolder: each image under the noun its background colour says
+    /// (the first noun of its caption).
+    func imageFolder(_ name: String, count: Int, seed: UInt64) throws -> String {
+        let manifest = try ToyCorpus.write(directory: directory + "/src-" + name, count: count, seed: seed)
+        let root = directory + "/" + name
+        for line in try String(contentsOfFile: manifest, encoding: .utf8).split(separator: "\n") {
+            let parts = line.split(separator: "\t")
+            let noun = ToyCorpus.nouns.first { parts[1].hasPrefix("a \($0) ") || parts[1].hasSuffix(" \($0)") }!
+            try FileManager.default.createDirectory(atPath: root + "/" + noun, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: String(parts[0]), toPath: root + "/" + noun + "/" + URL(fileURLWithPath: String(parts[0])).lastPathComponent)
+        }
+        return root
+    }
+
+    /// A classify config for the toy model on `train`/`val`, optionally from `initFrom`.
+    func config(train: String, val: String, run: String, steps: Int, initFrom: String = "", head: String = "random") throws -> TrainConfig {
+        // the toy config names a vocabulary (pretraining needs one); a classifier does not
+        var c = try ToyCorpus.config(manifest: train, val: val, vocab: "unused.tsv", runDirectory: run, steps: steps)
+        c.data.task = .classify
+        c.data.vocab = ""
+        c.model.initFrom = initFrom
+        c.model.headInit = HeadInit(rawValue: head)!
+        return c
+    }
+
+    func train(_ config: TrainConfig, database: WordNetDatabase) throws -> (TrainSummary, [String]) {
+        let stop = StopRequest()
+        let reporter = RecordingReporter(stop: stop)
+        let summary = try Trainer(config: config, runDirectory: config.run.dir, database: database, reporter: reporter, stop: stop)
+            .run(resume: false)
+        return (summary, reporter.lines)
+    }
+
+    func testClassifierLearnsFromScratchAndFromAPretrainedModelWithTransferInit() throws {
+        let database = try WordNetDatabase()
+        let train = try imageFolder("train", count: 96, seed: 1)
+        let val = try imageFolder("val", count: 48, seed: 2)
+
+        // from scratch: softmax cross-entropy with smoothing, top-1/top-5 in metrics.jsonl
+        let scratch = try config(train: train, val: val, run: directory + "/scratch", steps: 60)
+        let (s, _) = try self.train(scratch, database: database)
+        let v = try XCTUnwrap(s.validation)
+        XCTAssertEqual(v.images, 48)
+        XCTAssertGreaterThan(try XCTUnwrap(v.top1), 0.9, "the background colour is the class")
+        XCTAssertEqual(try XCTUnwrap(v.top5), 1, "4 classes: the label is always among the top 5")
+        let metrics = try String(contentsOfFile: directory + "/scratch/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(metrics.contains("\"val_top1\":"), metrics)
+        XCTAssertFalse(metrics.contains("val_map"))
+        XCTAssertEqual(try ClassifiedImages.readClasses(directory + "/scratch/model/classes.tsv"), ["car", "cat", "dog", "tree"])
+        XCTAssertEqual(try ViTModel.load(directory: directory + "/scratch/model").numClasses, 4)
+
+        // a pretrained model (CatLIP pretraining on the captions), then Transfer Init: the head
+        // starts from the pretrained rows of each class's synset, so it is right before any step
+        let vocab = directory + "/vocab.tsv"
+        try ToyCorpus.writeVocabulary(path: vocab, database: database)
+        let pre = try ToyCorpus.config(
+            manifest: try ToyCorpus.write(directory: directory + "/pre", count: 192, seed: 3), val: "", vocab: vocab,
+            runDirectory: directory + "/pretrain", steps: 120)
+        _ = try self.train(pre, database: database)
+        let pretrained = directory + "/pretrain/model"
+
+        var transfer = try config(train: train, val: val, run: directory + "/transfer", steps: 12, initFrom: pretrained, head: "transfer")
+        // steps at learning rate 0 change nothing: what is measured is the head's initialisation
+        (transfer.optim.lr, transfer.optim.warmupInitLR, transfer.optim.minLR) = (0, 0, 0)
+        let (t, lines) = try self.train(transfer, database: database)
+        let transferTop1 = try XCTUnwrap(t.validation?.top1)
+        XCTAssertGreaterThan(transferTop1, 0.75, "Transfer Init alone classifies the colours: \(lines)")
+        XCTAssertTrue(lines.contains { $0.contains("transfer: 4 of 4 classes start from pretrained head rows") }, "\(lines)")
+        let rows = try String(contentsOfFile: directory + "/transfer/transfer.tsv", encoding: .utf8)
+        XCTAssertEqual(rows.split(separator: "\n").count, 4)
+
+        // a random head from the same model does not (chance is 1/4)
+        var random = transfer
+        random.run.dir = directory + "/random"
+        random.model.headInit = .random
+        let (r, _) = try self.train(random, database: database)
+        XCTAssertLessThan(try XCTUnwrap(r.validation?.top1), transferTop1 - 0.15, "a random head is nearer chance (1/4)")
+
+        // a zero head scores every class alike: top-1 is the first class's share (ties go low)
+        var zero = random
+        zero.run.dir = directory + "/zero"
+        zero.model.headInit = .zero
+        let (z, _) = try self.train(zero, database: database)
+        let valSet = try ClassifiedImages.read(val)
+        let firstShare = Double(valSet.labels.values.filter { $0 == 0 }.count) / Double(valSet.labels.count)
+        XCTAssertEqual(try XCTUnwrap(z.validation?.top1), firstShare, accuracy: 1e-9)
+
+        // the backbone is the pretrained one, tensor for tensor
+        let a = try ViTModel.load(directory: pretrained)
+        let b = try ViTModel.load(directory: directory + "/random/model")
+        for spec in a.layout.specs where !spec.name.hasPrefix("head.") {
+            XCTAssertTrue(a.parameter(spec.name).elementsEqual(b.parameter(spec.name)), spec.name)
+        }
+    }
+
+    func testBadStartsAreNamed() throws {
+        let database = try WordNetDatabase()
+        let train = try imageFolder("train", count: 32, seed: 1)
+        let vocab = directory + "/vocab.tsv"
+        try ToyCorpus.writeVocabulary(path: vocab, database: database)
+        let pre = try ToyCorpus.config(
+            manifest: try ToyCorpus.write(directory: directory + "/pre", count: 32, seed: 3), val: "", vocab: vocab,
+            runDirectory: directory + "/pretrain", steps: 12)
+        _ = try self.train(pre, database: database)
+        let pretrained = directory + "/pretrain/model"
+        func message(_ c: TrainConfig) -> String {
+            do {
+                _ = try self.train(c, database: database)
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        // another architecture
+        var wide = try config(train: train, val: "", run: directory + "/wide", steps: 12, initFrom: pretrained)
+        wide.model.embedDim = 48
+        XCTAssertTrue(message(wide).contains("is not the configured architecture"), message(wide))
+        // keep needs the same classes (4 synsets there, 4 classes here: the same count works)
+        let keep = try config(train: train, val: "", run: directory + "/keep", steps: 12, initFrom: pretrained, head: "keep")
+        XCTAssertEqual(message(keep), "no error")
+        // a model directory that is not one
+        let missing = try config(train: train, val: "", run: directory + "/missing", steps: 12, initFrom: directory + "/nothing")
+        XCTAssertTrue(message(missing).contains("model.init:"), message(missing))
+        // transfer and keep need model.init
+        XCTAssertThrowsError(
+            try TrainConfig.parse(yaml: "data:\n  train: t\n  task: classify\nmodel:\n  head_init: transfer\n")
+        ) { error in XCTAssertTrue("\(error)".contains("needs model.init"), "\(error)") }
+        // classify needs no vocabulary; pretrain does
+        XCTAssertNoThrow(try TrainConfig.parse(yaml: "data:\n  train: t\n  task: classify\n"))
+        XCTAssertThrowsError(try TrainConfig.parse(yaml: "data:\n  train: t\n"))
+    }
+}
