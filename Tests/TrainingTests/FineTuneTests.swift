@@ -1,5 +1,6 @@
 import Foundation
 import Shards
+import TestSupport
 import ViT
 import WordNet
 import XCTest
@@ -8,16 +9,17 @@ import XCTest
 
 /// Fine-tuning (issue 20): `data.task: classify` on an ImageFolder, from scratch and from a
 /// pretrained model with each head initialisation, and the bad inputs named.
-final class FineTuneTests: XCTestCase {
-    var directory: String!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("catlip-finetune-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: directory)
+final class FineTuneTests: ScratchDirectoryTestCase {
+    /// A pretrained toy model (CatLIP pretraining on `count` captioned images for `steps`
+    /// steps); returns its model directory.
+    func pretrain(count: Int, steps: Int, database: WordNetDatabase) throws -> String {
+        let vocab = directory + "/vocab.tsv"
+        try ToyCorpus.writeVocabulary(path: vocab, database: database)
+        let pre = try ToyCorpus.config(
+            manifest: try ToyCorpus.write(directory: directory + "/pre", count: count, seed: 3), val: "", vocab: vocab,
+            runDirectory: directory + "/pretrain", steps: steps)
+        _ = try train(pre, database: database)
+        return directory + "/pretrain/model"
     }
 
     /// The toy corpus as an ImageFolder: each image under the noun its background colour says
@@ -73,13 +75,7 @@ final class FineTuneTests: XCTestCase {
 
         // a pretrained model (CatLIP pretraining on the captions), then Transfer Init: the head
         // starts from the pretrained rows of each class's synset, so it is right before any step
-        let vocab = directory + "/vocab.tsv"
-        try ToyCorpus.writeVocabulary(path: vocab, database: database)
-        let pre = try ToyCorpus.config(
-            manifest: try ToyCorpus.write(directory: directory + "/pre", count: 192, seed: 3), val: "", vocab: vocab,
-            runDirectory: directory + "/pretrain", steps: 120)
-        _ = try self.train(pre, database: database)
-        let pretrained = directory + "/pretrain/model"
+        let pretrained = try pretrain(count: 192, steps: 120, database: database)
 
         var transfer = try config(train: train, val: val, run: directory + "/transfer", steps: 12, initFrom: pretrained, head: "transfer")
         // steps at learning rate 0 change nothing: what is measured is the head's initialisation
@@ -118,13 +114,7 @@ final class FineTuneTests: XCTestCase {
     func testBadStartsAreNamed() throws {
         let database = try WordNetDatabase()
         let train = try imageFolder("train", count: 32, seed: 1)
-        let vocab = directory + "/vocab.tsv"
-        try ToyCorpus.writeVocabulary(path: vocab, database: database)
-        let pre = try ToyCorpus.config(
-            manifest: try ToyCorpus.write(directory: directory + "/pre", count: 32, seed: 3), val: "", vocab: vocab,
-            runDirectory: directory + "/pretrain", steps: 12)
-        _ = try self.train(pre, database: database)
-        let pretrained = directory + "/pretrain/model"
+        let pretrained = try pretrain(count: 32, steps: 12, database: database)
         func message(_ c: TrainConfig) -> String {
             do {
                 _ = try self.train(c, database: database)
