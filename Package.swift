@@ -102,7 +102,7 @@ let package = Package(
             swiftSettings: strict + releaseFlags),
         .target(
             name: "Evaluation",
-            dependencies: ["Support", "WordNet", "ViT", "Encoder", "Imaging"],
+            dependencies: ["Support", "WordNet", "Shards", "ViT", "Encoder", "Imaging"],
             swiftSettings: strict + releaseFlags),
         // The daemon: HTTP/1.1 on SwiftNIO, dynamic batching for the engine, the image index.
         .target(
@@ -164,7 +164,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "TrainingTests",
-            dependencies: ["TestSupport", "Support", "Training", "Shards", "ViT", "WordNet", "Imaging"],
+            dependencies: ["TestSupport", "Support", "Training", "Evaluation", "Shards", "ViT", "WordNet", "Imaging"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(

@@ -1,4 +1,5 @@
 import Encoder
+import Evaluation
 import Foundation
 import Shards
 import ViT
@@ -101,14 +102,12 @@ final class Validator {
     static func topKAccuracy(logits: [Float], labels: [Int], classes: Int) -> (top1: Double, top5: Double) {
         guard !labels.isEmpty else { return (0, 0) }
         var (hits1, hits5) = (0, 0)
-        for (r, label) in labels.enumerated() {
-            let row = logits[(r * classes)..<((r + 1) * classes)]
-            let mine = row[row.startIndex + label]
-            // the label's rank: classes scoring higher, or equal with a lower index
-            var rank = 0
-            for (c, v) in row.enumerated() where v > mine || (v == mine && c < label) { rank += 1 }
-            if rank == 0 { hits1 += 1 }
-            if rank < 5 { hits5 += 1 }
+        logits.withUnsafeBufferPointer { all in
+            for (r, label) in labels.enumerated() {
+                let rank = Classification.rank(of: label, in: UnsafeBufferPointer(rebasing: all[(r * classes)..<((r + 1) * classes)]))
+                if rank == 0 { hits1 += 1 }
+                if rank < 5 { hits5 += 1 }
+            }
         }
         return (Double(hits1) / Double(labels.count), Double(hits5) / Double(labels.count))
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Evaluation
 import Foundation
+import Shards
 import Support
 import ViT
 import WordNet
@@ -34,7 +35,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate a trained model through its vocabulary head.",
-        subcommands: [Map.self, ZeroShotCommand.self, LinearProbeCommand.self, ExportHead.self])
+        subcommands: [Map.self, ZeroShotCommand.self, ClassifyCommand.self, LinearProbeCommand.self, ExportHead.self])
 
     /// `catlip eval map`: class names or wnids to head rows, without evaluating.
     struct Map: ParsableCommand {
@@ -180,6 +181,79 @@ struct ZeroShotCommand: ParsableCommand {
         }
         if let json {
             let data = try JSONSerialization.data(withJSONObject: ["classes": dataset.classes, "reports": full], options: [.sortedKeys])
+            try cliRun { try writeAtomic(Array(data), to: json) }
+        }
+    }
+}
+
+/// `catlip eval classify`: a fine-tuned classifier (a model directory with classes.tsv) on
+/// labelled images.
+struct ClassifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "classify",
+        abstract: "Evaluate a classifier (a model directory whose classes.tsv names its head rows, as `catlip train` "
+            + "with data.task classify writes it) on an ImageFolder or path<TAB>class manifest: one JSON line with "
+            + "top1, top-k (top5 by default) and mean per-class accuracy; --json adds per-class results and the "
+            + "confusion matrix.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "ImageFolder (one folder per class) or a TSV manifest path<TAB>class; every class must be in classes.tsv.")
+    var data: String
+
+    @Option(name: .customLong("top-k"), help: "k of top-k accuracy.")
+    var topK: Int = 5
+
+    @Option(help: "Write the full report (per class, confusion matrix) to this JSON file.")
+    var json: String?
+
+    @Option(help: "Draw the confusion matrix as an SVG heat map here.")
+    var svg: String?
+
+    @OptionGroup var forwardBatch: ForwardBatchOption
+
+    @OptionGroup var threadsOption: ThreadsOption
+
+    @OptionGroup var fileLimit: MaxFileOption
+
+    func validate() throws {
+        if topK < 1 { throw ValidationError("--top-k must be positive") }
+    }
+
+    func run() throws {
+        threadsOption.applyToEngine()
+        let model = modelOptions.directory
+        let vit = try cliRun { try ViTModel.load(directory: model) }
+        let classesFile = model + "/classes.tsv"
+        guard FileManager.default.fileExists(atPath: classesFile) else {
+            throw CLIError("\(model): no classes.tsv: its head is not a class list (a pretrained model: use eval zero-shot)")
+        }
+        let classes = try cliRun { try ClassifiedImages.readClasses(classesFile) }
+        guard classes.count == vit.numClasses else {
+            throw CLIError("\(classesFile): \(classes.count) classes, the head has \(vit.numClasses) rows")
+        }
+        let images = try cliRun { try ClassifiedImages.read(data, classes: classes) }
+        let r = Classification.evaluate(model: vit, images: images, topK: topK, batchSize: forwardBatch.size, maxFileBytes: fileLimit.bytes)
+        for problem in r.failed.prefix(20) { printError("skipped \(problem)") }
+        func round4(_ v: Double) -> Double { (v * 10_000).rounded() / 10_000 }
+        let line: [String: Any] = [
+            "images": r.images, "skipped": r.failed.count, "classes": classes.count, "top1": round4(r.top1),
+            "top\(topK)": round4(r.topK), "k": topK, "mean_per_class": round4(r.meanPerClass),
+        ]
+        printJSON(line)
+        if let svg {
+            let picture = ConfusionPlot.svg(
+                classes: classes, confusion: r.confusion, title: "classify: top-1 \(round4(r.top1)) over \(r.images) images")
+            try cliRun { try writeAtomic(Array(picture.utf8), to: svg) }
+        }
+        if let json {
+            var full = line
+            full["per_class"] = classes.indices.map { c -> [String: Any] in
+                ["class": classes[c], "images": r.perClass[c].images, "correct": r.perClass[c].correct]
+            }
+            full["confusion"] = r.confusion
+            full["class_names"] = classes
+            let data = try JSONSerialization.data(withJSONObject: full, options: [.sortedKeys])
             try cliRun { try writeAtomic(Array(data), to: json) }
         }
     }

@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import Shards
 import TestSupport
@@ -71,7 +72,13 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         XCTAssertTrue(metrics.contains("\"val_top1\":"), metrics)
         XCTAssertFalse(metrics.contains("val_map"))
         XCTAssertEqual(try ClassifiedImages.readClasses(directory + "/scratch/model/classes.tsv"), ["car", "cat", "dog", "tree"])
-        XCTAssertEqual(try ViTModel.load(directory: directory + "/scratch/model").numClasses, 4)
+        let classifier = try ViTModel.load(directory: directory + "/scratch/model")
+        XCTAssertEqual(classifier.numClasses, 4)
+        // eval classify's scoring of the exported model is the run's own last validation
+        let report = Classification.evaluate(model: classifier, images: try ClassifiedImages.read(val, classes: ["car", "cat", "dog", "tree"]))
+        XCTAssertEqual(report.images, 48)
+        XCTAssertEqual(report.top1, try XCTUnwrap(v.top1))
+        XCTAssertEqual(report.topK, try XCTUnwrap(v.top5))
 
         // a pretrained model (CatLIP pretraining on the captions), then Transfer Init: the head
         // starts from the pretrained rows of each class's synset, so it is right before any step

@@ -334,6 +334,50 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(missing.err.contains("none/vocab.tsv"), missing.err)
     }
 
+    /// `eval classify`: a model with classes.tsv on an ImageFolder (a broken image skipped and
+    /// named); a model without classes.tsv, or data with a class outside the list, refused.
+    func testEvalClassifyReportsTopKAndRefusesWhatItCannotScore() throws {
+        let model = directory.appendingPathComponent("classifier").path
+        let config = ModelConfig(
+            modelArgs: ModelArgs(imgSize: 16, patchSize: 8, numClasses: 3, embedDim: 16, depth: 1, numHeads: 2),
+            pretrainedCfg: PretrainedConfig(inputSize: [3, 16, 16], numClasses: 3))
+        try ViTModel(config: config, seed: 1).save(directory: model)
+        let data = directory.appendingPathComponent("labelled").path
+        for folder in ["ant", "bee", "cow"] {
+            try FileManager.default.createDirectory(atPath: data + "/" + folder, withIntermediateDirectories: true)
+            let path = try writeSample("\(folder).png")
+            try FileManager.default.moveItem(atPath: path, toPath: data + "/\(folder)/a.png")
+        }
+        try Data("broken".utf8).write(to: URL(fileURLWithPath: data + "/bee/b.png"))
+        // no classes.tsv: a pretrained model's head is not a class list
+        var r = try catlip(["eval", "classify", "--model", model, "--data", data])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("no classes.tsv"), r.err)
+
+        try "0\tant\n1\tbee\n2\tcow\n".write(toFile: model + "/classes.tsv", atomically: true, encoding: .utf8)
+        let out = directory.appendingPathComponent("classify.json").path
+        r = try catlip(["eval", "classify", "--model", model, "--data", data, "--top-k", "2", "--json", out])
+        XCTAssertEqual(r.status, 0, r.err)
+        let line = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        XCTAssertEqual(line["images"] as? Int, 3)
+        XCTAssertEqual(line["skipped"] as? Int, 1)
+        XCTAssertEqual(line["k"] as? Int, 2)
+        let top1 = try XCTUnwrap(line["top1"] as? Double), top2 = try XCTUnwrap(line["top2"] as? Double)
+        XCTAssertTrue([0, 1.0 / 3, 2.0 / 3, 1].contains { abs($0 - top1) < 1e-3 } && top2 >= top1, "\(line)")
+        XCTAssertTrue(r.err.contains("bee/b.png"), r.err)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any])
+        let confusion = try XCTUnwrap(report["confusion"] as? [[Int]])
+        XCTAssertEqual(confusion.flatMap { $0 }.reduce(0, +), 3)
+        XCTAssertEqual(Double((0..<3).map { confusion[$0][$0] }.reduce(0, +)) / 3, top1, accuracy: 1e-3)
+
+        // a class outside the model's list
+        try FileManager.default.createDirectory(atPath: data + "/dog", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: data + "/ant/a.png", toPath: data + "/dog/a.png")
+        r = try catlip(["eval", "classify", "--model", model, "--data", data])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("class 'dog'"), r.err)
+    }
+
     func testEvalZeroShotReportsEveryRule() throws {
         let model = directory.appendingPathComponent("model").path
         let config = ModelConfig(
