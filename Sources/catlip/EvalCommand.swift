@@ -99,17 +99,10 @@ struct ZeroShotCommand: ParsableCommand {
     @Option(help: "ImageFolder (one folder per class, named by name or wnid) or a TSV manifest path<TAB>label.")
     var data: String
 
-    @Option(name: .customLong("top-k"), help: "k of top-k accuracy.")
-    var topK: Int = 5
+    @OptionGroup var report: ReportOptions
 
     @Option(name: .customLong("rule"), help: ArgumentHelp("Scoring rule: logit, no-bias, prior, cosine, or all.", valueName: "rule"))
     var ruleChoice: RuleChoice = .all
-
-    @Option(help: "Write the full report (per class, confusion matrix) to this JSON file.")
-    var json: String?
-
-    @Option(help: "Draw the confusion matrix of the first rule as an SVG heat map here.")
-    var svg: String?
 
     @OptionGroup var threadsOption: ThreadsOption
 
@@ -118,10 +111,6 @@ struct ZeroShotCommand: ParsableCommand {
     @OptionGroup var mapping: MappingOptions
 
     @OptionGroup var fileLimit: MaxFileOption
-
-    func validate() throws {
-        if topK < 1 { throw ValidationError("--top-k must be positive") }
-    }
 
     func run() throws {
         threadsOption.applyToEngine()
@@ -137,7 +126,7 @@ struct ZeroShotCommand: ParsableCommand {
         try mapping.check(mappings)
         let classifier = ZeroShotClassifier(model: vit, mappings: mappings, counts: vocabulary.entries.map(\.count))
         let rules = ruleChoice.rules
-        let result = ZeroShot.evaluate(model: vit, classifier: classifier, images: dataset.images, rules: rules, topK: topK, maxFileBytes: fileLimit.bytes)
+        let result = ZeroShot.evaluate(model: vit, classifier: classifier, images: dataset.images, rules: rules, topK: report.topK, maxFileBytes: fileLimit.bytes)
         for path in result.failed.prefix(20) { printError("skipped \(path): cannot read or decode") }
         var coverage: [String: Int] = [:]
         for m in mappings { coverage[m.route.rawValue, default: 0] += 1 }
@@ -145,7 +134,7 @@ struct ZeroShotCommand: ParsableCommand {
         func round4(_ v: Double) -> Double { (v * 10_000).rounded() / 10_000 }
         var full: [[String: Any]] = []
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
-        printError("rule    " + pad("top-1", 8) + pad("top-\(topK)", 8) + pad("per-class", 11) + pad("direct top-1", 13))
+        printError("rule    " + pad("top-1", 8) + pad("top-\(report.topK)", 8) + pad("per-class", 11) + pad("direct top-1", 13))
         for r in result.reports {
             printError(r.rule.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
                 + [(r.top1, 8), (r.topK, 8), (r.meanPerClass, 11), (r.directTop1, 13)].map { pad(String(format: "%.4f", $0.0), $0.1) }.joined()
@@ -173,13 +162,13 @@ struct ZeroShotCommand: ParsableCommand {
             detailed["confusion"] = r.confusion
             full.append(detailed)
         }
-        if let svg, let first = result.reports.first {
+        if let svg = report.svg, let first = result.reports.first {
             let picture = ConfusionPlot.svg(
                 classes: dataset.classes, confusion: first.confusion,
                 title: "zero-shot \(first.rule.rawValue): top-1 \(round4(first.top1)) over \(first.images) images")
             try cliRun { try writeAtomic(Array(picture.utf8), to: svg) }
         }
-        if let json {
+        if let json = report.json {
             let data = try JSONSerialization.data(withJSONObject: ["classes": dataset.classes, "reports": full], options: [.sortedKeys])
             try cliRun { try writeAtomic(Array(data), to: json) }
         }
@@ -201,24 +190,13 @@ struct ClassifyCommand: ParsableCommand {
     @Option(help: "ImageFolder (one folder per class) or a TSV manifest path<TAB>class; every class must be in classes.tsv.")
     var data: String
 
-    @Option(name: .customLong("top-k"), help: "k of top-k accuracy.")
-    var topK: Int = 5
-
-    @Option(help: "Write the full report (per class, confusion matrix) to this JSON file.")
-    var json: String?
-
-    @Option(help: "Draw the confusion matrix as an SVG heat map here.")
-    var svg: String?
+    @OptionGroup var report: ReportOptions
 
     @OptionGroup var forwardBatch: ForwardBatchOption
 
     @OptionGroup var threadsOption: ThreadsOption
 
     @OptionGroup var fileLimit: MaxFileOption
-
-    func validate() throws {
-        if topK < 1 { throw ValidationError("--top-k must be positive") }
-    }
 
     func run() throws {
         threadsOption.applyToEngine()
@@ -233,20 +211,20 @@ struct ClassifyCommand: ParsableCommand {
             throw CLIError("\(classesFile): \(classes.count) classes, the head has \(vit.numClasses) rows")
         }
         let images = try cliRun { try ClassifiedImages.read(data, classes: classes) }
-        let r = Classification.evaluate(model: vit, images: images, topK: topK, batchSize: forwardBatch.size, maxFileBytes: fileLimit.bytes)
+        let r = Classification.evaluate(model: vit, images: images, topK: report.topK, batchSize: forwardBatch.size, maxFileBytes: fileLimit.bytes)
         for problem in r.failed.prefix(20) { printError("skipped \(problem)") }
         func round4(_ v: Double) -> Double { (v * 10_000).rounded() / 10_000 }
         let line: [String: Any] = [
             "images": r.images, "skipped": r.failed.count, "classes": classes.count, "top1": round4(r.top1),
-            "top\(topK)": round4(r.topK), "k": topK, "mean_per_class": round4(r.meanPerClass),
+            "top\(report.topK)": round4(r.topK), "k": report.topK, "mean_per_class": round4(r.meanPerClass),
         ]
         printJSON(line)
-        if let svg {
+        if let svg = report.svg {
             let picture = ConfusionPlot.svg(
                 classes: classes, confusion: r.confusion, title: "classify: top-1 \(round4(r.top1)) over \(r.images) images")
             try cliRun { try writeAtomic(Array(picture.utf8), to: svg) }
         }
-        if let json {
+        if let json = report.json {
             var full = line
             full["per_class"] = classes.indices.map { c -> [String: Any] in
                 ["class": classes[c], "images": r.perClass[c].images, "correct": r.perClass[c].correct]

@@ -219,3 +219,19 @@ enum QueryAction: String, CaseIterable, ExpressibleByArgument {
 }
 
 extension ResampleFilter: ExpressibleByArgument {}
+
+/// `--top-k`, `--json` and `--svg` of the evaluation reports (zero-shot, classify).
+struct ReportOptions: ParsableArguments {
+    @Option(name: .customLong("top-k"), help: "k of top-k accuracy.")
+    var topK: Int = 5
+
+    @Option(help: "Write the full report (per class, confusion matrix) to this JSON file.")
+    var json: String?
+
+    @Option(help: "Draw the confusion matrix (zero-shot: of the first rule) as an SVG heat map here.")
+    var svg: String?
+
+    func validate() throws {
+        if topK < 1 { throw ValidationError("--top-k must be positive") }
+    }
+}
