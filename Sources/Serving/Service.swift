@@ -79,8 +79,11 @@ public struct ServeReply: Sendable {
 public final class ServingService: Sendable {
     /// The engine that runs the model.
     public let engine: InferenceEngine
-    /// Class names for `/v1/classify` (nil: classes reported by index only).
+    /// Synsets of a pretrained head for `/v1/classify` (nil: classes reported by index only).
     public let vocabulary: Vocabulary?
+    /// Class names of a fine-tuned classifier's head (its `classes.tsv`): `/v1/classify` then
+    /// answers with the names and softmax probabilities.
+    public let classes: [String]?
     /// Rows for `/v1/search` (nil: search answers 400 `no_index`).
     public let index: EmbeddingIndex?
     /// The metrics `/metrics` emits.
@@ -93,11 +96,12 @@ public final class ServingService: Sendable {
 
     /// A service over a running (or to be started) engine.
     public init(
-        engine: InferenceEngine, vocabulary: Vocabulary?, index: EmbeddingIndex?, metrics: ServerMetrics,
+        engine: InferenceEngine, vocabulary: Vocabulary?, classes: [String]? = nil, index: EmbeddingIndex?, metrics: ServerMetrics,
         maxImagesPerRequest: Int = 64, modelName: String = "model"
     ) {
         self.engine = engine
         self.vocabulary = vocabulary
+        self.classes = classes
         self.index = index
         self.metrics = metrics
         self.maxImagesPerRequest = maxImagesPerRequest
@@ -229,17 +233,24 @@ public final class ServingService: Sendable {
             w.array { w in
                 for o in outputs {
                     let top = EmbeddingIndex.topK(o.logits[...], k: k)
+                    // a classifier's scores are its softmax; a pretrained head's, each sigmoid
+                    let maxLogit = Double(o.logits.max() ?? 0)
+                    let partition = classes == nil ? 1 : o.logits.reduce(0.0) { $0 + exp(Double($1) - maxLogit) }
                     w.object { w in
                         w.key("labels")
                         w.array { w in
                             for (index, logit) in top {
                                 w.object { w in
                                     w.field("index", index)
-                                    if let entry = vocabulary?.entries[index] {
+                                    if let classes, index < classes.count {
+                                        w.field("class", classes[index])
+                                    } else if let entry = vocabulary?.entries[index] {
                                         w.field("wnid", entry.wnid)
                                         w.field("lemma", entry.lemmas.first ?? "")
                                     }
-                                    w.field("score", 1 / (1 + exp(-Double(logit))))
+                                    w.field(
+                                        "score",
+                                        classes == nil ? 1 / (1 + exp(-Double(logit))) : exp(Double(logit) - maxLogit) / partition)
                                     w.field("logit", logit)
                                 }
                             }

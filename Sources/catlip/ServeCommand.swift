@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Serving
+import Shards
 import ViT
 import WordNet
 
@@ -134,6 +135,16 @@ struct ServeCommand: ParsableCommand {
             }
             vocabulary = v
         }
+        // a fine-tuned classifier names its head rows in classes.tsv
+        var classes: [String]?
+        let classesPath = model.directory + "/classes.tsv"
+        if FileManager.default.fileExists(atPath: classesPath) {
+            let names = try cliRun { try ClassifiedImages.readClasses(classesPath) }
+            guard names.count == vit.numClasses else {
+                throw CLIError("\(classesPath): \(names.count) classes, but the model's head has \(vit.numClasses)")
+            }
+            classes = names
+        }
         var embeddingIndex: EmbeddingIndex?
         if let index {
             let loaded = try cliRun { try EmbeddingIndex.read(path: index) }
@@ -154,7 +165,7 @@ struct ServeCommand: ParsableCommand {
         let metrics = ServerMetrics()
         let engine = InferenceEngine(model: vit, options: batching, metrics: metrics)
         let service = ServingService(
-            engine: engine, vocabulary: vocabulary, index: embeddingIndex, metrics: metrics,
+            engine: engine, vocabulary: vocabulary, classes: classes, index: embeddingIndex, metrics: metrics,
             maxImagesPerRequest: maxImages, modelName: model.directory)
         var options = serveOptions()
         options.socketPath = socket ?? ServeOptions.defaultSocketPath

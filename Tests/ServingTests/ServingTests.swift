@@ -78,12 +78,13 @@ final class ServingFixture: @unchecked Sendable {
     /// A daemon over this model with `configure` applied to its options.
     func startDaemon(
         index: EmbeddingIndex? = nil, tcp: Bool = true, batching: BatchingOptions = BatchingOptions(),
-        maxImages: Int = 64, configure: (inout ServeOptions) -> Void = { _ in }
+        maxImages: Int = 64, classes: [String]? = nil, configure: (inout ServeOptions) -> Void = { _ in }
     ) throws -> ServingDaemon {
         let metrics = ServerMetrics()
         let engine = InferenceEngine(model: model, options: batching, metrics: metrics)
         let service = ServingService(
-            engine: engine, vocabulary: vocabulary, index: index, metrics: metrics, maxImagesPerRequest: maxImages)
+            engine: engine, vocabulary: classes == nil ? vocabulary : nil, classes: classes, index: index, metrics: metrics,
+            maxImagesPerRequest: maxImages)
         var options = ServeOptions()
         options.socketPath = dir + "/d.sock"
         options.listen = tcp ? "127.0.0.1:0" : nil
@@ -281,6 +282,29 @@ final class RequestParsingTests: XCTestCase {
 }
 
 final class DaemonTests: XCTestCase {
+    /// A fine-tuned classifier (a head named by classes.tsv): /v1/classify answers with the class
+    /// names and the softmax probabilities of the logits.
+    func testClassifyNamesAClassifiersClassesWithSoftmaxScores() throws {
+        let f = try ServingFixture()
+        let names = (0..<f.model.numClasses).map { "class \($0)" }
+        let daemon = try f.startDaemon(tcp: false, classes: names)
+        defer { daemon.shutdown() }
+        let client = BlockingHTTPClient(endpoint: .unix(f.dir + "/d.sock"), timeout: 30)
+        let r = try client.request(method: "POST", path: "/v1/classify?top_k=3", contentType: "image/png", body: f.images[2])
+        XCTAssertEqual(r.status, 200, r.text)
+        let labels = ((try json(r)["results"] as? [[String: Any]])?.first?["labels"] as? [[String: Any]]) ?? []
+        let logits = try f.referenceEmbedding(2).logits.map(Double.init)
+        let order = logits.indices.sorted { logits[$0] > logits[$1] }
+        XCTAssertEqual(labels.compactMap { $0["index"] as? Int }, Array(order.prefix(3)))
+        let partition = logits.map { exp($0 - logits.max()!) }.reduce(0, +)
+        for label in labels {
+            let i = label["index"] as! Int
+            XCTAssertEqual(label["class"] as? String, names[i])
+            XCTAssertNil(label["wnid"])
+            XCTAssertEqual((label["score"] as! NSNumber).doubleValue, exp(logits[i] - logits.max()!) / partition, accuracy: 1e-5)
+        }
+    }
+
     func testEndpointsOnBothTransportsMatchTheEngineFreePath() throws {
         let f = try ServingFixture()
         var builder = IndexBuilder(model: f.model)
