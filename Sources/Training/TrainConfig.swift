@@ -145,6 +145,13 @@ public struct TrainConfig: Sendable, Equatable {
         /// Label smoothing of the classification targets (timm's `--smoothing`): the target row
         /// is (1 - ε) one-hot + ε / classes. Classification only.
         public var labelSmoothing = 0.1
+        /// timm's layer-wise learning-rate decay (BEiT `layer_decay`): block i of depth N learns
+        /// at lr · decay^(N - i), the stem at lr · decay^(N + 1), the head and final norm at lr
+        /// (0 = off).
+        public var layerDecay = 0.0
+        /// What is not trained: nothing, or every tensor but the head (a linear probe trained by
+        /// the same loop).
+        public var freeze: Freeze = .none
     }
 
     /// Length, logging, checkpoints.
@@ -478,4 +485,12 @@ public enum HeadInit: String, Sendable, CaseIterable {
     case transfer
     /// The pretrained head as it is (same classes: fine-tune the multi-label head).
     case keep
+}
+
+/// The tensors a run leaves as they are (`optim.freeze`).
+public enum Freeze: String, Sendable, CaseIterable {
+    /// Every tensor is trained.
+    case none
+    /// Only the head is trained (its gradients alone are clipped and applied).
+    case backbone
 }

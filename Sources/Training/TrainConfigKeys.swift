@@ -221,6 +221,8 @@ extension TrainConfig {
             "optim.accumulation", \.optim.accumulation, 1...65536, resumable: true, fingerprint: .globalBatch,
             "Micro-batches per optimiser step (global batch = batch_size x this x ranks)."),
         .double("optim.label_smoothing", \.optim.labelSmoothing, 0...0.999, "Label smoothing of classification targets (classify only)."),
+        .double("optim.layer_decay", \.optim.layerDecay, 0...1, "Layer-wise lr decay (timm's layer_decay; 0 = off)."),
+        .choice("optim.freeze", \.optim.freeze, "none, or backbone: train the head alone (a linear probe)."),
 
         .string("run.dir", \.run.dir, fingerprint: .ignored, "Run directory (\"\" = runs/NAME-YYYYmmdd-HHMMSS)."),
         .int("run.steps", \.run.steps, 1...Int(Int32.max), "Optimiser steps of the run (the cosine's length)."),

@@ -207,6 +207,12 @@ final class TrainingSession {
             scale(model.gradients, by: 1 / Float(totals.images))
         }
         state.skippedSamples += totals.skipped
+        if o.freeze == .backbone {
+            // a linear probe: the backbone's gradients neither count in the clipping norm nor apply
+            for s in model.layout.specs where !s.name.hasPrefix("head.") {
+                (model.gradients.base + s.offset).update(repeating: 0, count: s.count)
+            }
+        }
         let loss = totals.lossSum / Double(totals.images)
         let gradNorm = Double(clipGradientNorm(model, maxNorm: o.clipGrad > 0 ? Float(o.clipGrad) : .infinity))
         let lr = setup.schedule.learningRate(iteration: state.step)

@@ -133,6 +133,10 @@ extension Trainer {
         let o = config.optim
         let adam = AdamW(model: model, beta1: Float(o.beta1), beta2: Float(o.beta2), eps: Float(o.eps), weightDecay: Float(o.weightDecay))
         adam.decayEmbeddings = o.embeddingDecay
+        if o.layerDecay > 0 { adam.lrScales = AdamW.layerDecayScales(model, decay: Float(o.layerDecay)) }
+        if o.freeze == .backbone {
+            for s in model.layout.specs where !s.name.hasPrefix("head.") { adam.lrScales[s.name] = 0 }
+        }
         let ema = o.emaMomentum > 0 ? WeightEMA(model: model, momentum: Float(o.emaMomentum)) : nil
         let schedule = CosineSchedule(
             maxLR: o.lr, minLR: o.minLR, warmupIterations: o.warmupSteps, warmupInitLR: o.warmupInitLR,

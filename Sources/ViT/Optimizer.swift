@@ -54,6 +54,11 @@ public final class AdamW {
     public var weightDecay: Float
     /// Whether pos_embed and cls_token decay too (corenet) or not (timm's `no_weight_decay()`).
     public var decayEmbeddings = true
+    /// Learning-rate multipliers per parameter tensor (by name; absent: 1), as timm's param
+    /// groups' `lr_scale`: layer-wise decay (`layerDecayScales`) and frozen tensors (0: neither
+    /// updated nor decayed). The decoupled weight decay follows the scaled rate, as in a torch
+    /// param group.
+    public var lrScales: [String: Float] = [:]
     /// Steps taken so far (set it when restoring a checkpoint: it drives the bias correction).
     public var step = 0
     /// First moments, parameter layout.
@@ -81,7 +86,6 @@ public final class AdamW {
         let t = Double(step)
         let bc1 = 1 - pow(Double(beta1), t)
         let bc2Sqrt = (1 - pow(Double(beta2), t)).squareRoot()
-        let stepSize = Float(Double(lr) / bc1)
         let invBc2Sqrt = Float(1 / bc2Sqrt)
         let (b1, b2, e) = (beta1, beta2, eps)
         let p = SendablePointer(model.parameters.base)
@@ -89,6 +93,10 @@ public final class AdamW {
         let mp = SendablePointer(m.base)
         let vp = SendablePointer(v.base)
         for s in model.layout.specs {
+            let scale = lrScales[s.name] ?? 1
+            if scale == 0 { continue }  // frozen
+            let lr = scale == 1 ? lr : lr * scale
+            let stepSize = Float(Double(lr) / bc1)
             let exempt = !decayEmbeddings && (s.name == "pos_embed" || s.name == "cls_token")
             let decay = s.decays && !exempt ? 1 - lr * weightDecay : 1
             let base = s.offset
@@ -103,6 +111,32 @@ public final class AdamW {
                 }
             }
         }
+    }
+}
+
+extension AdamW {
+    /// timm's layer-wise learning-rate decay (BEiT; `param_groups_layer_decay`, as timm 1.0.31
+    /// groups a VisionTransformer): layer ids 0 for the stem (patch_embed, cls_token,
+    /// pos_embed), i + 1 for block i, the last block's for the final `norm` (timm's group matcher
+    /// puts it there), depth + 1 for the rest (fc_norm, head); a tensor of layer `id` gets
+    /// `decay^(depth + 1 - id)`.
+    public static func layerDecayScales(_ model: ViTModel, decay: Float) -> [String: Float] {
+        let depth = model.config.modelArgs.depth
+        var scales: [String: Float] = [:]
+        for s in model.layout.specs {
+            let id: Int
+            if s.name.hasPrefix("patch_embed.") || s.name == "cls_token" || s.name == "pos_embed" {
+                id = 0
+            } else if s.name.hasPrefix("blocks."), let i = Int(s.name.split(separator: ".")[1]) {
+                id = i + 1
+            } else if s.name.hasPrefix("norm.") {
+                id = depth
+            } else {
+                id = depth + 1
+            }
+            scales[s.name] = Float(pow(Double(decay), Double(depth + 1 - id)))
+        }
+        return scales
     }
 }
 

@@ -116,6 +116,20 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         for spec in a.layout.specs where !spec.name.hasPrefix("head.") {
             XCTAssertTrue(a.parameter(spec.name).elementsEqual(b.parameter(spec.name)), spec.name)
         }
+
+        // a frozen backbone (a linear probe through the same loop): only the head moves
+        var probe = random
+        probe.run.dir = directory + "/probe"
+        (probe.optim.lr, probe.optim.warmupInitLR, probe.optim.minLR) = (3e-3, 1e-6, 1e-5)
+        probe.optim.freeze = .backbone
+        _ = try self.train(probe, database: database)
+        let p = try ViTModel.load(directory: directory + "/probe/model")
+        for spec in a.layout.specs {
+            let same = a.parameter(spec.name).elementsEqual(p.parameter(spec.name))
+            XCTAssertEqual(same, !spec.name.hasPrefix("head."), spec.name)
+        }
+        XCTAssertFalse(b.parameter("head.weight").elementsEqual(p.parameter("head.weight")), "the head trained")
+
     }
 
     func testBadStartsAreNamed() throws {

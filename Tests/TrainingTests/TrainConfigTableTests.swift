@@ -126,6 +126,7 @@ final class TrainConfigTableTests: ProcessTestCase {
         XCTAssertTrue(base.resumes(checkpointFingerprint: legacy, worldSize: 1))
         let changes = [
             "data.task=classify", "model.init=pre/model", "model.head_init=zero", "optim.label_smoothing=0.2",
+            "optim.layer_decay=0.75", "optim.freeze=backbone",
         ]
         let added = Set(TrainConfig.keys.map(\.name)).subtracting(TrainConfig.legacyFingerprintKeys)
         XCTAssertEqual(Set(changes.map { String($0.split(separator: "=")[0]) }), added, "a change per added key")

@@ -66,6 +66,53 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    /// timm's layer-wise decay groups (layer_decay.json, written by
+    /// make_layer_decay_fixture.py from timm's `param_groups_layer_decay`): the same scale for
+    /// every tensor, with average and token pooling.
+    func testLayerDecayScalesAreTimms() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: try fixturesRoot() + "/layer_decay.json"))
+        let root = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        for case let c as [String: Any] in try XCTUnwrap(root["cases"] as? [Any]) {
+            let avg = c["global_pool"] as? String == "avg"
+            let config = ModelConfig(
+                modelArgs: ModelArgs(
+                    imgSize: 16, patchSize: 8, numClasses: 3, globalPool: avg ? "avg" : "token", embedDim: 16,
+                    depth: try XCTUnwrap(c["depth"] as? Int), numHeads: 2, classToken: !avg),
+                pretrainedCfg: PretrainedConfig(inputSize: [3, 16, 16], numClasses: 3))
+            let m = try ViTModel(config: config)
+            let scales = AdamW.layerDecayScales(m, decay: Float(try XCTUnwrap(c["decay"] as? Double)))
+            let expected = try XCTUnwrap(c["lr_scale"] as? [String: Double])
+            XCTAssertEqual(Set(scales.keys), Set(expected.keys), "\(c["name"]!)")
+            for (name, scale) in expected { XCTAssertEqual(Double(scales[name] ?? -1), scale, accuracy: 1e-7, name) }
+        }
+    }
+
+    /// A tensor with lr scale s moves as it would at learning rate lr·s (its weight decay too);
+    /// scale 0 freezes it; the others are untouched by the scales.
+    func testLearningRateScales() throws {
+        let m = try model()
+        for i in 0..<m.gradients.count { m.gradients.base[i] = Float((i % 7) - 3) * 0.01 }
+        let start = Array(m.parameters.buffer)
+        func step(lr: Float, scales: [String: Float]) -> [Float] {
+            m.parameters.base.update(from: start, count: start.count)
+            let opt = AdamW(model: m, weightDecay: 0.3)
+            opt.lrScales = scales
+            opt.update(m, lr: lr)
+            return Array(m.parameters.buffer)
+        }
+        let plain = step(lr: 0.01, scales: [:])
+        let scaled = step(lr: 0.01, scales: ["head.weight": 0.25, "pos_embed": 0])
+        let quarter = step(lr: 0.0025, scales: [:])
+        for s in m.layout.specs {
+            let range = s.offset..<(s.offset + s.count)
+            switch s.name {
+            case "head.weight": XCTAssertEqual(Array(scaled[range]), Array(quarter[range]))
+            case "pos_embed": XCTAssertEqual(Array(scaled[range]), Array(start[range]), "frozen")
+            default: XCTAssertEqual(Array(scaled[range]), Array(plain[range]), s.name)
+            }
+        }
+    }
+
     func testClipping() throws {
         let m = try model()
         m.zeroGradients()
