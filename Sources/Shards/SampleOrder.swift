@@ -84,6 +84,8 @@ public enum Seeds {
     static let resolution: UInt64 = 4
     /// Which of a sample's captions it is trained on in an epoch (`data.captions: sampled`).
     public static let caption: UInt64 = 5
+    /// Mixup/cutmix draws of a micro-batch (index: the micro-batch's number in the run).
+    public static let mixup: UInt64 = 6
 }
 
 extension Array {

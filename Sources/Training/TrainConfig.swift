@@ -72,6 +72,14 @@ public struct TrainConfig: Sendable, Equatable {
         /// Evaluation crop (timm's crop_pct): validation images are resized to side /
         /// crop_pct and centre-cropped; written to the model's pretrained_cfg.
         public var evalCropPct = 0.875
+        /// Mixup's α for a classifier (timm's `--mixup`; 0 = off).
+        public var mixup = 0.0
+        /// Cutmix's α for a classifier (timm's `--cutmix`; 0 = off).
+        public var cutmix = 0.0
+        /// Probability that a batch is mixed (timm's `--mixup-prob`).
+        public var mixupProb = 1.0
+        /// Probability of cutmix rather than mixup when both are on (timm's `--mixup-switch-prob`).
+        public var mixupSwitchProb = 0.5
         /// Largest image file read from a manifest or folder, in MiB (`readFileBytes`); larger
         /// files and paths that are not regular files (FIFOs, devices) are skipped as bad
         /// samples. May change on resume: it decides only which hostile files are refused.
@@ -222,6 +230,9 @@ public struct TrainConfig: Sendable, Equatable {
         func fail(_ key: String, _ problem: String) -> ConfigError { ConfigError(file: file, key: key, problem: problem) }
         if data.train.isEmpty { throw fail("data.train", "is required (shards, manifest or folder)") }
         if data.vocab.isEmpty && data.task == .pretrain { throw fail("data.vocab", "is required (a vocab.tsv)") }
+        if data.task != .classify && (data.mixup > 0 || data.cutmix > 0) {
+            throw fail(data.mixup > 0 ? "data.mixup" : "data.cutmix", "mixes class targets: only with data.task classify")
+        }
         if model.initFrom.isEmpty && (model.headInit == .transfer || model.headInit == .keep) {
             throw fail("model.head_init", "\(model.headInit.rawValue) needs model.init (the pretrained model directory)")
         }

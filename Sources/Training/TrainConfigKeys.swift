@@ -180,6 +180,12 @@ extension TrainConfig {
         .double(
             "data.eval_crop_pct", \.data.evalCropPct, ModelLimits.cropPct,
             "Evaluation crop (timm's crop_pct): resize to side / crop_pct, centre-crop; written to the model."),
+        .double("data.mixup", \.data.mixup, 0...100, "Mixup alpha for a classifier (timm's --mixup; 0 = off)."),
+        .double("data.cutmix", \.data.cutmix, 0...100, "Cutmix alpha for a classifier (timm's --cutmix; 0 = off)."),
+        .double("data.mixup_prob", \.data.mixupProb, 0...1, "Probability that a batch is mixed (timm's --mixup-prob)."),
+        .double(
+            "data.mixup_switch_prob", \.data.mixupSwitchProb, 0...1,
+            "Probability of cutmix rather than mixup when both are on (timm's --mixup-switch-prob)."),
         .int(
             "data.max_file_mb", \.data.maxFileMB, 1...1_048_576, resumable: true,
             "Largest image file read from a manifest or folder, in MiB (larger ones are skipped)."),

@@ -112,7 +112,8 @@ final class TrainingSession {
 
     deinit {
         stream.stop()
-        smoothedTargets.deallocate()
+        classTargets.deallocate()
+        mixedImages.deallocate()
     }
 
     /// Seconds trained over every session of the run, now.
@@ -129,23 +130,46 @@ final class TrainingSession {
         return made
     }
 
-    /// Label-smoothed classification targets, reused from step to step.
-    private var smoothedTargets = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+    /// Smoothed and mixed classification targets, and mixed images, reused from step to step.
+    private var classTargets = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+    private var mixedImages = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+    private lazy var mixup = Mixup(
+        mixupAlpha: config.data.mixup, cutmixAlpha: config.data.cutmix, prob: config.data.mixupProb,
+        switchProb: config.data.mixupSwitchProb)
 
-    /// The target rows the loss sees: the loader's, or for a classifier with
-    /// optim.label_smoothing ε the smoothed rows (1 - ε)·one-hot + ε / classes (timm's
-    /// `LabelSmoothingCrossEntropy`), valid until the next call.
-    private func targets(of batch: Batch) -> UnsafePointer<Float> {
-        let epsilon = Float(config.optim.labelSmoothing)
-        guard config.data.task == .classify, epsilon > 0 else { return batch.targets.baseAddress! }
-        let n = batch.targets.count
-        if smoothedTargets.count < n {
-            smoothedTargets.deallocate()
-            smoothedTargets = .allocate(capacity: n)
+    /// A buffer of at least `count` floats, grown when needed.
+    private static func ensure(_ buffer: inout UnsafeMutableBufferPointer<Float>, _ count: Int) {
+        if buffer.count < count {
+            buffer.deallocate()
+            buffer = .allocate(capacity: count)
         }
-        let (keep, floor) = (1 - epsilon, epsilon / Float(setup.labels.count))
-        for i in 0..<n { smoothedTargets[i] = batch.targets[i] * keep + floor }
-        return UnsafePointer(smoothedTargets.baseAddress!)
+    }
+
+    /// The images and target rows the model sees for micro-batch `micro` of the coming step:
+    /// the loader's, or for a classifier the smoothed rows (1 - ε)·one-hot + ε / classes
+    /// (timm's `LabelSmoothingCrossEntropy`) and, with data.mixup or data.cutmix, the batch
+    /// mixed with itself reversed (timm's `Mixup`, per batch); valid until the next call.
+    private func inputs(of batch: Batch, micro: Int) -> (images: UnsafePointer<Float>, targets: UnsafePointer<Float>) {
+        let epsilon = Float(config.optim.labelSmoothing)
+        guard config.data.task == .classify, epsilon > 0 || mixup.isOn else {
+            return (batch.images.baseAddress!, batch.targets.baseAddress!)
+        }
+        let classes = setup.labels.count
+        let n = batch.targets.count
+        Self.ensure(&classTargets, n)
+        let (keep, floor) = (1 - epsilon, epsilon / Float(classes))
+        for i in 0..<n { classTargets[i] = batch.targets[i] * keep + floor }
+        var images = batch.images.baseAddress!
+        var g = Seeds.generator(
+            seed: UInt64(config.run.seed), epoch: 0, purpose: Seeds.mixup, index: state.step * config.optim.accumulation + micro)
+        if let draw = mixup.draw(&g, side: batch.side) {
+            Self.ensure(&mixedImages, batch.images.count)
+            mixedImages.baseAddress!.update(from: batch.images.baseAddress!, count: batch.images.count)
+            Mixup.mixImages(mixedImages.baseAddress!, count: batch.count, side: batch.side, draw: draw)
+            Mixup.mixTargets(classTargets.baseAddress!, count: batch.count, classes: classes, lambda: draw.lambda)
+            images = UnsafePointer(mixedImages.baseAddress!)
+        }
+        return (images, UnsafePointer(classTargets.baseAddress!))
     }
 
     /// One optimiser step: `accumulation` micro-batches forward and backward (the gradients
@@ -161,11 +185,11 @@ final class TrainingSession {
         for micro in 0..<o.accumulation {
             let batch = try stream.next(wait: &wait)
             let a = activations(count: batch.count, side: batch.side)
-            let targets = self.targets(of: batch)
+            let (pixels, targets) = inputs(of: batch, micro: micro)
             if previousCount > 0 && previousCount != batch.count {
                 scale(model.gradients, by: Float(previousCount) / Float(batch.count))
             }
-            model.forward(images: batch.images.baseAddress!, activations: a)
+            model.forward(images: pixels, activations: a)
             let loss = model.loss(targets: targets, activations: a)
             if world > 1 && micro == o.accumulation - 1 {
                 // the last micro-batch: each range of gradients, once final, becomes this

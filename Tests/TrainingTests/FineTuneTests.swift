@@ -132,6 +132,32 @@ final class FineTuneTests: ScratchDirectoryTestCase {
 
     }
 
+    /// A classifier with mixup, cutmix, label smoothing and layer decay, stopped and resumed:
+    /// the same weights as the uninterrupted run (the mixing draws are a function of the step).
+    func testMixedRunStoppedAndResumedIsTheUninterruptedRun() throws {
+        let database = try WordNetDatabase()
+        let train = try imageFolder("train", count: 64, seed: 1)
+        func run(_ name: String, stopAfter: Int?) throws -> [UInt8] {
+            var c = try config(train: train, val: "", run: directory + "/" + name, steps: 20)
+            (c.data.mixup, c.data.cutmix, c.data.mixupProb, c.optim.layerDecay) = (0.8, 1.0, 0.9, 0.75)
+            c.run.checkpointEvery = 7
+            for s in [stopAfter, nil] {
+                let stop = StopRequest()
+                let reporter = RecordingReporter(stop: stop, stopAfter: s)
+                let summary = try Trainer(config: c, runDirectory: c.run.dir, database: database, reporter: reporter, stop: stop)
+                    .run(resume: s == nil && stopAfter != nil)
+                if s != nil { XCTAssertTrue(summary.interrupted) }
+                if stopAfter == nil { break }
+            }
+            return Array(try Data(contentsOf: URL(fileURLWithPath: c.run.dir + "/model/model.safetensors")))
+        }
+        let whole = try run("whole", stopAfter: nil)
+        let resumed = try run("resumed", stopAfter: 9)
+        XCTAssertEqual(whole, resumed, "resumed weights must be bit-identical")
+        let mixed = try String(contentsOfFile: directory + "/whole/config.yaml", encoding: .utf8)
+        XCTAssertTrue(mixed.contains("mixup: 0.8") && mixed.contains("cutmix: 1.0"), mixed)
+    }
+
     func testBadStartsAreNamed() throws {
         let database = try WordNetDatabase()
         let train = try imageFolder("train", count: 32, seed: 1)

@@ -124,15 +124,20 @@ final class TrainConfigTableTests: ProcessTestCase {
         let base = try golden("demo")
         let legacy = String(base.legacyFingerprint(worldSize: 1), radix: 16)
         XCTAssertTrue(base.resumes(checkpointFingerprint: legacy, worldSize: 1))
-        let changes = [
-            "data.task=classify", "model.init=pre/model", "model.head_init=zero", "optim.label_smoothing=0.2",
-            "optim.layer_decay=0.75", "optim.freeze=backbone",
+        // each added key away from its default (mixing needs a classifier: its base is one)
+        let classify = ["data.task=classify"]
+        let changes: [(change: String, base: [String])] = [
+            ("data.task=classify", []), ("model.init=pre/model", []), ("model.head_init=zero", []),
+            ("optim.label_smoothing=0.2", []), ("optim.layer_decay=0.75", []), ("optim.freeze=backbone", []),
+            ("data.mixup=0.8", classify), ("data.cutmix=1.0", classify), ("data.mixup_prob=0.5", []),
+            ("data.mixup_switch_prob=0.25", []),
         ]
         let added = Set(TrainConfig.keys.map(\.name)).subtracting(TrainConfig.legacyFingerprintKeys)
-        XCTAssertEqual(Set(changes.map { String($0.split(separator: "=")[0]) }), added, "a change per added key")
-        for change in changes {
-            let c = try TrainConfig.parse(yaml: base.yaml(), overrides: [change])
-            XCTAssertNotEqual(c.fingerprint, base.fingerprint, change)
+        XCTAssertEqual(Set(changes.map { String($0.change.split(separator: "=")[0]) }), added, "a change per added key")
+        for (change, prerequisites) in changes {
+            let before = try TrainConfig.parse(yaml: base.yaml(), overrides: prerequisites)
+            let c = try TrainConfig.parse(yaml: base.yaml(), overrides: prerequisites + [change])
+            XCTAssertNotEqual(c.fingerprint, before.fingerprint, change)
             XCTAssertEqual(c.legacyFingerprint(worldSize: 1), base.legacyFingerprint(worldSize: 1), change)
             XCTAssertFalse(c.resumes(checkpointFingerprint: legacy, worldSize: 1), change)
         }
