@@ -5,8 +5,8 @@ import WordNet
 
 /// CatLIP's "Transfer Init": a copy of a model whose head has one row per target class,
 /// initialised from the vocabulary rows the class maps to (their mean, weights and bias, when
-/// several), and drawn as timm initialises a head (trunc-normal std 0.02, zero bias) when the
-/// class maps to nothing. Everything else is copied unchanged.
+/// several), and a trunc-normal row (std 0.02, as timm initialises a head) with the mean of
+/// the pretrained biases when the class maps to nothing. Everything else is copied unchanged.
 public enum HeadExport {
     /// The new model; `seed` draws the rows of unmapped classes. Throws when a mapping names a
     /// row the model's head does not have (a vocabulary that is not the model's).
@@ -28,10 +28,14 @@ public enum HeadExport {
         let sourceWeight = model.parameter("head.weight"), sourceBias = model.parameter("head.bias")
         let weight = target.parameter("head.weight"), bias = target.parameter("head.bias")
         var rng = SeededGenerator(seed: seed)
+        // an unmapped class starts at the average pretrained bias: with CatLIP's BCE head the
+        // biases sit near each synset's log-odds (about -7 for a rare one), and a bias of 0
+        // would outrank every mapped class under a softmax
+        let meanBias = Float(sourceBias.reduce(0.0) { $0 + Double($1) } / Double(max(sourceBias.count, 1)))
         for (c, m) in mappings.enumerated() {
             if m.rows.isEmpty {
                 for j in 0..<d { weight[c * d + j] = rng.nextTruncatedNormal(std: 0.02) }
-                bias[c] = 0
+                bias[c] = meanBias
                 continue
             }
             let scale = 1 / Float(m.rows.count)

@@ -69,7 +69,13 @@ struct RunDirectory {
         ]
         if let f = s.firstLoss { object["first_loss"] = f }
         if let l = s.lastLoss { object["last_loss"] = l }
-        if let v = s.validation {
+        if let v = s.validation, let top1 = v.top1, let top5 = v.top5 {
+            object["val_top1"] = top1
+            object["val_top5"] = top5
+            object["val_images"] = v.images
+            object["val_classes"] = v.classes
+            object["val_skipped"] = v.skipped
+        } else if let v = s.validation {
             object["val_map"] = v.map
             object["val_baseline_map"] = v.baselineMap
             object["val_images"] = v.images

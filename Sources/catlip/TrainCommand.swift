@@ -167,7 +167,10 @@ final class ConsoleReporter: TrainReporter {
                             s.samplesSeen, duration(s.trainSeconds), Double(s.samplesSeen) / max(1e-9, s.trainSeconds), s.skippedSamples, s.badSteps))
         if let f = s.firstLoss, let l = s.lastLoss { lines.append(String(format: "  loss %.4f (first interval) -> %.4f (last)", f, l)) }
         if s.lossCurve.count > 1 { lines.append("  loss curve (log scale): " + sparkline(s.lossCurve, width: 60)) }
-        if let v = s.validation {
+        if let v = s.validation, let top1 = v.top1, let top5 = v.top5 {
+            lines.append(String(format: "  validation top-1 %.4f, top-5 %.4f (%d images, %d classes present, %d skipped)",
+                                top1, top5, v.images, v.classes, v.skipped))
+        } else if let v = s.validation {
             lines.append(String(format: "  validation mAP %.4f vs frequency baseline %.4f (%d images, %d classes present, %d skipped)",
                                 v.map, v.baselineMap, v.images, v.classes, v.skipped))
         }

@@ -6,16 +6,33 @@ import XCTest
 
 /// Transfer init: the exported head's rows come from the mapped vocabulary rows.
 final class HeadExportTests: XCTestCase {
-    func testRowsComeFromTheMappedVocabularyRows() throws {
-        let database = try WordNetDatabase()
-        let wnids = ["n02084071", "n02121620", "n02958343", "n13104059"]  // dog, cat, car, tree
+    /// A vocabulary of `wnids` and a small seeded model with a head row per synset.
+    static func pretrained(_ wnids: [String], database: WordNetDatabase) throws -> (Vocabulary, ViTModel) {
         let vocabulary = Vocabulary(entries: wnids.map { w in
             Vocabulary.Entry(wnid: w, count: 10, lemmas: Array(database.lemmas(database.synset(wnid: w)!)))
         })
         let config = ModelConfig(
-            modelArgs: ModelArgs(imgSize: 16, patchSize: 8, numClasses: 4, embedDim: 16, depth: 1, numHeads: 2),
-            pretrainedCfg: PretrainedConfig(inputSize: [3, 16, 16], numClasses: 4))
-        let model = try ViTModel(config: config, seed: 5)
+            modelArgs: ModelArgs(imgSize: 16, patchSize: 8, numClasses: wnids.count, embedDim: 16, depth: 1, numHeads: 2),
+            pretrainedCfg: PretrainedConfig(inputSize: [3, 16, 16], numClasses: wnids.count))
+        return (vocabulary, try ViTModel(config: config, seed: 5))
+    }
+
+    /// An unmapped class starts at the mean pretrained bias, not 0: with a BCE head's biases near
+    /// the classes' log-odds (about -7), a zero bias would win every image under a softmax.
+    func testUnmappedClassesStartAtTheMeanBias() throws {
+        let database = try WordNetDatabase()
+        let (vocabulary, model) = try Self.pretrained(["n02084071", "n02121620"], database: database)
+        let bias = model.parameter("head.bias")
+        (bias[0], bias[1]) = (-6, -8)
+        let mappings = ClassMapper(vocabulary: vocabulary, database: database).map(["dog", "xyzzy"])
+        let exported = try HeadExport.transferInit(model: model, mappings: mappings, seed: 1)
+        XCTAssertEqual(Array(exported.parameter("head.bias")), [-6, -7])
+    }
+
+    func testRowsComeFromTheMappedVocabularyRows() throws {
+        let database = try WordNetDatabase()
+        // dog, cat, car, tree
+        let (vocabulary, model) = try Self.pretrained(["n02084071", "n02121620", "n02958343", "n13104059"], database: database)
         let bias = model.parameter("head.bias")
         for i in 0..<4 { bias[i] = Float(i) - 1.5 }
         let mappings = ClassMapper(vocabulary: vocabulary, database: database).map(["cars", "carnivore", "xyzzy", "n02084071"])

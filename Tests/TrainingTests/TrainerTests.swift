@@ -110,6 +110,14 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual([b16.optim.warmupSteps, b16.run.steps], [10_000, 200_000])
         XCTAssertEqual(b16.data.resolutions, Array(stride(from: 128, through: 320, by: 16)))
         XCTAssertEqual(try TrainConfig.load(path: configs + "/demo-layerwise.yaml").model.layerScalingHeadDim, 32)
+        // the fine-tuning presets: corenet's CatLIP ImageNet values, the demo model's shape
+        let ft = try TrainConfig.load(path: configs + "/finetune-vit-b16-224.yaml")
+        XCTAssertEqual(ft.data.task, .classify)
+        XCTAssertEqual([ft.optim.lr, ft.optim.minLR, ft.optim.weightDecay, ft.optim.labelSmoothing, ft.optim.emaMomentum], [3e-5, 3e-6, 0.05, 0.1, 0.0005])
+        XCTAssertEqual([ft.optim.warmupSteps, ft.data.batchSize * ft.optim.accumulation, ft.run.steps], [500, 512, 25_023])
+        XCTAssertEqual(ft.model.headInit, .transfer)
+        let demo = try TrainConfig.load(path: configs + "/demo.yaml"), fd = try TrainConfig.load(path: configs + "/finetune-demo.yaml")
+        XCTAssertEqual(Trainer.modelConfig(fd, classes: 3).modelArgs, Trainer.modelConfig(demo, classes: 3).modelArgs, "the demo's model")
     }
 
     // MARK: - Checkpoints
