@@ -37,35 +37,51 @@ public enum Classification {
     }
 
     /// Evaluates `model` on `images` (the model's evaluation preprocessing through
-    /// `ImageEncoder`), whose labels index the model's head rows.
+    /// `ImageEncoder`, streamed in chunks, so shards of any size fit), whose labels index the
+    /// model's head rows. Throws when the images' source cannot be read at all.
     public static func evaluate(
         model: ViTModel, images: ClassifiedImages, topK k: Int = 5, batchSize: Int = 32, maxFileBytes: Int = defaultMaxImageFileBytes
-    ) -> ClassificationReport {
+    ) throws -> ClassificationReport {
         let V = model.numClasses
-        let samples = images.samples
-        let encoded = ImageEncoder(model: model, batchSize: batchSize).encode(count: samples.count, logits: true) { i in
-            (try readFileBytes(samples[i].imagePath, maxBytes: maxFileBytes), samples[i].imagePath)
-        }
+        let encoder = ImageEncoder(model: model, batchSize: batchSize)
         var report = ClassificationReport(
-            images: encoded.kept.count, k: k, top1: 0, topK: 0, meanPerClass: 0,
+            images: 0, k: k, top1: 0, topK: 0, meanPerClass: 0,
             perClass: [(Int, Int)](repeating: (0, 0), count: V), confusion: [[Int]](repeating: [Int](repeating: 0, count: V), count: V),
-            failed: encoded.failures.map { "\($0.error)" })
+            failed: [])
         var (hits1, hitsK) = (0, 0)
-        encoded.logits.withUnsafeBufferPointer { logits in
-            for (row, i) in encoded.kept.enumerated() {
-                let truth = Int(images.labels[samples[i].key]!)
-                let scores = UnsafeBufferPointer(rebasing: logits[(row * V)..<((row + 1) * V)])
-                let r = rank(of: truth, in: scores)
-                let predicted = scores.indices.max { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }!
-                report.confusion[truth][predicted] += 1
-                report.perClass[truth].images += 1
-                if r == 0 {
-                    hits1 += 1
-                    report.perClass[truth].correct += 1
-                }
-                if r < k { hitsK += 1 }
+        var chunk: [StreamSample] = []
+        func flush() {
+            let samples = chunk
+            chunk.removeAll(keepingCapacity: true)
+            let encoded = encoder.encode(count: samples.count, logits: true) { i in
+                let name = samples[i].source == images.path ? samples[i].key : samples[i].source + ":" + samples[i].key
+                return (try samples[i].image.load(name: name, maxFileBytes: maxFileBytes), name)
             }
+            report.failed += encoded.failures.map { "\($0.error)" }
+            encoded.logits.withUnsafeBufferPointer { logits in
+                for (row, i) in encoded.kept.enumerated() {
+                    let truth = Int(images.labels[samples[i].key]!)
+                    let scores = UnsafeBufferPointer(rebasing: logits[(row * V)..<((row + 1) * V)])
+                    let r = rank(of: truth, in: scores)
+                    let predicted = scores.indices.max { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 > $1) }!
+                    report.confusion[truth][predicted] += 1
+                    report.perClass[truth].images += 1
+                    if r == 0 {
+                        hits1 += 1
+                        report.perClass[truth].correct += 1
+                    }
+                    if r < k { hitsK += 1 }
+                }
+            }
+            report.images += encoded.kept.count
         }
+        try images.source(shuffle: false).forEachSample(seed: 0, epoch: 0) { sample in
+            guard images.labels[sample.key] != nil else { return true }  // unlabelled or unreadable
+            chunk.append(sample)
+            if chunk.count == 256 { flush() }
+            return true
+        }
+        flush()
         let n = Double(max(report.images, 1))
         report.top1 = Double(hits1) / n
         report.topK = Double(hitsK) / n

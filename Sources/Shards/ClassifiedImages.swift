@@ -3,9 +3,11 @@ import Support
 
 /// Images with one class each, for fine-tuning and its evaluation: an ImageFolder (one folder
 /// per class, named by class name or wnid, images anywhere below it, as torchvision's
-/// `ImageFolder` reads it) or a manifest of `path<TAB>class` lines (relative paths against the
-/// manifest's folder). The class list is the sorted set of names found, or a given one (a run's
-/// `classes.tsv`, fixed by its first session), which the data must keep to.
+/// `ImageFolder` reads it), a manifest of `path<TAB>class` lines (relative paths against the
+/// manifest's folder), or tar shards whose samples carry their class in `KEY.cls` or in
+/// `KEY.json`'s label (webdataset's convention; samples without one are counted and named).
+/// The class list is the sorted set of names found (integer class ids in numeric order), or a
+/// given one (a run's `classes.tsv`, fixed by its first session), which the data must keep to.
 public struct ClassifiedImages: Sendable {
     /// The class names; class i is `classes[i]`.
     public let classes: [String]
@@ -14,8 +16,12 @@ public struct ClassifiedImages: Sendable {
     public let samples: [ManifestSample]
     /// Class index per sample key.
     public let labels: [String: UInt32]
-    /// Where the images came from (the folder or manifest).
+    /// Where the images came from (the folder, manifest or shard pattern).
     public let path: String
+    /// Shard samples without a class (none for folders and manifests), and the first few keys.
+    public var unlabelled = SkipReport()
+    /// Whether the images are in shards (read by streaming them) rather than files.
+    public var inShards: Bool { samples.isEmpty && !labels.isEmpty }
 
     /// The largest manifest read: 4 GiB, as for image-caption manifests.
     public static let maximumManifestBytes = Manifest.maximumFileBytes
@@ -26,9 +32,11 @@ public struct ClassifiedImages: Sendable {
     /// image listed under two classes, a manifest line that is not `path<TAB>class`, no images.
     public static func read(_ path: String, classes fixed: [String]? = nil) throws -> ClassifiedImages {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ManifestError(path: path, message: "no such file or folder")
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        if !isDirectory.boolValue && (path.lowercased().hasSuffix(".tar") || path.contains("{")) {
+            return try fromShards(path, classes: fixed)
         }
+        guard exists else { throw ManifestError(path: path, message: "no such file or folder") }
         let pairs = isDirectory.boolValue ? try folderPairs(path) : try manifestPairs(path)
         guard !pairs.isEmpty else { throw ManifestError(path: path, message: "no labelled images found") }
         var classOf: [String: String] = [:]
@@ -53,9 +61,46 @@ public struct ClassifiedImages: Sendable {
         return ClassifiedImages(classes: classes, samples: samples, labels: labels, path: path)
     }
 
-    /// The images as a sample source for the loader (a permutation per epoch when `shuffle`).
-    public func source(shuffle: Bool) -> ManifestSource {
-        ManifestSource(samples: samples, path: path, shuffle: shuffle)
+    /// The labelled samples of shards: one pass over them (in order) for each sample's class.
+    private static func fromShards(_ pattern: String, classes fixed: [String]?) throws -> ClassifiedImages {
+        var names: [String: String] = [:]
+        var unlabelled = SkipReport()
+        try ShardSource(patterns: pattern, shuffle: false).forEachSample(seed: 0, epoch: 0) { sample in
+            if sample.key.hasPrefix("<shard>") { return true }  // the loader reports unreadable shards
+            guard let label = sample.label else {
+                unlabelled.add("no .cls or json label", sample.source + ":" + sample.key)
+                return true
+            }
+            if let earlier = names[sample.key], earlier != label {
+                throw ManifestError(path: sample.source, message: "sample \(sample.key) is in class '\(earlier)' and in class '\(label)'")
+            }
+            names[sample.key] = label
+            return true
+        }
+        guard !names.isEmpty else { throw ManifestError(path: pattern, message: "no sample with a class (KEY.cls or a json label)") }
+        let classes = fixed ?? Array(Set(names.values)).sorted { a, b in
+            // class ids sort as numbers (webdataset's .cls are usually integers)
+            if let x = Int(a), let y = Int(b) { return x < y }
+            return a < b
+        }
+        let index = Dictionary(classes.enumerated().map { ($1, UInt32($0)) }, uniquingKeysWith: { a, _ in a })
+        var labels: [String: UInt32] = [:]
+        for (key, name) in names {
+            guard let label = index[name] else {
+                throw ManifestError(path: pattern, message: "class '\(name)' (of \(key)) is not in the run's class list of \(classes.count) classes")
+            }
+            labels[key] = label
+        }
+        var result = ClassifiedImages(classes: classes, samples: [], labels: labels, path: pattern)
+        result.unlabelled = unlabelled
+        return result
+    }
+
+    /// The images as a sample source for the loader (a permutation per epoch, or the shards'
+    /// order and shuffle buffer, when `shuffle`).
+    public func source(shuffle: Bool, shuffleBuffer: Int = 1000) throws -> any SampleSource {
+        if inShards { return ClassShardSource(shards: try ShardSource(patterns: path, shuffle: shuffle, shuffleBuffer: shuffleBuffer)) }
+        return ManifestSource(samples: samples, path: path, shuffle: shuffle)
     }
 
     /// `classes.tsv`: a line `i<TAB>name` per class, as `eval export-head` writes it (which
@@ -131,5 +176,22 @@ public struct ClassifiedImages: Sendable {
             pairs.append(Pair(key: key, file: key.hasPrefix("/") ? key : base + "/" + key, name: name))
         }
         return pairs
+    }
+}
+
+/// Shards read for classification: each sample's caption is its class name, as a folder's or a
+/// manifest's samples carry it (the loader refuses captionless samples; the class, not a
+/// caption, is what a classify sample has).
+private struct ClassShardSource: SampleSource {
+    let shards: ShardSource
+
+    var count: Int? { shards.count }
+
+    func forEachSample(seed: UInt64, epoch: Int, _ body: (StreamSample) throws -> Bool) throws {
+        try shards.forEachSample(seed: seed, epoch: epoch) { sample in
+            var sample = sample
+            sample.caption = sample.label ?? ""
+            return try body(sample)
+        }
     }
 }

@@ -35,11 +35,14 @@ public struct StreamSample: Sendable {
     public var image: ImagePayload
     /// The caption ("" when none).
     public var caption: String
+    /// The class of a labelled sample (a shard's `KEY.cls` or its json's label), nil when none.
+    public var label: String?
 
     /// A sample from its fields.
-    public init(key: String, source: String, image: ImagePayload, caption: String) {
+    public init(key: String, source: String, image: ImagePayload, caption: String, label: String? = nil) {
         self.key = key
         self.source = source
+        self.label = label
         self.image = image
         self.caption = caption
     }
@@ -287,7 +290,7 @@ public struct ShardSource: SampleSource {
                 }
                 guard let sample else { break }
                 let image: ImagePayload = sample.imageBytes.map { .bytes($0.bytes) } ?? .missing("no image member")
-                try emit(StreamSample(key: sample.key, source: shard, image: image, caption: sample.caption ?? ""))
+                try emit(StreamSample(key: sample.key, source: shard, image: image, caption: sample.caption ?? "", label: sample.classLabel))
             }
         }
         for sample in buffer.drain() where !stopped { stopped = !(try body(sample)) }

@@ -53,6 +53,27 @@ public struct ShardSample: Sendable, Equatable {
     /// when there is none. Not parsed.
     public var metadata: [UInt8]? { file("json")?.bytes }
 
+    /// The sample's class for classification, webdataset's way: the `cls` member's text (first
+    /// line, trimmed), else the `json` member's `"label"`, `"cls"` or `"class"` field (text or
+    /// number; members over 1 MiB are not parsed); nil when there is none.
+    public var classLabel: String? {
+        if let cls = file("cls")?.bytes {
+            let text = String(decoding: cls.prefix(4096), as: UTF8.self)
+            let first = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            return first.isEmpty ? nil : first
+        }
+        guard let json = metadata, json.count <= 1 << 20,
+            let object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any]
+        else { return nil }
+        for key in ["label", "cls", "class"] {
+            if let s = object[key] as? String, !s.trimmingCharacters(in: .whitespaces).isEmpty {
+                return s.trimmingCharacters(in: .whitespaces)
+            }
+            if let n = object[key] as? NSNumber, let i = Int(exactly: n.doubleValue) { return String(i) }
+        }
+        return nil
+    }
+
     /// The member with extension `ext`, exactly, else the first dotted extension ending in
     /// `.ext` in sorted order.
     private func file(_ ext: String) -> (fileExtension: String, bytes: [UInt8])? {

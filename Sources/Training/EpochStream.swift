@@ -37,9 +37,9 @@ final class EpochStream {
             wait += MonotonicClock.seconds() - t0
             if let batch {
                 skippedSinceTaken += loader.position.consumed - before - batch.count
+                guard batch.count > 0 else { continue }  // every sample skipped: not a usable batch
                 emptyEpochs = 0
-                if batch.count > 0 { return batch }
-                continue
+                return batch
             }
             if loader.skipped.total > 0 { skipNotes.append("epoch \(loader.position.epoch): \(loader.skipped)") }
             emptyEpochs += 1

@@ -84,7 +84,7 @@ final class TrainingSession {
                 case .classes(let names, _):
                     let data: ClassifiedImages
                     do { data = try ClassifiedImages.read(config.data.val, classes: names) } catch { throw TrainError("data.val: \(error)") }
-                    source = data.source(shuffle: false)
+                    do { source = try data.source(shuffle: false) } catch { throw TrainError("data.val: \(error)") }
                     table = data.labels.mapValues { [$0] }
                 }
                 validator = try Validator(

@@ -114,9 +114,10 @@ extension Trainer {
             var counts = [Int](repeating: 0, count: data.classes.count)
             for label in data.labels.values { counts[Int(label)] += 1 }
             labels = .classes(data.classes, counts: counts)
-            source = data.source(shuffle: true)
+            do { source = try data.source(shuffle: true, shuffleBuffer: config.data.shuffleBuffer) } catch { throw TrainError("data.train: \(error)") }
             captionLabels = data.labels.mapValues { [[$0]] }
-            reporter.log("labels: \(data.samples.count) training images of \(data.classes.count) classes from \(config.data.train)")
+            reporter.log("labels: \(data.labels.count) training images of \(data.classes.count) classes from \(config.data.train)")
+            if data.unlabelled.total > 0 { reporter.log("labels: \(data.unlabelled) (skipped)") }
         }
         if isRoot { try writeText(labels.tsv, to: runDirectory + "/" + labels.fileName) }
 

@@ -211,11 +211,11 @@ struct ClassifyCommand: ParsableCommand {
             throw CLIError("\(classesFile): \(classes.count) classes, the head has \(vit.numClasses) rows")
         }
         let images = try cliRun { try ClassifiedImages.read(data, classes: classes) }
-        let r = Classification.evaluate(model: vit, images: images, topK: report.topK, batchSize: forwardBatch.size, maxFileBytes: fileLimit.bytes)
+        let r = try cliRun { try Classification.evaluate(model: vit, images: images, topK: report.topK, batchSize: forwardBatch.size, maxFileBytes: fileLimit.bytes) }
         for problem in r.failed.prefix(20) { printError("skipped \(problem)") }
         func round4(_ v: Double) -> Double { (v * 10_000).rounded() / 10_000 }
         let line: [String: Any] = [
-            "images": r.images, "skipped": r.failed.count, "classes": classes.count, "top1": round4(r.top1),
+            "images": r.images, "skipped": r.failed.count + images.unlabelled.total, "classes": classes.count, "top1": round4(r.top1),
             "top\(report.topK)": round4(r.topK), "k": report.topK, "mean_per_class": round4(r.meanPerClass),
         ]
         printJSON(line)

@@ -32,7 +32,7 @@ final class ClassifiedImagesTests: ScratchDirectoryTestCase {
         XCTAssertEqual(set.samples.map(\.caption), ["cat", "zebra", "zebra"])
         XCTAssertEqual(set.samples.map { set.labels[$0.key]! }, [0, 1, 1])
         XCTAssertTrue(set.samples[2].imagePath.hasSuffix("zebra/more/b.JPG"))
-        XCTAssertEqual(set.source(shuffle: false).count, 3)
+        XCTAssertEqual(try set.source(shuffle: false).count, 3)
     }
 
     func testManifestWithFixedClassList() throws {
@@ -47,6 +47,30 @@ final class ClassifiedImagesTests: ScratchDirectoryTestCase {
         // a class outside the list is an error naming it and the image
         let m = message { _ = try ClassifiedImages.read(manifest, classes: ["ant", "cat"]) }
         XCTAssertTrue(m.contains("class 'dog' (of img1.png) is not in the run's class list"), m)
+    }
+
+    /// Shards: the class in KEY.cls or in KEY.json's label; samples without one counted and
+    /// named; integer classes sorted as numbers; a class outside a fixed list refused.
+    func testShardsCarryTheClassInClsOrJson() throws {
+        let shard = directory + "/00000.tar"
+        let writer = try TarWriter(path: shard)
+        let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47]
+        for (key, extra) in [("a", ("cls", "10\n")), ("b", ("json", #"{"label": 2}"#)), ("c", ("json", #"{"cls": "10"}"#)), ("d", ("txt", "no class"))] {
+            try writer.add(name: key + ".png", data: png)
+            try writer.add(name: key + "." + extra.0, data: Array(extra.1.utf8))
+        }
+        try writer.finish()
+        let set = try ClassifiedImages.read(directory + "/{00000..00000}.tar")
+        XCTAssertTrue(set.inShards)
+        XCTAssertEqual(set.classes, ["2", "10"], "integer classes in numeric order")
+        XCTAssertEqual(set.labels, ["a": 1, "b": 0, "c": 1])
+        XCTAssertEqual(set.unlabelled.total, 1)
+        XCTAssertTrue(set.unlabelled.description.contains("00000.tar:d"), set.unlabelled.description)
+        var keys: [String] = []
+        try set.source(shuffle: false).forEachSample(seed: 0, epoch: 0) { keys.append($0.key); return true }
+        XCTAssertEqual(keys, ["a", "b", "c", "d"])
+        let m = message { _ = try ClassifiedImages.read(self.directory + "/00000.tar", classes: ["2"]) }
+        XCTAssertTrue(m.contains("class '10'"), m)
     }
 
     func testBadInputsAreNamed() throws {

@@ -75,7 +75,7 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         let classifier = try ViTModel.load(directory: directory + "/scratch/model")
         XCTAssertEqual(classifier.numClasses, 4)
         // eval classify's scoring of the exported model is the run's own last validation
-        let report = Classification.evaluate(model: classifier, images: try ClassifiedImages.read(val, classes: ["car", "cat", "dog", "tree"]))
+        let report = try Classification.evaluate(model: classifier, images: try ClassifiedImages.read(val, classes: ["car", "cat", "dog", "tree"]))
         XCTAssertEqual(report.images, 48)
         XCTAssertEqual(report.top1, try XCTUnwrap(v.top1))
         XCTAssertEqual(report.topK, try XCTUnwrap(v.top5))
@@ -156,6 +156,53 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         XCTAssertEqual(whole, resumed, "resumed weights must be bit-identical")
         let mixed = try String(contentsOfFile: directory + "/whole/config.yaml", encoding: .utf8)
         XCTAssertTrue(mixed.contains("mixup: 0.8") && mixed.contains("cutmix: 1.0"), mixed)
+    }
+
+    /// A classifier trained from shards whose samples carry their class in KEY.cls (webdataset's
+    /// convention), validated on an ImageFolder with the same class names.
+    func testClassifierFromShards() throws {
+        let database = try WordNetDatabase()
+        let folder = try imageFolder("train", count: 96, seed: 1)
+        let val = try imageFolder("val", count: 32, seed: 2)
+        let writer = try TarWriter(path: directory + "/train-00000.tar")
+        for c in try FileManager.default.contentsOfDirectory(atPath: folder).sorted() {
+            for f in try FileManager.default.contentsOfDirectory(atPath: folder + "/" + c).sorted() {
+                let key = c + "-" + URL(fileURLWithPath: f).deletingPathExtension().lastPathComponent
+                try writer.add(name: key + ".png", data: Array(try Data(contentsOf: URL(fileURLWithPath: folder + "/" + c + "/" + f))))
+                try writer.add(name: key + ".cls", data: Array(c.utf8))
+            }
+        }
+        try writer.finish()
+        let c = try config(train: directory + "/train-{00000..00000}.tar", val: val, run: directory + "/shards", steps: 60)
+        let (s, lines) = try train(c, database: database)
+        XCTAssertTrue(lines.contains { $0.contains("96 training images of 4 classes") }, "\(lines)")
+        XCTAssertGreaterThan(try XCTUnwrap(s.validation?.top1), 0.8)
+        XCTAssertEqual(try ClassifiedImages.readClasses(directory + "/shards/classes.tsv"), ["car", "cat", "dog", "tree"])
+        // eval classify streams shards as well: every training sample scored once
+        let classifier = try ViTModel.load(directory: directory + "/shards/model")
+        let report = try Classification.evaluate(
+            model: classifier, images: try ClassifiedImages.read(c.data.train, classes: ["car", "cat", "dog", "tree"]), batchSize: 7)
+        XCTAssertEqual(report.images, 96)
+        let perFolder = try ["car", "cat", "dog", "tree"].map { try FileManager.default.contentsOfDirectory(atPath: folder + "/" + $0).count }
+        XCTAssertEqual(report.perClass.map(\.images), perFolder)
+        XCTAssertGreaterThan(report.top1, 0.8)
+    }
+
+    /// An epoch whose every batch is skipped (no sample decodes) is an empty epoch: two in a
+    /// row stop the run with the reason, rather than looping over empty batches for ever.
+    func testUndecodableShardsStopTheRun() throws {
+        let database = try WordNetDatabase()
+        let val = try imageFolder("val", count: 8, seed: 2)
+        let writer = try TarWriter(path: directory + "/bad-00000.tar")
+        for i in 0..<64 {
+            try writer.add(name: "s\(i).png", data: [0x89, 0x50, 0x4E, 0x47, 1, 2, 3])
+            try writer.add(name: "s\(i).cls", data: Array(["car", "cat", "dog", "tree"][i % 4].utf8))
+        }
+        try writer.finish()
+        let c = try config(train: directory + "/bad-00000.tar", val: val, run: directory + "/bad", steps: 20)
+        XCTAssertThrowsError(try train(c, database: database)) { error in
+            XCTAssertTrue("\(error)".contains("an epoch gave no full batch"), "\(error)")
+        }
     }
 
     func testBadStartsAreNamed() throws {
