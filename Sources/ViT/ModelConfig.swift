@@ -438,10 +438,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         return try decode(Data(bytes), path: path)
     }
 
-    /// The config as pretty-printed JSON (timm's key names), newline-terminated.
+    /// The config as pretty-printed JSON (timm's key names), newline-terminated, keys sorted so
+    /// that the same model gives the same bytes in every process (a checksum of a model
+    /// directory means something).
     public func encoded() throws -> Data {
         let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         var data = try e.encode(self)
         data.append(0x0a)
         return data

@@ -68,6 +68,21 @@ final class ModelConfigTests: XCTestCase {
             let c = try ModelConfig.read(path: try fixturesRoot() + "/\(name)/config.json")
             try c.write(path: dir + "/config.json")
             XCTAssertEqual(try ModelConfig.read(path: dir + "/config.json"), c, name)
+            // keys in sorted order in every object, so the bytes do not depend on the process's hashing seed
+            let text = try String(contentsOfFile: dir + "/config.json", encoding: .utf8)
+            var objects: [[String]] = []
+            for line in text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                if line.hasPrefix("\""), let end = line.range(of: "\" :") {
+                    objects[objects.count - 1].append(String(line[line.index(after: line.startIndex)..<end.lowerBound]))
+                }
+                if line.hasSuffix("{") { objects.append([]) }
+                if line.hasPrefix("}") {
+                    let keys = objects.removeLast()
+                    XCTAssertEqual(keys, keys.sorted(), name)
+                }
+            }
+            XCTAssertTrue(objects.isEmpty, name)
+            XCTAssertTrue(text.contains("\"model_args\" :"), name)
         }
     }
 
