@@ -120,6 +120,7 @@ extension Trainer {
             if data.unlabelled.total > 0 { reporter.log("labels: \(data.unlabelled) (skipped)") }
         }
         if isRoot { try writeText(labels.tsv, to: runDirectory + "/" + labels.fileName) }
+        try checkRanksAgree(on: labels)
 
         Parallelism.threads = config.run.threads
         let model: ViTModel
@@ -144,6 +145,21 @@ extension Trainer {
             maxIterations: config.run.steps)
         return TrainingSetup(
             labels: labels, source: source, captionLabels: captionLabels, model: model, adam: adam, ema: ema, schedule: schedule)
+    }
+
+    /// Every rank must read the same label space (the class list, or the vocabulary and label
+    /// mode): the targets index it. Rank 0's is broadcast and each other rank compares its own
+    /// (its data may be a different copy), so a difference stops the job with the reason instead
+    /// of training on mismatched rows.
+    func checkRanksAgree(on labels: LabelSpace) throws {
+        guard reducer.worldSize > 1 else { return }
+        let own = Array(labels.tsv.utf8)
+        let root = try reducer.broadcast(isRoot ? own : [])
+        guard isRoot || root == own else {
+            throw TrainError(
+                "rank \(reducer.rank): its \(labels.fileName) (\(labels.count) rows, from \(config.data.train)) differs from rank 0's; "
+                    + "every rank must read the same data and vocabulary")
+        }
     }
 
     /// Starts `model` from the model directory `directory` (timm's `--initial-checkpoint`):

@@ -1,3 +1,4 @@
+import Distributed
 import Evaluation
 import Foundation
 import Shards
@@ -202,6 +203,30 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         let c = try config(train: directory + "/bad-00000.tar", val: val, run: directory + "/bad", steps: 20)
         XCTAssertThrowsError(try train(c, database: database)) { error in
             XCTAssertTrue("\(error)".contains("an epoch gave no full batch"), "\(error)")
+        }
+    }
+
+    /// A rank whose class list is not rank 0's (another copy of the data) stops with the reason.
+    func testRanksMustAgreeOnTheClassList() throws {
+        /// Rank 1 of 2, whose broadcasts bring rank 0's bytes: a class list of other classes.
+        final class SecondRank: GradientReducer {
+            var rank: Int { 1 }
+            var worldSize: Int { 2 }
+            func startSum(_ values: UnsafeMutablePointer<Float>, count: Int) throws {}
+            func finishSums() throws {}
+            func sum(_ values: inout [Double]) throws {}
+            func gather(_ bytes: [UInt8]) throws -> [[UInt8]] { [bytes, bytes] }
+            func broadcast(_ bytes: [UInt8]) throws -> [UInt8] { Array("0\tbird\n1\tfish\n".utf8) }
+            func broadcast(_ values: UnsafeMutablePointer<Float>, count: Int) throws {}
+            func finalize() {}
+        }
+        let database = try WordNetDatabase()
+        let c = try config(train: try imageFolder("train", count: 16, seed: 1), val: "", run: directory + "/rank1", steps: 12)
+        let stop = StopRequest()
+        let trainer = Trainer(
+            config: c, runDirectory: c.run.dir, database: database, reporter: RecordingReporter(stop: stop), stop: stop, reducer: SecondRank())
+        XCTAssertThrowsError(try trainer.run(resume: false)) { error in
+            XCTAssertTrue("\(error)".contains("rank 1: its classes.tsv (4 rows"), "\(error)")
         }
     }
 
