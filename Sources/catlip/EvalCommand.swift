@@ -35,7 +35,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate a trained model through its vocabulary head.",
-        subcommands: [Map.self, ZeroShotCommand.self, ClassifyCommand.self, LinearProbeCommand.self, ExportHead.self])
+        subcommands: [Map.self, ZeroShotCommand.self, ClassifyCommand.self, LinearProbeCommand.self, ExportHead.self, TransferCommand.self])
 
     /// `catlip eval map`: class names or wnids to head rows, without evaluating.
     struct Map: ParsableCommand {
