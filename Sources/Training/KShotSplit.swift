@@ -76,15 +76,13 @@ public struct KShotSplit: Sendable {
     /// The classes with fewer than two images, left out.
     public let skipped: [SkippedClass]
 
-    /// Splits `images` per class. Paths are made absolute (against the working directory), as
-    /// the split is written as manifests in another folder.
+    /// Splits `images` per class (paths as `images` resolved them: relative ones against the
+    /// working directory).
     public init(_ images: ClassifiedImages) {
         var byClass = [[String]](repeating: [], count: images.classes.count)
-        let cwd = FileManager.default.currentDirectoryPath
         for sample in images.samples {
             guard let label = images.labels[sample.key] else { continue }
-            let path = sample.imagePath.hasPrefix("/") ? sample.imagePath : cwd + "/" + sample.imagePath
-            byClass[Int(label)].append(path)
+            byClass[Int(label)].append(sample.imagePath)
         }
         var classes: [ClassImages] = []
         var skipped: [SkippedClass] = []
@@ -127,15 +125,17 @@ public struct KShotSplit: Sendable {
     }
 
     /// A `path<TAB>class` manifest of `images` (what `ClassifiedImages.read` accepts), so that
-    /// a split refers to the images instead of copying them. A path or class name holding a tab
-    /// or a line break cannot be written so: that is an error naming it.
-    public static func manifest(_ images: [(path: String, name: String)]) throws -> String {
+    /// a split refers to the images instead of copying them; relative paths are put under
+    /// `base` when given (a manifest's relative paths are read against its own folder, and the
+    /// split is written in another one than the images). A path or class name holding a tab or
+    /// a line break cannot be written so: that is an error naming it.
+    public static func manifest(_ images: [(path: String, name: String)], base: String? = nil) throws -> String {
         var text = ""
         for (path, name) in images {
             for field in [path, name] where field.unicodeScalars.contains(where: { $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
                 throw TrainError("\(path): '\(field)' holds a tab or line break, which a path<TAB>class manifest cannot carry")
             }
-            text += path + "\t" + name + "\n"
+            text += (path.hasPrefix("/") ? path : base.map { $0 + "/" + path } ?? path) + "\t" + name + "\n"
         }
         return text
     }

@@ -208,7 +208,7 @@ public struct TransferReport: Sendable {
 
     /// transfer.svg: grouped bars of the median test top-1, one group per k and one bar per
     /// setting (in `LossCurve`'s colours), each seed's top-1 as a dot on its bar when there
-    /// are several, the value above each bar, chance as a dashed line, a legend below. Names
+    /// are several, the value above each bar, chance as a dashed line, a legend below (with chance). Names
     /// are escaped for XML.
     public func svg(width: Int = 720, height: Int = 405) -> String {
         let width = max(width, 320)
@@ -221,7 +221,9 @@ public struct TransferReport: Sendable {
         let plotHeight = Double(height) - top - bottom
         let py = { (y: Double) in top + (axis.high - y) / (axis.high - axis.low) * plotHeight }
         let f = LossCurve.f
-        let title = "k-shot transfer: \((model as NSString).lastPathComponent) on \((data as NSString).lastPathComponent)"
+        // the model's folder and its parent (runs/demo/model: demo/model), the data's folder
+        let modelName = model.split(separator: "/").suffix(2).joined(separator: "/")
+        let title = "k-shot transfer: \(modelName) on \(data.split(separator: "/").last ?? "")"
 
         var svg = LossCurve.header(width: width, height: height, title: title)
         svg += "<g class=\"grid\" stroke=\"#e6e6e6\" stroke-width=\"1\">\n"
@@ -275,20 +277,21 @@ public struct TransferReport: Sendable {
         // chance, the axis line and the frame's left edge
         let chanceY = py(chance)
         svg += LossCurve.line(left, chanceY, left + plotWidth, chanceY, "class=\"chance\" stroke=\"#888\" stroke-dasharray=\"4 3\"")
-        svg += LossCurve.text(
-            String(format: "chance %.3f", chance), left + plotWidth - 2, chanceY - 4, "class=\"chance\" text-anchor=\"end\" fill=\"#666\" font-size=\"9\"")
         svg += LossCurve.line(left, py(0), left + plotWidth, py(0), "stroke=\"#444\"")
         svg += LossCurve.line(left, top, left, py(0), "stroke=\"#444\"")
 
-        // legend: one row under the axis
+        // legend: one row under the axis, the settings then chance
         svg += "<g class=\"legend\">\n"
-        let entryWidth = plotWidth / Double(max(settings.count, 1))
+        let entryWidth = plotWidth / Double(settings.count + 1)
+        let y = Double(height) - 14
         for (s, setting) in settings.enumerated() {
             let x = left + Double(s) * entryWidth
-            let y = Double(height) - 14
             svg += "<rect x=\"\(f(x))\" y=\"\(f(y - 5))\" width=\"10\" height=\"10\" fill=\"\(LossCurve.palette[s % LossCurve.palette.count])\"/>\n"
             svg += LossCurve.text(setting.label, x + 14, y, "dy=\"0.35em\"")
         }
+        let x = left + Double(settings.count) * entryWidth
+        svg += LossCurve.line(x, y, x + 18, y, "stroke=\"#888\" stroke-dasharray=\"4 3\"")
+        svg += LossCurve.text(String(format: "chance %.3f", chance), x + 22, y, "class=\"chance\" dy=\"0.35em\"")
         svg += "</g>\n</svg>\n"
         return svg
     }

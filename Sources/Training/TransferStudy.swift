@@ -196,10 +196,15 @@ public final class TransferStudy {
         // the split as manifests, and the study's identity (model and split fingerprints)
         let out = options.out
         let splits = out + "/splits"
-        var files = [(splits + "/test.tsv", try KShotSplit.manifest(split.test))]
-        for shots in options.shots { files.append((splits + "/train-\(shots).tsv", try KShotSplit.manifest(split.train(shots)))) }
+        // the fingerprint of the paths as the data gives them (relative ones stay relative), so
+        // that a checkout moved elsewhere still re-reports its runs
         var splitHash = FNV1a()
-        for (_, text) in files { splitHash.combine(Array(text.utf8)) }
+        let cwd = FileManager.default.currentDirectoryPath
+        var files: [(String, String)] = []
+        for (name, images) in [("test", split.test)] + options.shots.map({ ("train-\($0)", split.train($0)) }) {
+            splitHash.combine(Array(try KShotSplit.manifest(images).utf8))
+            files.append((splits + "/\(name).tsv", try KShotSplit.manifest(images, base: cwd)))
+        }
         let identity: [String: Any] = [
             "model": options.model, "model_fingerprint": try modelFingerprint(), "data": options.data,
             "split_fingerprint": String(splitHash.value, radix: 16),

@@ -51,6 +51,10 @@ final class TransferStudyTests: ScratchDirectoryTestCase {
         let back = try ClassifiedImages.read(written)
         XCTAssertEqual(back.classes, ["ant", "bee", "dog"])
         XCTAssertEqual(back.samples.map(\.imagePath), split.train(.count(2)).map(\.path))
+        // relative paths (an ImageFolder given as data/...) go under the base, absolute ones stay
+        XCTAssertEqual(
+            try KShotSplit.manifest([("data/x/a.png", "x"), ("/abs/b.png", "y")], base: "/work"), "/work/data/x/a.png\tx\n/abs/b.png\ty\n")
+        XCTAssertEqual(try KShotSplit.manifest([("data/x/a.png", "x")]), "data/x/a.png\tx\n")
         XCTAssertThrowsError(try KShotSplit.manifest([("/img/a\tb.png", "ant")])) { error in
             XCTAssertTrue("\(error)".contains("a path<TAB>class manifest cannot carry"), "\(error)")
         }
@@ -117,7 +121,7 @@ final class TransferStudyTests: ScratchDirectoryTestCase {
 
     func testSVGIsWellFormedAndEscapesNames() throws {
         let r = report(
-            model: "m<&>\"'", data: "d\u{1}ata<x>",
+            model: "/runs/m<&>\"'/model/", data: "/data/d\u{1}ata<x>",
             runs: [
                 run(.count(1), .transfer, seed: 0, top1: 0.5, top5: 0.9), run(.count(1), .transfer, seed: 1, top1: 0.25, top5: 0.9),
                 run(.count(1), .random, seed: 0, top1: 0.0, top5: 0.5), run(.count(1), .random, seed: 1, top1: 0.0, top5: 0.5),
@@ -126,7 +130,7 @@ final class TransferStudyTests: ScratchDirectoryTestCase {
         let document = try XMLDocument(data: Data(svg.utf8))
         let root = try XCTUnwrap(document.rootElement())
         XCTAssertEqual(root.name, "svg")
-        XCTAssertTrue(svg.contains("m&lt;&amp;&gt;&quot;&apos; on data&lt;x&gt;"), svg)
+        XCTAssertTrue(svg.contains(">k-shot transfer: m&lt;&amp;&gt;&quot;&apos;/model on data&lt;x&gt;</text>"), svg)
         XCTAssertFalse(svg.lowercased().contains("nan"))
         let bars = try document.nodes(forXPath: "//*[local-name()='rect'][@class='bar']")
         XCTAssertEqual(bars.count, 2, "one bar per cell with runs")
@@ -239,6 +243,39 @@ final class TransferStudyTests: ScratchDirectoryTestCase {
         XCTAssertThrowsError(try study(options, database: database).run()) { error in
             XCTAssertTrue("\(error)".contains("its runs were made from another split of the images"), "\(error)")
         }
+    }
+
+    func testStudyStoppedPartWayResumesToTheUninterruptedResults() throws {
+        let database = try WordNetDatabase()
+        let (model, folder) = try fixtures(database: database)
+        var options = TransferStudyOptions(model: model, data: folder, out: directory + "/whole")
+        options.config = try writeConfig()
+        (options.shots, options.settings) = ([.count(1)], [.transfer, .scratch])
+        let whole = try study(options, database: database).run()
+
+        // a signal during the second run's step 3: it checkpoints and the study stops
+        options.out = directory + "/stopped"
+        let stop = StopRequest()
+        var made = 0
+        let stopped = TransferStudy(
+            options: options, database: database, stop: stop, log: { _ in },
+            reporter: { _ in
+                made += 1
+                return RecordingReporter(stop: stop, stopAfter: made == 2 ? 3 : nil)
+            })
+        XCTAssertThrowsError(try stopped.run()) { error in
+            XCTAssertTrue(error is TransferStudyInterrupted, "\(error)")
+            XCTAssertTrue("\(error)".contains("stopped/runs/1-scratch-s0"), "\(error)")
+        }
+        XCTAssertFalse(CheckpointFile.list(directory: options.out + "/runs/1-scratch-s0/checkpoints").isEmpty)
+
+        // again: the first run re-reported, the second resumed from its checkpoint to the
+        // uninterrupted run's result
+        let lines = LineBox()
+        let resumed = try study(options, database: database, lines: lines).run()
+        XCTAssertEqual(resumed.runs.map(\.reused), [true, false])
+        XCTAssertEqual(resumed.runs.map(\.top1), whole.runs.map(\.top1))
+        XCTAssertEqual(resumed.runs.map(\.top5), whole.runs.map(\.top5))
     }
 
     func testBadInputsAreNamed() throws {
