@@ -127,9 +127,22 @@ public final class TransferStudy {
         self.reporter = reporter
     }
 
+    /// The keys the study sets itself, and from what: overriding them would silently not apply.
+    static let ownedKeys: [String: String] = [
+        "data.train": "the k-shot training half of --data", "data.val": "the test half of --data",
+        "run.dir": "OUT/runs/K-SETTING-sSEED", "run.seed": "--seeds", "model.init": "--model and the setting",
+        "model.head_init": "the setting", "optim.freeze": "the setting (probe: backbone)",
+    ]
+
     /// The resolved configuration every run starts from: the preset with `options.overrides`
     /// (validation only at the end of a run unless overridden: the table needs no more).
     func baseConfig() throws -> TrainConfig {
+        for item in options.overrides {
+            let key = String(item.prefix { $0 != "=" })
+            if let owner = Self.ownedKeys[key] {
+                throw TrainError("--set \(key): eval transfer sets it for every run (\(owner))")
+            }
+        }
         let c = try TrainConfig.load(path: options.config, overrides: ["run.eval_every=0"] + options.overrides)
         guard c.data.task == .classify else {
             throw TrainError(
@@ -358,4 +371,19 @@ public struct TransferRun: Sendable, Equatable {
     public var runDirectory: String
     /// True when it had finished before and was re-reported.
     public var reused: Bool
+
+    /// A run's result from its fields.
+    public init(
+        shots: ShotCount, setting: TransferSetting, seed: Int, top1: Double, top5: Double, seconds: Double, runDirectory: String,
+        reused: Bool
+    ) {
+        self.shots = shots
+        self.setting = setting
+        self.seed = seed
+        self.top1 = top1
+        self.top5 = top5
+        self.seconds = seconds
+        self.runDirectory = runDirectory
+        self.reused = reused
+    }
 }

@@ -34,7 +34,8 @@ struct MappingOptions: ParsableArguments {
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate a trained model through its vocabulary head.",
+        abstract: "Evaluate a trained model: through its vocabulary head (map, zero-shot, export-head), as a classifier "
+            + "(classify), and by what it transfers to labelled images (linear-probe, transfer).",
         subcommands: [Map.self, ZeroShotCommand.self, ClassifyCommand.self, LinearProbeCommand.self, ExportHead.self, TransferCommand.self])
 
     /// `catlip eval map`: class names or wnids to head rows, without evaluating.

@@ -45,7 +45,7 @@ struct TransferCommand: ParsableCommand {
     @Option(help: "Fine-tuning configuration (data.task classify) every run starts from.")
     var config = "configs/finetune-demo.yaml"
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key of every run, e.g. --set run.steps=100 (repeatable; keys: catlip train --list-keys).", valueName: "section.key=value"))
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key of every run, e.g. --set run.steps=100 (repeatable; keys: catlip train --list-keys; data.train, data.val, run.dir, run.seed, model.init, model.head_init and optim.freeze are the study's).", valueName: "section.key=value"))
     var overrides: [String] = []
 
     @Option(name: .customLong("probe-lr"), help: "Peak learning rate of the linear probe (a head alone wants a larger one).")

@@ -311,6 +311,9 @@ final class TransferStudyTests: ScratchDirectoryTestCase {
         o.data = folder
         o.overrides = ["model.embed_dim=64"]
         expectError(o, "is not the configured architecture")
+        // keys the study sets itself
+        o.overrides = ["run.seed=3"]
+        expectError(o, "--set run.seed: eval transfer sets it for every run (--seeds)")
         // a pretraining config
         o.overrides = ["data.task=pretrain", "data.vocab=v.tsv"]
         expectError(o, "data.task is pretrain")
