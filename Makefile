@@ -48,8 +48,11 @@ test: setup
 # The main job (README.md): the composed corpus of `make data` when it is missing, 2,000
 # validation scenes composed with another seed, the vocabulary (min-count 50) and label caches,
 # then `catlip train --config configs/demo.yaml` (about 11 minutes on 2 cores) and its report,
-# and zero-shot classification of the held-out drawings (one folder per object noun).
-# Run again, it resumes (or re-reports) the run in DEMO_RUN.
+# zero-shot classification of the held-out drawings (one folder per object noun), and k-shot
+# transfer to them (`catlip eval transfer`: k = 1, 2 and all of each class's training half,
+# Transfer Init against a random head, a linear probe and training from scratch; 12 fine-tunes
+# of 300 steps, about 6 minutes; the table in DEMO_RUN/transfer/transfer.md and .svg).
+# Run again, it resumes (or re-reports) the run in DEMO_RUN and the fine-tunes in DEMO_RUN/transfer.
 DEMO_RUN ?= runs/demo
 SCENE_PATTERN = data/scenes/$$(python3 -c 'import json; print(json.load(open("data/scenes/summary.json"))["pattern"])')
 VAL_PATTERN = data/scenes-val/$$(python3 -c 'import json; print(json.load(open("data/scenes-val/summary.json"))["pattern"])')
@@ -68,6 +71,8 @@ demo: build
 	fi
 	$(CATLIP) eval zero-shot --model $(DEMO_RUN)/model --data data/objects/heldout --top-k 5 \
 	  --json $(DEMO_RUN)/zero-shot.json --svg $(DEMO_RUN)/zero-shot-confusion.svg
+	$(CATLIP) eval transfer --model $(DEMO_RUN)/model --data data/objects/heldout --out $(DEMO_RUN)/transfer \
+	  --config configs/finetune-demo.yaml --shots 1,2,all --seeds 0
 
 # The real corpora: OpenClipArt drawings with their titles and keywords, as train/val shards in
 # data/openclipart (installs Debian's openclipart-png and openclipart-svg when missing); the named

@@ -43,16 +43,7 @@ public enum LossCurve {
         let px = { (x: Double) in left + (x - xAxis.low) / (xAxis.high - xAxis.low) * plotWidth }
         let py = { (y: Double) in top + (yAxis.high - y) / (yAxis.high - yAxis.low) * plotHeight }
 
-        var svg = """
-            <?xml version="1.0" encoding="UTF-8"?>
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" \
-            viewBox="0 0 \(width) \(height)" font-family="Helvetica, Arial, sans-serif" \
-            font-size="11" fill="#222">
-            <rect width="\(width)" height="\(height)" fill="white"/>
-            <text class="title" x="\(f(Double(width) / 2))" y="24" text-anchor="middle" \
-            font-size="15" font-weight="bold">\(XMLText.escape(title))</text>
-
-            """
+        var svg = header(width: width, height: height, title: title)
 
         // Grid lines, frame, ticks and their labels.
         svg += "<g class=\"grid\" stroke=\"#e6e6e6\" stroke-width=\"1\">\n"
@@ -177,6 +168,21 @@ public enum LossCurve {
     }
 
     // MARK: - Helpers
+
+    /// The start of a chart: the XML prologue, the open `<svg>` element with the charts' font,
+    /// a white background and the centred bold title (escaped).
+    static func header(width: Int, height: Int, title: String) -> String {
+        """
+        <?xml version="1.0" encoding="UTF-8"?>
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" \
+        viewBox="0 0 \(width) \(height)" font-family="Helvetica, Arial, sans-serif" \
+        font-size="11" fill="#222">
+        <rect width="\(width)" height="\(height)" fill="white"/>
+        <text class="title" x="\(f(Double(width) / 2))" y="24" text-anchor="middle" \
+        font-size="15" font-weight="bold">\(XMLText.escape(title))</text>
+
+        """
+    }
 
     /// Matplotlib's "tab10" colours; series beyond ten reuse them dashed.
     static let palette = [

@@ -170,15 +170,8 @@ extension Trainer {
     func initialise(_ model: ViTModel, from directory: String, labels: LabelSpace) throws {
         var pretrained: ViTModel
         do { pretrained = try ViTModel.load(directory: directory) } catch { throw TrainError("model.init: \(error)") }
-        var a = pretrained.config.modelArgs
-        var b = model.config.modelArgs
-        (a.imgSize, a.numClasses, b.imgSize, b.numClasses) = (0, 0, 0, 0)
-        guard a == b else {
-            throw TrainError(
-                "model.init: \(directory) is not the configured architecture (its model_args: embed_dim \(a.embedDim), depth \(a.depth), "
-                    + "num_heads \(a.numHeads), patch_size \(a.patchSize), mlp_ratio \(a.mlpRatio), global_pool \(a.globalPool), "
-                    + "class_token \(a.classToken); the config: embed_dim \(b.embedDim), depth \(b.depth), num_heads \(b.numHeads), "
-                    + "patch_size \(b.patchSize), mlp_ratio \(b.mlpRatio), global_pool \(b.globalPool), class_token \(b.classToken))")
+        if let mismatch = Self.architectureMismatch(pretrained.config.modelArgs, model.config.modelArgs, directory: directory) {
+            throw mismatch
         }
         if pretrained.imageSize != model.imageSize {
             do { pretrained = try pretrained.resized(imageSize: model.imageSize) } catch { throw TrainError("model.init: \(error)") }
@@ -220,6 +213,20 @@ extension Trainer {
             _ = model.parameter(spec.name).update(fromContentsOf: source.parameter(spec.name))
         }
         reporter.log("model.init: \(directory) (head: \(config.model.headInit.rawValue))")
+    }
+
+    /// Nil when the model directory `directory`, whose arguments are `pretrained`, has the
+    /// architecture of `run` (image size and classes aside: pos_embed is resampled, the head
+    /// replaced); else the `model.init` error naming both.
+    static func architectureMismatch(_ pretrained: ModelArgs, _ run: ModelArgs, directory: String) -> TrainError? {
+        var (a, b) = (pretrained, run)
+        (a.imgSize, a.numClasses, b.imgSize, b.numClasses) = (0, 0, 0, 0)
+        if a == b { return nil }
+        return TrainError(
+            "model.init: \(directory) is not the configured architecture (its model_args: embed_dim \(a.embedDim), depth \(a.depth), "
+                + "num_heads \(a.numHeads), patch_size \(a.patchSize), mlp_ratio \(a.mlpRatio), global_pool \(a.globalPool), "
+                + "class_token \(a.classToken); the config: embed_dim \(b.embedDim), depth \(b.depth), num_heads \(b.numHeads), "
+                + "patch_size \(b.patchSize), mlp_ratio \(b.mlpRatio), global_pool \(b.globalPool), class_token \(b.classToken))")
     }
 
     /// Sets the head bias to each class's log-odds among the training samples' labels (with

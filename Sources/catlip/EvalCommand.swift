@@ -34,8 +34,9 @@ struct MappingOptions: ParsableArguments {
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate a trained model through its vocabulary head.",
-        subcommands: [Map.self, ZeroShotCommand.self, ClassifyCommand.self, LinearProbeCommand.self, ExportHead.self])
+        abstract: "Evaluate a trained model: through its vocabulary head (map, zero-shot, export-head), as a classifier "
+            + "(classify), and by what it transfers to labelled images (linear-probe, transfer).",
+        subcommands: [Map.self, ZeroShotCommand.self, ClassifyCommand.self, LinearProbeCommand.self, ExportHead.self, TransferCommand.self])
 
     /// `catlip eval map`: class names or wnids to head rows, without evaluating.
     struct Map: ParsableCommand {

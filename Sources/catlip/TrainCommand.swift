@@ -120,16 +120,24 @@ final class ConsoleReporter: TrainReporter {
     private let terminal = isatty(STDERR_FILENO) != 0
     private var lastDraw = 0.0
     private var drawn = false
+    /// Whether log lines are printed too (false: train.log only, as each run of eval transfer).
+    private let echo: Bool
+    /// Put before the progress line ("1-transfer-s0: ").
+    private let label: String
 
-    init(logPath: String) {
+    init(logPath: String, echo: Bool = true, label: String = "") {
+        self.echo = echo
+        self.label = label
         if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         logHandle = FileHandle(forWritingAtPath: logPath)
         logHandle?.seekToEndOfFile()
     }
 
     func log(_ line: String) {
-        clear()
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        if echo {
+            clear()
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        }
         append(line)
     }
 
@@ -144,7 +152,7 @@ final class ConsoleReporter: TrainReporter {
         if t - lastDraw < 0.25 && step < total { return }
         lastDraw = t
         let line = String(
-            format: "\r\u{1B}[K  step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@", step, total, loss, lr,
+            format: "\r\u{1B}[K  %@step %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %@", label, step, total, loss, lr,
             imagesPerSecond, duration(etaSeconds))
         FileHandle.standardError.write(Data(line.utf8))
         drawn = true

@@ -378,6 +378,42 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.err.contains("class 'dog'"), r.err)
     }
 
+    func testEvalTransferRefusesBadInputWithOneLineNamingIt() throws {
+        let model = directory.appendingPathComponent("bare").path
+        let args = ModelArgs(imgSize: 16, patchSize: 4, numClasses: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 2)
+        try ViTModel(config: ModelConfig(modelArgs: args, pretrainedCfg: PretrainedConfig(inputSize: [3, 16, 16], numClasses: 3)), seed: 1)
+            .save(directory: model)
+        let config = directory.appendingPathComponent("toy.yaml").path
+        try """
+            data: {task: classify, train: unused, image_size: 16, batch_size: 4}
+            model: {patch_size: 4, embed_dim: 32, depth: 2, num_heads: 2, mlp_ratio: 2}
+            run: {steps: 4}
+            optim: {warmup_steps: 1}
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let data = directory.appendingPathComponent("labelled").path
+        for folder in ["ant", "bee"] {
+            try FileManager.default.createDirectory(atPath: data + "/" + folder, withIntermediateDirectories: true)
+        }
+        let out = directory.appendingPathComponent("study").path
+        let base = ["eval", "transfer", "--model", model, "--data", data, "--out", out, "--config", config]
+        let cases: [([String], String)] = [
+            (["--shots", "1,0"], "'0' is neither a positive number of images per class nor 'all'"),
+            (["--seeds", "0,-1"], "'-1' is not a seed"),
+            (["--settings", "transfer,finetune"], "'finetune' is not one of transfer, random, probe, scratch"),
+            ([], "\(model): no vocab.tsv: Transfer Init maps each class name"),
+            (["--settings", "random"], "\(data)/ant: class folder 'ant' has no images"),
+            (["--settings", "random", "--data", data + "/missing"], "\(data)/missing: no such file or folder"),
+            (["--settings", "random", "--set", "model.depth=3"], "is not the configured architecture"),
+        ]
+        for (extra, expected) in cases {
+            let r = try catlip(base + extra)
+            XCTAssertNotEqual(r.status, 0, "\(extra)")
+            XCTAssertTrue(r.err.contains(expected), "\(extra): \(r.err)")
+            XCTAssertEqual(r.err.split(separator: "\n").filter { $0.hasPrefix("Error") || $0.hasPrefix("error") }.count, 1, r.err)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing written: \(extra)")
+        }
+    }
+
     func testEvalZeroShotReportsEveryRule() throws {
         let model = directory.appendingPathComponent("model").path
         let config = ModelConfig(
