@@ -56,6 +56,7 @@ final class FineTuneStepTests: XCTestCase {
         model.headLoss = .softmaxCrossEntropy
         let (B, V, S, depth) = (4, model.numClasses, model.imageSize, model.blocks.count)
         XCTAssertEqual(V, 5)
+        XCTAssertEqual(model.config.dropPathRate, 0.2, accuracy: 1e-12, "timm's model_args drop_path_rate")
         var scores: [String: Float] = [:]
         func record(_ kind: String, _ score: Float) { scores[kind] = max(scores[kind] ?? 0, score) }
 

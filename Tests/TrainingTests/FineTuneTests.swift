@@ -191,6 +191,8 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         XCTAssertNotEqual(whole, plain, "drop path changes the run")
         let yaml = try String(contentsOfFile: directory + "/whole/config.yaml", encoding: .utf8)
         XCTAssertTrue(yaml.contains("drop_path_rate: 0.3"), yaml)
+        XCTAssertEqual(try ModelConfig.read(path: directory + "/whole/model/config.json").dropPathRate, 0.3)
+        XCTAssertEqual(try ModelConfig.read(path: directory + "/plain/model/config.json").dropPathRate, 0)
     }
 
     func testBadStartsAreNamed() throws {
