@@ -89,6 +89,9 @@ public enum Seeds {
     public static let caption: UInt64 = 5
     /// Mixup/cutmix draws of a micro-batch (index: the micro-batch's number in the run).
     public static let mixup: UInt64 = 6
+    /// Stochastic-depth masks of a micro-batch on one rank (index: the micro-batch's number in
+    /// the run times the rank count, plus the rank).
+    public static let dropPath: UInt64 = 7
 }
 
 extension Array {

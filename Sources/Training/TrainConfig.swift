@@ -120,6 +120,9 @@ public struct TrainConfig: Sendable, Equatable {
         /// (about Σ H(p_c) instead of V·ln 2), so the first steps do not spend their gradient,
         /// and AdamW's second moments, on pushing 1,000+ biases down.
         public var headBiasPrior = false
+        /// Stochastic depth (timm's `drop_path_rate`): the last block's branches are dropped
+        /// with this probability per image in training, earlier blocks linearly less (0 = off).
+        public var dropPathRate = 0.0
     }
 
     /// Optimiser, schedule and step settings.

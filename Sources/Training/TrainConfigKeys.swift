@@ -211,6 +211,9 @@ extension TrainConfig {
             "model.head_init", \.model.headInit,
             "Head of a run started from model.init: random, zero, transfer (Transfer Init through WordNet) or keep."),
         .bool("model.head_bias_prior", \.model.headBiasPrior, "Start the head bias at each class's log-odds instead of zeros."),
+        .double(
+            "model.drop_path_rate", \.model.dropPathRate, 0...0.99,
+            "Stochastic depth (timm's drop_path_rate): per-image drop rate of the last block's branches, 0 at the first (0 = off)."),
 
         .double("optim.lr", \.optim.lr, 0...10, "Peak learning rate (after warm-up)."),
         .double("optim.min_lr", \.optim.minLR, 0...10, "Final learning rate of the cosine."),

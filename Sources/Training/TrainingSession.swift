@@ -137,6 +137,10 @@ final class TrainingSession {
         mixupAlpha: config.data.mixup, cutmixAlpha: config.data.cutmix, prob: config.data.mixupProb,
         switchProb: config.data.mixupSwitchProb)
 
+    /// Stochastic depth's drop rate per block ([] when model.drop_path_rate is 0: the plain passes).
+    private lazy var dropPathRates: [Double] =
+        config.model.dropPathRate > 0 ? DropPath.rates(config.model.dropPathRate, depth: setup.model.blocks.count) : []
+
     /// A buffer of at least `count` floats, grown when needed.
     private static func ensure(_ buffer: inout UnsafeMutableBufferPointer<Float>, _ count: Int) {
         if buffer.count < count {
@@ -188,6 +192,15 @@ final class TrainingSession {
             let (pixels, targets) = inputs(of: batch, micro: micro)
             if previousCount > 0 && previousCount != batch.count {
                 scale(model.gradients, by: Float(previousCount) / Float(batch.count))
+            }
+            if dropPathRates.isEmpty {
+                a.clearDropPath()
+            } else {
+                // each rank draws for its own images; the same on resume and at any thread count
+                var g = Seeds.generator(
+                    seed: UInt64(config.run.seed), epoch: 0, purpose: Seeds.dropPath,
+                    index: (state.step * o.accumulation + micro) * world + reducer.rank)
+                a.drawDropPath(rates: dropPathRates, generator: &g)
             }
             model.forward(images: pixels, activations: a)
             let loss = model.loss(targets: targets, activations: a)

@@ -77,11 +77,13 @@ extension Trainer {
             imgSize: c.data.imageSize, patchSize: m.patchSize, inChans: 3, numClasses: classes,
             globalPool: m.globalPool.rawValue, embedDim: m.embedDim, depth: m.depth, numHeads: m.numHeads,
             mlpRatio: m.mlpRatio, qkvBias: m.qkvBias, classToken: m.classToken, layerScaling: scaling)
-        return ModelConfig(
+        var config = ModelConfig(
             modelArgs: args,
             pretrainedCfg: PretrainedConfig(
                 inputSize: [3, c.data.imageSize, c.data.imageSize], cropPct: c.data.evalCropPct,
                 interpolation: "bilinear", numClasses: classes))
+        config.dropPathRate = m.dropPathRate
+        return config
     }
 
     /// Reads the classes and labels of the training data (rank 0 writes the class file into the

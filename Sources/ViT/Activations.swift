@@ -56,6 +56,12 @@ public final class ViTActivations {
     /// Whether the last forward pass took that route (the fast backend does; the naive
     /// reference computes every row), so that `backward` follows it.
     var lastBlockClassOnly = false
+    /// Stochastic depth's per-image branch factors (depth, 2, B): block l's attention branch
+    /// at (l·2)·B, its MLP branch at (l·2 + 1)·B (see DropPath.swift); read only when
+    /// `dropPathOn`. Empty for inference.
+    let dropPathScales: FloatArena
+    /// Whether the coming passes apply `dropPathScales`.
+    var dropPathOn = false
     /// Saved forward activations.
     public let forwardArena: FloatArena
     /// Gradients of activations (reused block after block).
@@ -196,6 +202,7 @@ public final class ViTActivations {
         self.classTokenBuffers = classRows
 
         self.batchSize = B
+        dropPathScales = FloatArena(count: training ? model.blocks.count * 2 * B : 0)
         forwardArena = FloatArena(count: f.count)
         backwardArena = FloatArena(count: g.count)
     }

@@ -49,9 +49,14 @@ extension ViTModel {
         Kernels.classTokenAttentionForward(
             out: acts.fwd(a.attnOut), att: acts.fwd(a.att), q: acts.fwd(a.q),
             kv: acts.fwd(a.qkv), batch: n, tokens: T, heads: NH, headDim: hd)
+        let drop = acts.dropPathScale(l, branch: 0)
         linearForward(
             acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias, rows: n,
-            inFeatures: A, outFeatures: D, residual: acts.fwd(a.xCls), bf16: half?.proj)
+            inFeatures: A, outFeatures: D, residual: drop == nil ? acts.fwd(a.xCls) : nil,
+            bf16: half?.proj)
+        if let drop {
+            addDropPathBranch(acts.fwd(a.xMid), residual: acts.fwd(a.xCls), scales: drop, rows: n, acts: acts)
+        }
         mlpForward(l, out: out, rows: n, acts: acts)
     }
 
@@ -76,8 +81,9 @@ extension ViTModel {
         let dqBias = w.qkvBias.map { gp + $0 }
         // MLP on the class rows: dout becomes the gradient of xMid
         mlpBackward(l, dresid: dout, rows: B, acts: acts)
+        let dbranch = dropPathBranchGradient(l, branch: 0, dout: dout, rows: B, acts: acts)
         linearBackward(
-            dattnOut, gp + w.projWeight, gp + w.projBias, dout, acts.fwd(a.attnOut),
+            dattnOut, gp + w.projWeight, gp + w.projBias, dbranch, acts.fwd(a.attnOut),
             p + w.projWeight, rows: B, inFeatures: A, outFeatures: D, fresh: true)
         Kernels.classTokenAttentionBackward(
             dq: dq, dkv: dkv, datt: acts.bwd(acts.datt), dout: dattnOut, q: acts.fwd(a.q),

@@ -157,10 +157,14 @@ extension ViTModel {
                 out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
                 batch: images, tokens: T, heads: NH, headDim: hd, bf16: half != nil)
         }
+        let drop = acts.dropPathScale(l, branch: 0)
         linearForward(
             acts.fwd(a.xMid), acts.fwd(a.attnOut), p + w.projWeight, p + w.projBias,
-            rows: rows, inFeatures: A, outFeatures: D, residual: x, packed: packed?.proj,
-            bf16: half?.proj)
+            rows: rows, inFeatures: A, outFeatures: D, residual: drop == nil ? x : nil,
+            packed: packed?.proj, bf16: half?.proj)
+        if let drop {
+            addDropPathBranch(acts.fwd(a.xMid), residual: x, scales: drop, rows: rows, acts: acts)
+        }
         mlpForward(l, out: out, rows: rows, acts: acts, packed: packed)
     }
 
@@ -205,9 +209,43 @@ extension ViTModel {
                 bias: p + w.fc1Bias, rows: rows, inFeatures: D, outFeatures: H,
                 activation: .geluOnly, packedWeight: packed?.fc1)
         }
+        let drop = acts.dropPathScale(l, branch: 1)
         linearForward(
             out, acts.fwd(a.gelu), p + w.fc2Weight, p + w.fc2Bias, rows: rows, inFeatures: H,
-            outFeatures: D, residual: acts.fwd(a.xMid), packed: packed?.fc2, bf16: half?.fc2)
+            outFeatures: D, residual: drop == nil ? acts.fwd(a.xMid) : nil, packed: packed?.fc2,
+            bf16: half?.fc2)
+        if let drop {
+            addDropPathBranch(out, residual: acts.fwd(a.xMid), scales: drop, rows: rows, acts: acts)
+        }
+    }
+
+    /// Stochastic depth's forward on `rows` rows of the batch (B·T, or B for the class-token
+    /// rows): branch (rows, D) becomes residual + s[b] · branch per image b.
+    func addDropPathBranch(
+        _ branch: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>,
+        scales: UnsafePointer<Float>, rows: Int, acts: ViTActivations
+    ) {
+        let B = acts.batchSize
+        precondition(rows % B == 0, "stochastic depth on a chunk of the batch")
+        Kernels.scaleGroups(
+            out: branch, inp: branch, scales: scales, residual: residual, groups: B,
+            rowsPerGroup: rows / B, columns: dim)
+    }
+
+    /// The gradient that reaches a residual branch under stochastic depth: `dout` (rows, D)
+    /// scaled per image into the dln scratch (free until the branch's first LayerNorm
+    /// backward), or `dout` itself without stochastic depth.
+    func dropPathBranchGradient(
+        _ l: Int, branch: Int, dout: UnsafeMutablePointer<Float>, rows: Int,
+        acts: ViTActivations
+    ) -> UnsafeMutablePointer<Float> {
+        guard let s = acts.dropPathScale(l, branch: branch) else { return dout }
+        let B = acts.batchSize
+        precondition(rows % B == 0, "stochastic depth on a chunk of the batch")
+        let scaled = acts.bwd(acts.dln)
+        Kernels.scaleGroups(
+            out: scaled, inp: dout, scales: s, groups: B, rowsPerGroup: rows / B, columns: dim)
+        return scaled
     }
 
     /// The forward pass of a batch of images (B, C, S, S), float32 in C order, B =
@@ -390,8 +428,9 @@ extension ViTModel {
             // MLP: xOut = xMid + fc2(gelu(fc1(ln2(xMid))))
             mlpBackward(l, dresid: dresid, rows: rows, acts: acts)
             // attention: xMid = xIn + proj(attn(ln1(xIn)))
+            let dbranch = dropPathBranchGradient(l, branch: 0, dout: dresid, rows: rows, acts: acts)
             linearBackward(
-                dattnOut, gp + gw.projWeight, gp + gw.projBias, dresid, acts.fwd(a.attnOut),
+                dattnOut, gp + gw.projWeight, gp + gw.projBias, dbranch, acts.fwd(a.attnOut),
                 p + w.projWeight, rows: rows, inFeatures: A, outFeatures: D, fresh: true)
             switch backend {
             case .naive:
@@ -441,8 +480,9 @@ extension ViTModel {
         let dln = acts.bwd(acts.dln)
         let dfc1 = acts.bwd(acts.dfc1)
         let dgelu = acts.bwd(acts.dgelu)
+        let dbranch = dropPathBranchGradient(l, branch: 1, dout: dresid, rows: rows, acts: acts)
         linearBackward(
-            dgelu, gp + gw.fc2Weight, gp + gw.fc2Bias, dresid, acts.fwd(a.gelu),
+            dgelu, gp + gw.fc2Weight, gp + gw.fc2Bias, dbranch, acts.fwd(a.gelu),
             p + w.fc2Weight, rows: rows, inFeatures: H, outFeatures: D, fresh: true)
         switch backend {
         case .naive:

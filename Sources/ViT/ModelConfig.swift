@@ -327,6 +327,11 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var modelArgs: ModelArgs
     /// Evaluation preprocessing.
     public var pretrainedCfg: PretrainedConfig
+    /// The stochastic depth the model was trained with (timm's model_args `drop_path_rate`,
+    /// which timm's `create_model` builds the model with; 0 when absent). Kept beside
+    /// `modelArgs` rather than in it: it changes training only, so neither the architecture
+    /// check of `model.init` nor an index's model fingerprint should see it.
+    public var dropPathRate: Double = 0
 
     /// A config whose top-level fields follow `modelArgs`; pretrained_cfg defaults to CatLIP's
     /// preprocessing at the model's image size.
@@ -367,6 +372,28 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         numFeatures = try c.decodeIfPresent(Int.self, forKey: .numFeatures) ?? modelArgs.embedDim
         globalPool = try c.decodeIfPresent(String.self, forKey: .globalPool) ?? modelArgs.globalPool
         pretrainedCfg = try c.decode(PretrainedConfig.self, forKey: .pretrainedCfg)
+        if c.contains(.modelArgs) {
+            let args = try c.nestedContainer(keyedBy: ModelArgs.AnyKey.self, forKey: .modelArgs)
+            dropPathRate = try args.decodeIfPresent(Double.self, forKey: Self.dropPathKey) ?? 0
+        }
+    }
+
+    static let dropPathKey = ModelArgs.AnyKey(stringValue: "drop_path_rate")
+
+    /// Encodes timm's hub layout; `drop_path_rate` joins model_args when it is not 0.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(architecture, forKey: .architecture)
+        try c.encode(numClasses, forKey: .numClasses)
+        try c.encode(numFeatures, forKey: .numFeatures)
+        try c.encode(globalPool, forKey: .globalPool)
+        let args = c.superEncoder(forKey: .modelArgs)
+        try modelArgs.encode(to: args)
+        if dropPathRate != 0 {
+            var extra = args.container(keyedBy: ModelArgs.AnyKey.self)
+            try extra.encode(dropPathRate, forKey: Self.dropPathKey)
+        }
+        try c.encode(pretrainedCfg, forKey: .pretrainedCfg)
     }
 
     /// Parses and validates config.json bytes; `path` names the file in errors.
@@ -498,6 +525,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             }
         }
         typealias L = ModelLimits
+        if !(dropPathRate >= 0 && dropPathRate < 1) {
+            throw fail("model_args.drop_path_rate \(dropPathRate) is out of range [0, 1) (a drop probability)")
+        }
         let a = modelArgs
         try bound(
             "model_args.in_chans", a.inChans, L.channels...L.channels,

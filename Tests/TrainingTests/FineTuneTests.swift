@@ -133,27 +133,36 @@ final class FineTuneTests: ScratchDirectoryTestCase {
 
     }
 
+    /// The weights of a classifier run of `steps` steps configured by `configure`, run whole or
+    /// stopped after `stopAfter` steps and resumed.
+    private func finalWeights(
+        _ name: String, train: String, steps: Int = 20, stopAfter: Int?, database: WordNetDatabase,
+        configure: (inout TrainConfig) -> Void
+    ) throws -> [UInt8] {
+        var c = try config(train: train, val: "", run: directory + "/" + name, steps: steps)
+        configure(&c)
+        c.run.checkpointEvery = 7
+        for s in [stopAfter, nil] {
+            let stop = StopRequest()
+            let reporter = RecordingReporter(stop: stop, stopAfter: s)
+            let summary = try Trainer(config: c, runDirectory: c.run.dir, database: database, reporter: reporter, stop: stop)
+                .run(resume: s == nil && stopAfter != nil)
+            if s != nil { XCTAssertTrue(summary.interrupted) }
+            if stopAfter == nil { break }
+        }
+        return Array(try Data(contentsOf: URL(fileURLWithPath: c.run.dir + "/model/model.safetensors")))
+    }
+
     /// A classifier with mixup, cutmix, label smoothing and layer decay, stopped and resumed:
     /// the same weights as the uninterrupted run (the mixing draws are a function of the step).
     func testMixedRunStoppedAndResumedIsTheUninterruptedRun() throws {
         let database = try WordNetDatabase()
         let train = try imageFolder("train", count: 64, seed: 1)
-        func run(_ name: String, stopAfter: Int?) throws -> [UInt8] {
-            var c = try config(train: train, val: "", run: directory + "/" + name, steps: 20)
+        let mix = { (c: inout TrainConfig) in
             (c.data.mixup, c.data.cutmix, c.data.mixupProb, c.optim.layerDecay) = (0.8, 1.0, 0.9, 0.75)
-            c.run.checkpointEvery = 7
-            for s in [stopAfter, nil] {
-                let stop = StopRequest()
-                let reporter = RecordingReporter(stop: stop, stopAfter: s)
-                let summary = try Trainer(config: c, runDirectory: c.run.dir, database: database, reporter: reporter, stop: stop)
-                    .run(resume: s == nil && stopAfter != nil)
-                if s != nil { XCTAssertTrue(summary.interrupted) }
-                if stopAfter == nil { break }
-            }
-            return Array(try Data(contentsOf: URL(fileURLWithPath: c.run.dir + "/model/model.safetensors")))
         }
-        let whole = try run("whole", stopAfter: nil)
-        let resumed = try run("resumed", stopAfter: 9)
+        let whole = try finalWeights("whole", train: train, stopAfter: nil, database: database, configure: mix)
+        let resumed = try finalWeights("resumed", train: train, stopAfter: 9, database: database, configure: mix)
         XCTAssertEqual(whole, resumed, "resumed weights must be bit-identical")
         let mixed = try String(contentsOfFile: directory + "/whole/config.yaml", encoding: .utf8)
         XCTAssertTrue(mixed.contains("mixup: 0.8") && mixed.contains("cutmix: 1.0"), mixed)
@@ -228,6 +237,34 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         XCTAssertThrowsError(try trainer.run(resume: false)) { error in
             XCTAssertTrue("\(error)".contains("rank 1: its classes.tsv (4 rows"), "\(error)")
         }
+    }
+
+    /// Stochastic depth: its masks are a function of the step and micro-batch, so a run stopped
+    /// and resumed, and one whose loader has another worker count, end with the uninterrupted
+    /// run's weights, bit for bit; and the masks act (other weights than the same run without).
+    func testDropPathRunStoppedAndResumedIsTheUninterruptedRun() throws {
+        let database = try WordNetDatabase()
+        let train = try imageFolder("train", count: 64, seed: 1)
+        let drop = { (c: inout TrainConfig) in
+            (c.model.dropPathRate, c.optim.accumulation, c.data.threads) = (0.3, 2, 1)
+        }
+        let whole = try finalWeights("whole", train: train, steps: 12, stopAfter: nil, database: database, configure: drop)
+        let resumed = try finalWeights("resumed", train: train, steps: 12, stopAfter: 5, database: database, configure: drop)
+        XCTAssertEqual(whole, resumed, "resumed weights must be bit-identical")
+        let twoWorkers = try finalWeights("two", train: train, steps: 12, stopAfter: nil, database: database) {
+            drop(&$0)
+            $0.data.threads = 2
+        }
+        XCTAssertEqual(whole, twoWorkers, "the loader's worker count must not change the masks")
+        let plain = try finalWeights("plain", train: train, steps: 12, stopAfter: nil, database: database) {
+            drop(&$0)
+            $0.model.dropPathRate = 0
+        }
+        XCTAssertNotEqual(whole, plain, "drop path changes the run")
+        let yaml = try String(contentsOfFile: directory + "/whole/config.yaml", encoding: .utf8)
+        XCTAssertTrue(yaml.contains("drop_path_rate: 0.3"), yaml)
+        XCTAssertEqual(try ModelConfig.read(path: directory + "/whole/model/config.json").dropPathRate, 0.3)
+        XCTAssertEqual(try ModelConfig.read(path: directory + "/plain/model/config.json").dropPathRate, 0)
     }
 
     func testBadStartsAreNamed() throws {

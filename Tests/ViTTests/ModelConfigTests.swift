@@ -86,6 +86,34 @@ final class ModelConfigTests: XCTestCase {
         }
     }
 
+    /// timm's model_args `drop_path_rate`: read (0 when absent), written back only when set, so
+    /// a config without it is written as before (the same JSON object; the encoder's key order
+    /// varies); outside [0, 1) an error.
+    func testDropPathRate() throws {
+        let plain = try config(json(small))
+        XCTAssertEqual(plain.dropPathRate, 0)
+        let plainJSON = String(decoding: try plain.encoded(), as: UTF8.self)
+        XCTAssertFalse(plainJSON.contains("drop_path_rate"))
+        var without = plain
+        without.dropPathRate = 0.1
+        XCTAssertNotEqual(without, plain)
+        let dropped = try config(json(small + ", \"drop_path_rate\": 0.1"))
+        XCTAssertEqual(dropped.dropPathRate, 0.1)
+        XCTAssertEqual(dropped.modelArgs, plain.modelArgs, "not part of the architecture")
+        let text = String(decoding: try dropped.encoded(), as: UTF8.self)
+        XCTAssertTrue(text.contains("\"drop_path_rate\" : 0.1"), text)
+        XCTAssertEqual(try ModelConfig.decode(try dropped.encoded()), dropped)
+        var back = dropped
+        back.dropPathRate = 0
+        func object(_ data: Data) throws -> NSDictionary {
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? NSDictionary)
+        }
+        XCTAssertEqual(try object(try back.encoded()), try object(Data(plainJSON.utf8)))
+        XCTAssertNotEqual(try object(try dropped.encoded()), try object(Data(plainJSON.utf8)))
+        assertRejects(json(small + ", \"drop_path_rate\": 1"), "model_args.drop_path_rate 1.0 is out of range")
+        assertRejects(json(small + ", \"drop_path_rate\": -0.5"), "model_args.drop_path_rate -0.5 is out of range")
+    }
+
     func testImgSizeAsListAndDefaults() throws {
         let c = try config(
             json(
