@@ -21,7 +21,7 @@
 #         and data.image_size=224 set. It starts from a random ViT-Ti/16 model directory written by
 #         `catlip bench infer --save-model` (seed 0; only for speed: its weights are not pretrained,
 #         so in learn mode ti is a from-scratch-like run, not a transfer result).
-# Data: the held-out drawings ($DATA), split per class as Benchmarks/transfer_kshot.py splits
+# Data: the held-out drawings ($DATA), split per class as `catlip eval transfer` splits
 # them (classes with at least two images; sorted files, even ones train, odd ones validation),
 # copied into $WORK/train and $WORK/val (ImageFolders). Both sides: model.head_init=random (the
 # peer has no WordNet mapper for Transfer Init; a random head is timm's usual new classifier),
@@ -53,7 +53,7 @@
 # next epoch when one runs dry, the peer starts a new DataLoader iterator (timm's epoch loop;
 # its worker processes persist, their prefetch restarts).
 # A smoke test (a few steps; warm-up shortened below the steps, as catlip requires):
-#   STEPS=20 EXTRA="optim.warmup_steps=5" Benchmarks/finetune_vs_timm.sh speed 1 demo ti
+#   STEPS=20 Benchmarks/finetune_vs_timm.sh speed 1 demo ti
 #   STEPS=20 EXTRA="optim.warmup_steps=5" Benchmarks/finetune_vs_timm.sh learn "0 1" demo
 #
 # Needs a release build (swift build -c release --product catlip; CATLIP=... for another binary),
@@ -85,7 +85,7 @@ WORK=${WORK:-$(mktemp -d /tmp/finetune-vs-timm.XXXXXX)}
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 [ -x "$CATLIP" ] || { echo "$CATLIP: no catlip binary (swift build -c release --product catlip, or CATLIP=...)" >&2; exit 1; }
 
-# the transfer_kshot split: per class with >= 2 images, sorted files, even -> train, odd -> val
+# catlip eval transfer's split: per class with >= 2 images, sorted files, even -> train, odd -> val
 python3 - "$DATA" "$WORK" <<'EOF'
 import os, shutil, sys
 data, work = sys.argv[1:]
@@ -131,8 +131,11 @@ default_steps() { case "$1" in demo) echo 100 ;; ti) echo 40 ;; esac; }
 # to $WORK/pair.tsv, each JSON with images_per_s, train_seconds and (with VAL) val_top1, val_top5.
 run_pair() {
     local c=$1 seed=$2 steps=$3 val=$4 tag=$5 sets=() s
+    # speed runs are shorter than the preset's 50 warm-up steps: a quarter of the steps warm up
+    local warm=()
+    if [ "$MODE" = speed ]; then warm=("optim.warmup_steps=$((steps / 4))"); fi
     for s in $(case_sets "$c") model.head_init=random "data.train=$WORK/train" "data.val=$val" "run.steps=$steps" \
-        "run.seed=$seed" "run.threads=$THREADS" "data.threads=$THREADS" $EXTRA; do
+        "run.seed=$seed" "run.threads=$THREADS" "data.threads=$THREADS" "${warm[@]}" $EXTRA; do
         sets+=(--set "$s")
     done
     local run=$WORK/runs/$tag-catlip peer=$WORK/runs/$tag-timm
