@@ -30,19 +30,27 @@ public enum ShotCount: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// A comma-separated list (`1,2,all`), in the order given; an entry that is neither a
-    /// positive integer nor `all`, a repeated entry or an empty list is an error naming it.
+    /// positive integer nor `all`, or a repeated entry, is an error naming it.
     public static func list(_ text: String) throws -> [ShotCount] {
-        var shots: [ShotCount] = []
-        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-            guard let s = ShotCount(String(part)) else {
+        try commaList(text, what: "shots") { part in
+            guard let s = ShotCount(part) else {
                 throw TrainError("shots: '\(part)' is neither a positive number of images per class nor 'all'")
             }
-            if shots.contains(s) { throw TrainError("shots: \(s) is given twice") }
-            shots.append(s)
+            return s
         }
-        if shots.isEmpty { throw TrainError("shots: the list is empty") }
-        return shots
     }
+}
+
+/// The entries of a comma-separated list of the command line (`1,2,all`), in the order given:
+/// `parse` makes each entry a value or throws naming it; a value given twice is an error.
+func commaList<T: Equatable>(_ text: String, what: String, _ parse: (String) throws -> T) throws -> [T] {
+    var values: [T] = []
+    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+        let value = try parse(String(part))
+        if values.contains(value) { throw TrainError("\(what): \(value) is given twice") }
+        values.append(value)
+    }
+    return values
 }
 
 /// The split of labelled images that k-shot transfer trains and tests on, made per class by

@@ -95,20 +95,16 @@ public struct TransferReport: Sendable {
 
     /// The (shots, setting) cells that have runs, in table order (shots, then setting).
     public var cells: [Cell] {
-        shots.flatMap { k in
-            settings.compactMap { s -> Cell? in
-                let mine = runs.filter { $0.shots == k.shots && $0.setting == s }.sorted { $0.seed < $1.seed }
-                if mine.isEmpty { return nil }
-                return Cell(
-                    shots: k.shots, setting: s, top1: Self.median(mine.map(\.top1)), top5: Self.median(mine.map(\.top5)),
-                    top1PerSeed: mine.map(\.top1), top5PerSeed: mine.map(\.top5))
-            }
-        }
+        shots.flatMap { k in settings.compactMap { cell(k.shots, $0) } }
     }
 
-    /// The cell of (shots, setting), nil when it has no runs.
+    /// The cell of (shots, setting): medians over its runs' seeds; nil when it has no runs.
     public func cell(_ shots: ShotCount, _ setting: TransferSetting) -> Cell? {
-        cells.first { $0.shots == shots && $0.setting == setting }
+        let mine = runs.filter { $0.shots == shots && $0.setting == setting }.sorted { $0.seed < $1.seed }
+        if mine.isEmpty { return nil }
+        return Cell(
+            shots: shots, setting: setting, top1: Self.median(mine.map(\.top1)), top5: Self.median(mine.map(\.top5)),
+            top1PerSeed: mine.map(\.top1), top5PerSeed: mine.map(\.top5))
     }
 
     /// Top-1 of always answering one class: 1 / classes.

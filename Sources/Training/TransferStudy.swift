@@ -32,17 +32,13 @@ public enum TransferSetting: String, CaseIterable, Sendable {
     /// A comma-separated list (`transfer,random,probe,scratch`), in the order given; an unknown
     /// or repeated name is an error naming it.
     public static func list(_ text: String) throws -> [TransferSetting] {
-        var settings: [TransferSetting] = []
-        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+        try commaList(text, what: "settings") { part in
             let name = part.trimmingCharacters(in: .whitespaces)
             guard let s = TransferSetting(rawValue: name) else {
                 throw TrainError("settings: '\(name)' is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            if settings.contains(s) { throw TrainError("settings: \(name) is given twice") }
-            settings.append(s)
+            return s
         }
-        if settings.isEmpty { throw TrainError("settings: the list is empty") }
-        return settings
     }
 
     /// Makes the setting out of the study's configuration: where the weights and the head start,
@@ -79,6 +75,17 @@ public struct TransferStudyOptions: Sendable {
     /// The linear probe's peak learning rate: a head alone on frozen features wants a larger
     /// one than the whole model (timm's and the CatLIP paper's probes run at 10x or more).
     public var probeLR = 3e-3
+
+    /// A comma-separated list of seeds (`0,1,2`), in the order given; an entry that is not a
+    /// number 0 or more, or a repeated one, is an error naming it.
+    public static func seeds(_ text: String) throws -> [Int] {
+        try commaList(text, what: "seeds") { part in
+            guard let seed = Int(part.trimmingCharacters(in: .whitespaces)), seed >= 0 else {
+                throw TrainError("seeds: '\(part)' is not a seed (a number 0 or more)")
+            }
+            return seed
+        }
+    }
 
     /// Options with the defaults above for everything but the three paths.
     public init(model: String, data: String, out: String) {

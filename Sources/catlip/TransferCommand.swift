@@ -60,15 +60,7 @@ struct TransferCommand: ParsableCommand {
 
     /// The three lists, parsed.
     func parsed() throws -> (shots: [ShotCount], seeds: [Int], settings: [TransferSetting]) {
-        var seedList: [Int] = []
-        for part in seeds.split(separator: ",", omittingEmptySubsequences: false) {
-            guard let seed = Int(part.trimmingCharacters(in: .whitespaces)), seed >= 0 else {
-                throw TrainError("seeds: '\(part)' is not a seed (a number 0 or more)")
-            }
-            if seedList.contains(seed) { throw TrainError("seeds: \(seed) is given twice") }
-            seedList.append(seed)
-        }
-        return (try ShotCount.list(shots), seedList, try TransferSetting.list(settings))
+        (try ShotCount.list(shots), try TransferStudyOptions.seeds(seeds), try TransferSetting.list(settings))
     }
 
     func run() throws {
@@ -81,28 +73,28 @@ struct TransferCommand: ParsableCommand {
         let database = try wordnet.load()
         let stop = StopRequest()
         stop.installSignalHandlers()
-        var reporters: [ConsoleReporter] = []
+        var current: ConsoleReporter?  // the running fine-tune's, whose progress line a log line ends
         let study = TransferStudy(
             options: options, database: database, stop: stop,
             log: { line in
-                reporters.last?.finishProgress()
+                current?.finishProgress()
                 FileHandle.standardOutput.write(Data((line + "\n").utf8))
             },
             reporter: { directory in
                 let reporter = ConsoleReporter(
                     logPath: directory + "/train.log", echo: false, label: URL(fileURLWithPath: directory).lastPathComponent + ": ")
-                reporters.append(reporter)
+                current = reporter
                 return reporter
             })
         let report: TransferReport
         do {
             report = try study.run()
         } catch let stopped as TransferStudyInterrupted {
-            reporters.last?.finishProgress()
+            current?.finishProgress()
             printError("\(stopped)")
             throw ExitCode(stop.signalName == "SIGINT" ? 130 : 143)
         } catch {
-            reporters.last?.finishProgress()
+            current?.finishProgress()
             throw CLIError("\(error)")
         }
         let written = "written: \(out)/transfer.md, \(out)/transfer.json, \(out)/transfer.svg (runs in \(out)/runs)\n"
