@@ -8,14 +8,23 @@ import ViT
 extension Trainer {
     /// Writes a checkpoint of the state and tensors, then prunes the old ones.
     func checkpoint(state: TrainState, model: ViTModel, adam: AdamW, ema: WeightEMA?) throws {
-        var blocks = [model.parameters, adam.m, adam.v].map { UnsafeBufferPointer($0.buffer) }
-        if let ema { blocks.append(UnsafeBufferPointer(ema.weights.buffer)) }
+        var blocks = Self.tensorBlocks(model: model, adam: adam, ema: ema).map { UnsafeBufferPointer($0.buffer) }
         do {
             try CheckpointFile.write(directory: checkpointDirectory, state: state, blocks: blocks)
         } catch {
             throw TrainError("checkpoint: \(error)")
         }
         CheckpointFile.prune(directory: checkpointDirectory, keep: config.run.keepCheckpoints)
+    }
+
+    /// The tensors a checkpoint holds, in order: parameters, AdamW's moments, the EMA weights
+    /// (with EMA) and a stem's BatchNorm running statistics (models that have them; patchify
+    /// models keep the format they always had).
+    static func tensorBlocks(model: ViTModel, adam: AdamW, ema: WeightEMA?) -> [FloatArena] {
+        var blocks = [model.parameters, adam.m, adam.v]
+        if let ema { blocks.append(ema.weights) }
+        if model.layout.bufferCount > 0 { blocks.append(model.buffers) }
+        return blocks
     }
 
     /// Loads the newest readable checkpoint into the model, optimiser and EMA; unreadable ones
@@ -30,8 +39,7 @@ extension Trainer {
                     throw TrainError("\(path): written under a different configuration (only \(TrainConfig.resumableKeys.sorted().joined(separator: ", ")) may change on resume)")
                 }
                 if header.hasEMA != (ema != nil) { throw TrainError("\(path): EMA presence differs from the configuration") }
-                var blocks = [model.parameters, adam.m, adam.v].map(\.buffer)
-                if let ema { blocks.append(ema.weights.buffer) }
+                let blocks = Self.tensorBlocks(model: model, adam: adam, ema: ema).map(\.buffer)
                 var state = try CheckpointFile.read(path: path, into: blocks)
                 // the checkpoints this session writes carry this code's fingerprint, also when the
                 // one read carries the legacy one
@@ -96,9 +104,7 @@ extension Trainer {
             loaderStart = Self.loaderPosition(of: state, rank: reducer.rank, world: world, batchSize: config.data.batchSize)
         }
         // identical starting tensors on every rank (the seeded initialisation or the checkpoint)
-        var blocks = [model.parameters, adam.m, adam.v]
-        if let ema { blocks.append(ema.weights) }
-        for block in blocks { try reducer.broadcast(block.base, count: block.count) }
+        for block in Self.tensorBlocks(model: model, adam: adam, ema: ema) { try reducer.broadcast(block.base, count: block.count) }
         return (state, loaderStart)
     }
 }

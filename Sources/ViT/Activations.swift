@@ -35,6 +35,8 @@ public final class ViTActivations {
     public let tokens: Int
     /// Resamples pos_embed when the grid differs from the model's (nil otherwise).
     public let resampler: PositionEmbeddingResampler?
+    /// The convolutional stem's buffers (nil for a patchify model).
+    let stem: StemPlan?
     /// Whether the buffers support `backward` (false: inference only, every block reuses one
     /// set of buffers and there is no backward arena).
     public let training: Bool
@@ -109,7 +111,8 @@ public final class ViTActivations {
         let S = imageSize ?? model.imageSize
         precondition(S >= model.patchSize, "image size \(S) is smaller than a patch")
         let B = batchSize
-        let G = S / model.patchSize
+        let G = model.config.modelArgs.gridSize(imageSize: S)
+        precondition(G >= 1, "image size \(S) leaves no patch after the stem")
         let (N, D, V) = (G * G, model.dim, model.numClasses)
         let T = N + model.prefixTokens
         self.imageSize = S
@@ -120,13 +123,24 @@ public final class ViTActivations {
             G == model.gridSize
             ? nil
             : PositionEmbeddingResampler(
-                prefix: model.prefixTokens, oldGrid: model.gridSize, newGrid: G, dim: D,
-                mode: interpolation, antialias: antialias)
+                prefix: model.positionPrefix, oldGrid: model.gridSize, newGrid: G, dim: D,
+                mode: interpolation, antialias: antialias,
+                rule: model.config.modelArgs.posEmbedResize)
         self.resampler = resampler
         let patchDim = model.channels * model.patchSize * model.patchSize
+        let positions = N + model.positionPrefix
         var f = ArenaPlanner()
-        posEmbed = f.take(resampler == nil ? 0 : T * D)
-        patches = f.take(B * N * patchDim)
+        var g = ArenaPlanner()
+        posEmbed = f.take(resampler == nil ? 0 : positions * D)
+        if let stem = model.config.modelArgs.stem {
+            self.stem = StemPlan(
+                stem: stem, channels: model.channels, batch: B, imageSize: S, training: training,
+                forward: &f, backward: &g)
+            patches = 0
+        } else {
+            self.stem = nil
+            patches = f.take(B * N * patchDim)
+        }
         patchEmbed = f.take(B * N * D)
         x0 = f.take(B * T * D)
         // equal chunks of about chunkRows rows (no small ragged last chunk)
@@ -183,7 +197,6 @@ public final class ViTActivations {
         logits = f.take(B * V)
 
         self.training = training
-        var g = ArenaPlanner()
         let Bg = training ? B : 0  // no backward buffers for inference
         dresid = g.take(Bg * T * D)
         dln = g.take(Bg * T * D)
@@ -196,7 +209,7 @@ public final class ViTActivations {
         dpooled = g.take(Bg * D)
         dpreLogits = g.take(Bg * D)
         dlogits = g.take(Bg * V)
-        dposEmbed = g.take(resampler == nil || !training ? 0 : T * D)
+        dposEmbed = g.take(resampler == nil || !training ? 0 : positions * D)
         dq = g.take(classRows ? Bg * maxA : 0)
         dlnCls = g.take(classRows ? Bg * D : 0)
         self.classTokenBuffers = classRows

@@ -258,23 +258,27 @@ extension ViTModel {
         let p = parameters.base
         let o = layout.offsets
 
-        // patch embedding: unfold, then a GEMM against the conv weight seen as (D, C·P·P)
-        Kernels.unfoldPatches(
-            out: acts.fwd(acts.patches), images: images, batch: B, channels: channels,
-            imageSize: acts.imageSize, patchSize: patchSize)
         var posEmbed = p + o.posEmbed
         if let r = acts.resampler {
             r.forward(out: acts.fwd(acts.posEmbed), inp: posEmbed)
             posEmbed = acts.fwd(acts.posEmbed)
         }
-        linearForward(
-            acts.fwd(acts.patchEmbed), acts.fwd(acts.patches), p + o.patchWeight,
-            p + o.patchBias, rows: B * N, inFeatures: patchDim, outFeatures: D,
-            bf16: acts.training ? nil : bf16Weights?.patch)
+        if acts.stem != nil {
+            stemForward(images: images, acts: acts)
+        } else {
+            // patch embedding: unfold, then a GEMM against the conv weight seen as (D, C·P·P)
+            Kernels.unfoldPatches(
+                out: acts.fwd(acts.patches), images: images, batch: B, channels: channels,
+                imageSize: acts.imageSize, patchSize: patchSize)
+            linearForward(
+                acts.fwd(acts.patchEmbed), acts.fwd(acts.patches), p + o.patchWeight,
+                p + o.patchBias, rows: B * N, inFeatures: patchDim, outFeatures: D,
+                bf16: acts.training ? nil : bf16Weights?.patch)
+        }
         Kernels.embedForward(
             out: acts.fwd(acts.x0), patches: acts.fwd(acts.patchEmbed),
             clsToken: o.clsToken.map { UnsafePointer(p + $0) }, posEmbed: posEmbed,
-            batch: B, numPatches: N, dim: D)
+            batch: B, numPatches: N, dim: D, classPosition: !config.modelArgs.noEmbedClass)
 
         var x = acts.fwd(acts.x0)
         // with token pooling only the class token's row of the last block reaches the output
@@ -373,7 +377,9 @@ extension ViTModel {
         acts.bwd(acts.dpreLogits).update(repeating: 0, count: B * D)
         acts.bwd(acts.dlogits).update(repeating: 0, count: B * V)
         acts.bwd(acts.dpatchEmbed).update(repeating: 0, count: B * N * D)
-        if acts.resampler != nil { acts.bwd(acts.dposEmbed).update(repeating: 0, count: T * D) }
+        if acts.resampler != nil {
+            acts.bwd(acts.dposEmbed).update(repeating: 0, count: (N + positionPrefix) * D)
+        }
 
         // loss and head
         let (dz, z) = (acts.bwd(acts.dlogits), UnsafePointer(acts.fwd(acts.logits)))
@@ -457,12 +463,17 @@ extension ViTModel {
         let dposEmbed = acts.resampler == nil ? gp + o.posEmbed : acts.bwd(acts.dposEmbed)
         Kernels.embedBackward(
             dpatches: acts.bwd(acts.dpatchEmbed), dclsToken: o.clsToken.map { gp + $0 },
-            dposEmbed: dposEmbed, dout: dresid, batch: B, numPatches: N, dim: D)
+            dposEmbed: dposEmbed, dout: dresid, batch: B, numPatches: N, dim: D,
+            classPosition: !config.modelArgs.noEmbedClass)
         acts.resampler?.backward(dinp: gp + o.posEmbed, dout: dposEmbed)
-        linearBackward(
-            nil, gp + o.patchWeight, gp + o.patchBias, acts.bwd(acts.dpatchEmbed),
-            acts.fwd(acts.patches), p + o.patchWeight, rows: B * N, inFeatures: patchDim,
-            outFeatures: D)
+        if acts.stem != nil {
+            stemBackward(acts: acts)
+        } else {
+            linearBackward(
+                nil, gp + o.patchWeight, gp + o.patchBias, acts.bwd(acts.dpatchEmbed),
+                acts.fwd(acts.patches), p + o.patchWeight, rows: B * N, inFeatures: patchDim,
+                outFeatures: D)
+        }
         gradientsReady?(0..<blockStart(0))
     }
 

@@ -48,7 +48,9 @@ final class BF16ModelWeights: @unchecked Sendable {
         // (weight, k, n) of every packed matrix, in order
         typealias Matrix = (weight: UnsafePointer<Float>, k: Int, n: Int)
         let patchDim = model.channels * model.patchSize * model.patchSize
-        var matrices: [Matrix] = [(p + o.patchWeight, patchDim, D)]
+        // a stem runs at fp32 (its products are a few percent of the model's); a stand-in
+        // keeps the list's order
+        var matrices: [Matrix] = [(p + o.patchWeight, o.stem == nil ? patchDim : 1, o.stem == nil ? D : 1)]
         for (l, g) in model.blocks.enumerated() {
             let w = o.blocks[l]
             let (A, H) = (g.attentionWidth, g.mlpHidden)

@@ -472,36 +472,39 @@ public enum Kernels {
     public static func embedForward(
         out: UnsafeMutablePointer<Float>, patches: UnsafePointer<Float>,
         clsToken: UnsafePointer<Float>?, posEmbed: UnsafePointer<Float>,
-        batch: Int, numPatches: Int, dim: Int
+        batch: Int, numPatches: Int, dim: Int, classPosition: Bool = true
     ) {
         let prefix = clsToken == nil ? 0 : 1
         let T = numPatches + prefix
+        // pos_embed's rows start with the class token's unless it gets none (no_embed_class)
+        let posPrefix = classPosition ? prefix : 0
         for b in 0..<batch {
             let x = out + b * T * dim
             if let clsToken {
-                for i in 0..<dim { x[i] = clsToken[i] + posEmbed[i] }
+                for i in 0..<dim { x[i] = clsToken[i] + (classPosition ? posEmbed[i] : 0) }
             }
             for n in 0..<numPatches {
                 let y = x + (prefix + n) * dim
                 let e = patches + (b * numPatches + n) * dim
-                let p = posEmbed + (prefix + n) * dim
+                let p = posEmbed + (posPrefix + n) * dim
                 for i in 0..<dim { y[i] = e[i] + p[i] }
             }
         }
     }
 
     /// Backward of `embedForward`: dpatches (B, N, D) += dout's patch rows; dclsToken (D) and
-    /// dposEmbed (T, D) += their sums over the batch.
+    /// dposEmbed (T, D; (N, D) without `classPosition`) += their sums over the batch.
     public static func embedBackward(
         dpatches: UnsafeMutablePointer<Float>, dclsToken: UnsafeMutablePointer<Float>?,
         dposEmbed: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-        batch: Int, numPatches: Int, dim: Int
+        batch: Int, numPatches: Int, dim: Int, classPosition: Bool = true
     ) {
         let prefix = dclsToken == nil ? 0 : 1
         let T = numPatches + prefix
+        let skip = classPosition ? 0 : prefix
         for b in 0..<batch {
             let dx = dout + b * T * dim
-            addInPlace(dposEmbed, dx, count: T * dim)
+            addInPlace(dposEmbed, dx + skip * dim, count: (T - skip) * dim)
             if let dclsToken { addInPlace(dclsToken, dx, count: dim) }
             addInPlace(dpatches + b * numPatches * dim, dx + prefix * dim, count: numPatches * dim)
         }

@@ -18,6 +18,10 @@ public struct ModelConfigError: Error, CustomStringConvertible, Equatable {
 public enum ModelLimits {
     /// Input channels: images are decoded to RGB and normalised per channel, so exactly 3.
     public static let channels = 3
+    /// Most convolutions in a stem (corenet's has 3).
+    public static let maxStemConvolutions = 8
+    /// Largest stem kernel side.
+    public static let maxStemKernel = 64
     /// Largest image side (img_size, pretrained_cfg.input_size), in pixels.
     public static let maxImageSize = 4096
     /// Most patches per side (img_size / patch_size): 128 x 128 patch tokens (SAM-size grids
@@ -70,9 +74,97 @@ public struct LayerScaling: Codable, Sendable, Equatable {
     }
 }
 
+/// A convolutional stem in place of the single patchify convolution (catlip's `model_args` key
+/// `stem`; corenet's ViT, which CatLIP's released models use, and timm's `vit_base_mci_224`
+/// build one): convolutions i = 0, 1, ... with `widths[i]` output channels, each followed by
+/// BatchNorm (batch statistics in training, running ones in evaluation) and exact GELU, except
+/// the last, which has a bias instead and outputs embed_dim channels (timm's `ConvStem`). Each
+/// convolution is non-overlapping (kernel = stride); `paddings[i]` zeros surround its input
+/// (corenet pads the first 4x4 convolution by 1). Grid side: g ← floor((g + 2p - k) / s) + 1
+/// per convolution, from the image side.
+public struct ConvStemArgs: Codable, Sendable, Equatable {
+    /// Output channels of each convolution; the last equals embed_dim.
+    public var widths: [Int]
+    /// Kernel side of each convolution (equal to its stride).
+    public var kernelSizes: [Int]
+    /// Stride of each convolution.
+    public var strides: [Int]
+    /// Zero padding on every side of each convolution's input.
+    public var paddings: [Int]
+    /// BatchNorm's epsilon (PyTorch's default 1e-5).
+    public var bnEps: Double
+    /// BatchNorm's running-average momentum (PyTorch's default 0.1).
+    public var bnMomentum: Double
+
+    /// A stem from its settings (BatchNorm at PyTorch's defaults unless given).
+    public init(
+        widths: [Int], kernelSizes: [Int], strides: [Int], paddings: [Int], bnEps: Double = 1e-5,
+        bnMomentum: Double = 0.1
+    ) {
+        self.widths = widths
+        self.kernelSizes = kernelSizes
+        self.strides = strides
+        self.paddings = paddings
+        self.bnEps = bnEps
+        self.bnMomentum = bnMomentum
+    }
+
+    /// corenet's ViT stem for width D: 4x4/4 (padding 1), 2x2/2, 2x2/2, inner width
+    /// max(32, D / 4).
+    public static func corenet(embedDim: Int) -> ConvStemArgs {
+        let w = max(32, embedDim / 4)
+        return ConvStemArgs(
+            widths: [w, w, embedDim], kernelSizes: [4, 2, 2], strides: [4, 2, 2], paddings: [1, 0, 0])
+    }
+
+    /// Grid side after each convolution for an image of side `side` (0 once a convolution no
+    /// longer fits).
+    public func grids(imageSize side: Int) -> [Int] {
+        var g = side
+        var out: [Int] = []
+        for i in widths.indices {
+            let (k, s, p) = (kernelSizes[i], strides[i], paddings[i])
+            g = g + 2 * p >= k ? (g + 2 * p - k) / s + 1 : 0
+            out.append(g)
+        }
+        return out
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case widths
+        case kernelSizes = "kernel_sizes"
+        case strides, paddings
+        case bnEps = "bn_eps"
+        case bnMomentum = "bn_momentum"
+    }
+
+    /// Decodes; the BatchNorm settings default to PyTorch's.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        widths = try c.decode([Int].self, forKey: .widths)
+        kernelSizes = try c.decode([Int].self, forKey: .kernelSizes)
+        strides = try c.decode([Int].self, forKey: .strides)
+        paddings = try c.decode([Int].self, forKey: .paddings)
+        bnEps = try c.decodeIfPresent(Double.self, forKey: .bnEps) ?? 1e-5
+        bnMomentum = try c.decodeIfPresent(Double.self, forKey: .bnMomentum) ?? 0.1
+    }
+}
+
+/// How pos_embed is resampled to another patch grid (catlip's `model_args` key
+/// `pos_embed_resize`).
+public enum PosEmbedResize: String, Codable, Sendable, Equatable {
+    /// timm's `resample_abs_pos_embed`: 2-D interpolation of the G x G grid (bicubic with
+    /// antialias unless the caller says otherwise).
+    case grid2d = "2d"
+    /// corenet's `LearnablePositionalEmbedding`: `F.interpolate(mode="bilinear")` of the
+    /// (1, 1, N, D) embedding to (N', D), i.e. linear interpolation over the flattened sequence
+    /// (align_corners false), no antialias.
+    case sequenceLinear = "sequence_linear"
+}
+
 /// timm's `VisionTransformer` keyword arguments (`model_args` of a hub config.json), with timm's
 /// defaults for keys that are absent. Keys catlip does not implement are accepted only at their
-/// timm default values (e.g. `reg_tokens: 0`, `no_embed_class: false`); other unknown keys are
+/// timm default values (e.g. `reg_tokens: 0`, `pre_norm: false`); other unknown keys are
 /// ignored.
 public struct ModelArgs: Codable, Sendable, Equatable {
     /// Square input image side S (timm accepts an int or `[S, S]`).
@@ -99,13 +191,22 @@ public struct ModelArgs: Codable, Sendable, Equatable {
     public var classToken: Bool
     /// Optional layer-wise scaling.
     public var layerScaling: LayerScaling?
+    /// timm's `no_embed_class`: pos_embed covers the patch tokens only and the class token gets
+    /// no position (corenet's ViT, DeiT-III).
+    public var noEmbedClass: Bool
+    /// A convolutional stem instead of the patchify convolution (nil: timm's `PatchEmbed`);
+    /// `patch_size` is then the product of its strides.
+    public var stem: ConvStemArgs?
+    /// How pos_embed follows another grid (timm's 2-D rule unless the model says otherwise).
+    public var posEmbedResize: PosEmbedResize
 
     /// Arguments with timm's defaults for everything not given (ViT-B/16 at 224 px, 1000 classes).
     public init(
         imgSize: Int = 224, patchSize: Int = 16, inChans: Int = 3, numClasses: Int = 1000,
         globalPool: String = "token", embedDim: Int = 768, depth: Int = 12, numHeads: Int = 12,
         mlpRatio: Double = 4.0, qkvBias: Bool = true, classToken: Bool = true,
-        layerScaling: LayerScaling? = nil
+        layerScaling: LayerScaling? = nil, noEmbedClass: Bool = false, stem: ConvStemArgs? = nil,
+        posEmbedResize: PosEmbedResize = .grid2d
     ) {
         self.imgSize = imgSize
         self.patchSize = patchSize
@@ -119,6 +220,21 @@ public struct ModelArgs: Codable, Sendable, Equatable {
         self.qkvBias = qkvBias
         self.classToken = classToken
         self.layerScaling = layerScaling
+        self.noEmbedClass = noEmbedClass
+        self.stem = stem
+        self.posEmbedResize = posEmbedResize
+    }
+
+    /// Patch-grid side for an image of side `side`: floor(S / P), or what the stem's
+    /// convolutions leave.
+    public func gridSize(imageSize side: Int) -> Int {
+        guard let stem else { return side / patchSize }
+        return stem.grids(imageSize: side).last ?? 0
+    }
+
+    /// Rows of pos_embed: the patch tokens, plus the class token's unless `noEmbedClass`.
+    public func positionRows(grid: Int) -> Int {
+        grid * grid + (classToken && !noEmbedClass ? 1 : 0)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -134,6 +250,9 @@ public struct ModelArgs: Codable, Sendable, Equatable {
         case qkvBias = "qkv_bias"
         case classToken = "class_token"
         case layerScaling = "layer_scaling"
+        case noEmbedClass = "no_embed_class"
+        case stem
+        case posEmbedResize = "pos_embed_resize"
     }
 
     struct AnyKey: CodingKey {
@@ -170,6 +289,10 @@ public struct ModelArgs: Codable, Sendable, Equatable {
         qkvBias = try c.decodeIfPresent(Bool.self, forKey: .qkvBias) ?? d.qkvBias
         classToken = try c.decodeIfPresent(Bool.self, forKey: .classToken) ?? d.classToken
         layerScaling = try c.decodeIfPresent(LayerScaling.self, forKey: .layerScaling)
+        noEmbedClass = try c.decodeIfPresent(Bool.self, forKey: .noEmbedClass) ?? false
+        stem = try c.decodeIfPresent(ConvStemArgs.self, forKey: .stem)
+        posEmbedResize =
+            try c.decodeIfPresent(PosEmbedResize.self, forKey: .posEmbedResize) ?? .grid2d
 
         // timm options that change the architecture: accepted only at their defaults.
         let any = try decoder.container(keyedBy: AnyKey.self)
@@ -178,7 +301,7 @@ public struct ModelArgs: Codable, Sendable, Equatable {
                 forKey: AnyKey(stringValue: key), in: any,
                 debugDescription: "model_args.\(key) \(why) is not supported by catlip")
         }
-        for key in ["no_embed_class", "pre_norm", "qk_norm", "dynamic_img_pad"] {
+        for key in ["pre_norm", "qk_norm", "dynamic_img_pad"] {
             if let v = try? any.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: key)), v {
                 throw reject(key, "= true")
             }
@@ -209,7 +332,8 @@ public struct ModelArgs: Codable, Sendable, Equatable {
         }
     }
 
-    /// Encodes with timm's keyword names (`layer_scaling` only when set).
+    /// Encodes with timm's keyword names (`layer_scaling`, `no_embed_class`, `stem` and
+    /// `pos_embed_resize` only when not at their defaults, so existing configs keep their bytes).
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(imgSize, forKey: .imgSize)
@@ -224,6 +348,9 @@ public struct ModelArgs: Codable, Sendable, Equatable {
         try c.encode(qkvBias, forKey: .qkvBias)
         try c.encode(classToken, forKey: .classToken)
         try c.encodeIfPresent(layerScaling, forKey: .layerScaling)
+        if noEmbedClass { try c.encode(true, forKey: .noEmbedClass) }
+        try c.encodeIfPresent(stem, forKey: .stem)
+        if posEmbedResize != .grid2d { try c.encode(posEmbedResize, forKey: .posEmbedResize) }
     }
 }
 
@@ -423,7 +550,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Keys whose values are integers (or lists of them) in timm's config.json.
     static let integerKeys: Set<String> = [
         "num_classes", "num_features", "img_size", "patch_size", "in_chans", "embed_dim", "depth",
-        "num_heads", "reg_tokens", "head_dim", "input_size",
+        "num_heads", "reg_tokens", "head_dim", "input_size", "widths", "kernel_sizes", "strides",
+        "paddings",
     ]
 
     /// The first number under `value` that its key's type cannot hold (not whole, or past
@@ -538,10 +666,47 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             throw fail(
                 "model_args.img_size \(a.imgSize) is smaller than patch_size \(a.patchSize)")
         }
-        let grid = a.imgSize / a.patchSize
+        if let stem = a.stem {
+            let n = stem.widths.count
+            try bound("model_args.stem.widths count", n, 1...L.maxStemConvolutions, "convolutions")
+            if stem.kernelSizes.count != n || stem.strides.count != n || stem.paddings.count != n {
+                throw fail(
+                    "model_args.stem: widths, kernel_sizes, strides and paddings need \(n) values each")
+            }
+            for i in 0..<n {
+                try bound("model_args.stem.widths[\(i)]", stem.widths[i], 1...L.maxEmbedDim, "channels")
+                try bound(
+                    "model_args.stem.kernel_sizes[\(i)]", stem.kernelSizes[i], 1...L.maxStemKernel,
+                    "kernel side")
+                if stem.strides[i] != stem.kernelSizes[i] {
+                    throw fail(
+                        "model_args.stem.strides[\(i)] \(stem.strides[i]) differs from kernel_sizes[\(i)] "
+                            + "\(stem.kernelSizes[i]); only non-overlapping stem convolutions (stride = kernel) "
+                            + "are supported")
+                }
+                try bound(
+                    "model_args.stem.paddings[\(i)]", stem.paddings[i], 0...(stem.kernelSizes[i] - 1),
+                    "less than the kernel")
+            }
+            if stem.widths[n - 1] != a.embedDim {
+                throw fail(
+                    "model_args.stem.widths ends with \(stem.widths[n - 1]), not embed_dim \(a.embedDim)")
+            }
+            if stem.strides.reduce(1, *) != a.patchSize {
+                throw fail(
+                    "model_args.patch_size \(a.patchSize) is not the product of the stem's strides "
+                        + "\(stem.strides)")
+            }
+            try bound("model_args.stem.bn_eps", stem.bnEps, 1e-12...1, "BatchNorm epsilon")
+            try bound("model_args.stem.bn_momentum", stem.bnMomentum, 0...1, "BatchNorm momentum")
+        }
+        let grid = a.gridSize(imageSize: a.imgSize)
         try bound(
             "model_args.img_size / patch_size", grid, 1...L.maxGrid,
             "patches per side; at most \(L.maxGrid * L.maxGrid) patch tokens")
+        if a.noEmbedClass && !a.classToken {
+            throw fail("model_args.no_embed_class needs class_token true (nothing else to leave out)")
+        }
         try bound("model_args.embed_dim", a.embedDim, 1...L.maxEmbedDim, "token width")
         try bound("model_args.depth", a.depth, 1...L.maxDepth, "blocks")
         try bound("model_args.num_classes", a.numClasses, 1...L.maxClasses, "head width")
@@ -682,10 +847,21 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         let a = modelArgs
         let c = checked(path)
         let (D, P) = (a.embedDim, a.patchSize)
-        let grid = a.imgSize / P
-        let tokens = try c.add(try c.mul(grid, grid), a.classToken ? 1 : 0)
-        var total = try c.add(
-            a.classToken ? D : 0, try c.mul(tokens, D), try c.mul(D, a.inChans, P, P), D)
+        let grid = a.gridSize(imageSize: a.imgSize)
+        let positions = try c.add(try c.mul(grid, grid), a.classToken && !a.noEmbedClass ? 1 : 0)
+        var embedding = try c.add(try c.mul(D, a.inChans, P, P), D)
+        if let stem = a.stem {
+            embedding = 0
+            var channels = a.inChans
+            for (i, w) in stem.widths.enumerated() {
+                let k = stem.kernelSizes[i]
+                // the last convolution has a bias, the others a BatchNorm (weight and bias)
+                let extra = i == stem.widths.count - 1 ? w : try c.mul(2, w)
+                embedding = try c.add(embedding, try c.mul(w, channels, k, k), extra)
+                channels = w
+            }
+        }
+        var total = try c.add(a.classToken ? D : 0, try c.mul(positions, D), embedding)
         for g in blocks {
             let (A, H) = (try c.mul(g.numHeads, g.headDim), g.mlpHidden)
             let qkv = try c.add(try c.mul(3, A, D), a.qkvBias ? try c.mul(3, A) : 0)
@@ -706,9 +882,22 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         let a = modelArgs
         let c = checked(path)
         let D = a.embedDim
-        let grid = imageSize / a.patchSize
+        let grid = a.gridSize(imageSize: imageSize)
         let patches = try c.mul(grid, grid)
         let T = try c.add(patches, a.classToken ? 1 : 0)
+        // a stem keeps, per convolution, its unfolded input and (all but the last) the
+        // convolution's output, its normalised copy and its GELU
+        var stemFloats = 0
+        if let stem = a.stem {
+            var channels = a.inChans
+            for (i, g) in stem.grids(imageSize: imageSize).enumerated() {
+                let k = stem.kernelSizes[i]
+                let w = stem.widths[i]
+                stemFloats = try c.add(
+                    stemFloats, try c.mul(g, g, channels, k, k), try c.mul(3, g, g, w))
+                channels = w
+            }
+        }
         var widest = 0
         var allBlocks = 0
         for g in blocks {
@@ -723,7 +912,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         }
         let embedding = try c.add(
             try c.mul(patches, a.inChans, a.patchSize, a.patchSize), try c.mul(patches, D),
-            try c.mul(2, T, D), try c.mul(3, D), a.numClasses)
+            try c.mul(2, T, D), try c.mul(3, D), a.numClasses, stemFloats)
         return try c.add(embedding, training ? try c.mul(2, allBlocks) : widest)
     }
 

@@ -21,20 +21,42 @@ public final class PositionEmbeddingResampler {
     public let newGrid: Int
     /// Embedding width D.
     public let dim: Int
-    /// (G', G) interpolation weights along one axis (the grids are square).
+    /// (G', G) interpolation weights along one axis (the grids are square); empty under
+    /// `PosEmbedResize.sequenceLinear`.
     public let weights: [Float]
+    /// Under `PosEmbedResize.sequenceLinear`: for each of the G'² output rows, its two source
+    /// rows among the G² and their weights (PyTorch's linear rule, align_corners false).
+    let sequenceRows: [(Int, Int, Float, Float)]
     private let scratch: FloatArena  // (G, G', D): rows resampled along x only
 
-    /// A resampler from grid `oldGrid` to `newGrid`.
+    /// A resampler from grid `oldGrid` to `newGrid`: timm's 2-D rule with `mode` and
+    /// `antialias`, or (`rule` `.sequenceLinear`) corenet's linear interpolation over the
+    /// flattened sequence of G² rows, which ignores both.
     public init(
         prefix: Int, oldGrid: Int, newGrid: Int, dim: Int,
-        mode: PositionInterpolation = .bicubic, antialias: Bool = true
+        mode: PositionInterpolation = .bicubic, antialias: Bool = true,
+        rule: PosEmbedResize = .grid2d
     ) {
         precondition(oldGrid >= 1 && newGrid >= 1 && dim >= 1 && prefix >= 0)
         self.prefix = prefix
         self.oldGrid = oldGrid
         self.newGrid = newGrid
         self.dim = dim
+        if rule == .sequenceLinear {
+            let (n, m) = (oldGrid * oldGrid, newGrid * newGrid)
+            let scale = Double(n) / Double(m)
+            self.sequenceRows = (0..<m).map { i in
+                let src = max(scale * (Double(i) + 0.5) - 0.5, 0)
+                let i0 = min(Int(src), n - 1)
+                let i1 = min(i0 + 1, n - 1)
+                let l = Float(src - Double(i0))
+                return (i0, i1, 1 - l, l)
+            }
+            self.weights = []
+            scratch = FloatArena(count: 0)
+            return
+        }
+        self.sequenceRows = []
         self.weights = PositionEmbeddingResampler.weights(
             inputSize: oldGrid, outputSize: newGrid, mode: mode, antialias: antialias
         ).map { Float($0) }
@@ -112,6 +134,13 @@ public final class PositionEmbeddingResampler {
         out.update(from: inp, count: prefix * D)
         let src = inp + prefix * D
         let dst = out + prefix * D
+        if !sequenceRows.isEmpty {
+            for (i, (i0, i1, w0, w1)) in sequenceRows.enumerated() {
+                let (o, a, b) = (dst + i * D, src + i0 * D, src + i1 * D)
+                for d in 0..<D { o[d] = w0 * a[d] + w1 * b[d] }
+            }
+            return
+        }
         let tmp = scratch.base
         weights.withUnsafeBufferPointer { w in
             // along x: tmp[y, x'] = Σ_x w[x', x] src[y, x]
@@ -147,6 +176,16 @@ public final class PositionEmbeddingResampler {
         Kernels.addInPlace(dinp, dout, count: prefix * D)
         let dsrc = dinp + prefix * D
         let ddst = dout + prefix * D
+        if !sequenceRows.isEmpty {
+            for (i, (i0, i1, w0, w1)) in sequenceRows.enumerated() {
+                let (g, a, b) = (ddst + i * D, dsrc + i0 * D, dsrc + i1 * D)
+                for d in 0..<D {
+                    a[d] += w0 * g[d]
+                    b[d] += w1 * g[d]
+                }
+            }
+            return
+        }
         let tmp = scratch.base
         weights.withUnsafeBufferPointer { w in
             // dtmp[y, x'] = Σ_y' w[y', y] ddst[y', x']
@@ -179,7 +218,7 @@ public final class PositionEmbeddingResampler {
 extension ViTModel {
     /// A copy of this model for another input size S' (patch grid floor(S' / P)): pos_embed is
     /// resampled as timm does when loading a checkpoint at a new image size (bicubic with
-    /// antialias by default), the config's img_size and pretrained_cfg input_size follow, every
+    /// antialias by default; corenet's 1-D rule for a model that records it), the config's img_size and pretrained_cfg input_size follow, every
     /// other parameter is copied. Throws `ModelConfigError` when `newSize` is outside what the
     /// engine supports (`ModelLimits`: the image side, patches per side, activations).
     public func resized(
@@ -193,9 +232,11 @@ extension ViTModel {
         for s in layout.specs where s.name != "pos_embed" {
             _ = copy.parameter(s.name).update(fromContentsOf: parameter(s.name))
         }
+        _ = UnsafeMutableBufferPointer(start: copy.buffers.base, count: layout.bufferCount)
+            .update(fromContentsOf: UnsafeBufferPointer(start: buffers.base, count: layout.bufferCount))
         let resampler = PositionEmbeddingResampler(
-            prefix: prefixTokens, oldGrid: gridSize, newGrid: copy.gridSize, dim: dim, mode: mode,
-            antialias: antialias)
+            prefix: positionPrefix, oldGrid: gridSize, newGrid: copy.gridSize, dim: dim, mode: mode,
+            antialias: antialias, rule: config.modelArgs.posEmbedResize)
         resampler.forward(
             out: copy.parameter("pos_embed").baseAddress!,
             inp: parameter("pos_embed").baseAddress!)

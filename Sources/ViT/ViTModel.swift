@@ -31,6 +31,9 @@ public final class ViTModel {
     public let parameters: FloatArena
     /// All gradients, same layout as `parameters`; `backward` accumulates into it.
     public let gradients: FloatArena
+    /// Non-trainable state (`layout.buffers`: a stem's BatchNorm running statistics), which a
+    /// training forward pass updates and evaluation reads; saved with the parameters.
+    public let buffers: FloatArena
     /// Implementation of the kernels (`Gemm` and SIMD by default; naive is the reference).
     public var backend: ComputeBackend = .fast
     /// The training loss on the head's logits: CatLIP's multi-label BCE (pretraining) or the
@@ -47,12 +50,14 @@ public final class ViTModel {
     public var patchSize: Int { config.modelArgs.patchSize }
     /// Input channels C.
     public var channels: Int { config.modelArgs.inChans }
-    /// Patches per side, floor(S / P).
-    public var gridSize: Int { imageSize / patchSize }
+    /// Patches per side, floor(S / P) (or what the stem leaves).
+    public var gridSize: Int { config.modelArgs.gridSize(imageSize: imageSize) }
     /// Patch tokens N = grid².
     public var numPatches: Int { gridSize * gridSize }
     /// Tokens before the patches (1 with a class token, else 0).
     public var prefixTokens: Int { config.modelArgs.classToken ? 1 : 0 }
+    /// Rows of pos_embed before the patch rows: the class token's, unless `no_embed_class`.
+    public var positionPrefix: Int { config.modelArgs.noEmbedClass ? 0 : prefixTokens }
     /// Tokens T = N + prefix.
     public var tokens: Int { numPatches + prefixTokens }
     /// Classes V.
@@ -68,6 +73,22 @@ public final class ViTModel {
         self.layout = ParameterLayout(config: config)
         self.parameters = FloatArena(count: layout.totalCount)
         self.gradients = FloatArena(count: layout.totalCount)
+        self.buffers = FloatArena(count: max(layout.bufferCount, 1))
+        resetBuffers()
+    }
+
+    /// BatchNorm running statistics at PyTorch's start: means 0, variances 1.
+    public func resetBuffers() {
+        for s in layout.buffers {
+            (buffers.base + s.offset).update(
+                repeating: s.name.hasSuffix("running_var") ? 1 : 0, count: s.count)
+        }
+    }
+
+    /// The values of buffer `name` (a view into the buffer arena); traps for an unknown name.
+    public func buffer(_ name: String) -> UnsafeMutableBufferPointer<Float> {
+        guard let s = layout.buffer(named: name) else { preconditionFailure("no buffer \(name)") }
+        return UnsafeMutableBufferPointer(start: buffers.base + s.offset, count: s.count)
     }
 
     /// A freshly initialised model, as timm's `VisionTransformer` (weight_init '') initialises
@@ -75,8 +96,9 @@ public final class ViTModel {
     /// cut at ±2 is absolute (±100 std, so in effect a plain normal; catlip once cut at ±2 std,
     /// which shrank every weight by 12%); cls_token from normal(std 1e-6); the patch
     /// convolution left at PyTorch's Conv2d default, kaiming_uniform(a=√5), i.e. weight and
-    /// bias uniform in ±1/√fan_in; Linear biases 0, LayerNorm weight 1 and bias 0. Drawn in
-    /// timm's parameter order from `SeededGenerator(seed:)`.
+    /// bias uniform in ±1/√fan_in (a stem's convolutions likewise, its BatchNorms at weight 1,
+    /// bias 0, running mean 0 and variance 1); Linear biases 0, LayerNorm weight 1 and bias 0.
+    /// Drawn in timm's parameter order from `SeededGenerator(seed:)`.
     public convenience init(config: ModelConfig, seed: UInt64) throws {
         try self.init(config: config)
         initialize(seed: seed)
@@ -87,11 +109,26 @@ public final class ViTModel {
         var rng = SeededGenerator(seed: seed)
         let a = config.modelArgs
         let patchFanIn = Double(a.inChans * a.patchSize * a.patchSize)
+        // convolution parameters by name, with their fan-in (PyTorch's Conv2d default)
+        var convFanIn = ["patch_embed.proj.weight": patchFanIn, "patch_embed.proj.bias": patchFanIn]
+        if let stem = a.stem {
+            var channels = a.inChans
+            for (i, w) in stem.widths.enumerated() {
+                let k = stem.kernelSizes[i]
+                let name = "patch_embed.backbone.\(i).conv."
+                convFanIn[name + "weight"] = Double(channels * k * k)
+                convFanIn[name + "bias"] = Double(channels * k * k)
+                channels = w
+            }
+        }
+        resetBuffers()
         for s in layout.specs {
             let p = UnsafeMutableBufferPointer(start: parameters.base + s.offset, count: s.count)
-            if s.name.hasPrefix("patch_embed.proj.") {
-                let bound = 1 / patchFanIn.squareRoot()
+            if let fanIn = convFanIn[s.name] {
+                let bound = 1 / fanIn.squareRoot()
                 for i in p.indices { p[i] = Float((2 * rng.nextUnit() - 1) * bound) }
+            } else if s.name.hasPrefix("patch_embed.backbone.") && s.name.hasSuffix(".bn.weight") {
+                p.update(repeating: 1)
             } else if s.name == "cls_token" {
                 for i in p.indices { p[i] = Float(rng.nextNormal() * 1e-6) }
             } else if s.name.hasSuffix(".weight") && s.name.contains("norm") {
@@ -126,12 +163,24 @@ public final class ViTModel {
     public func loadParameters(_ file: SafeTensors, path: String = "<tensors>") throws {
         try Self.checkTensors(
             file.names.map { ($0, file.tensors[$0]!.shape) }, against: layout, path: path)
-        for s in layout.specs where file.tensors[s.name]!.values.contains(where: { !$0.isFinite }) {
+        let all = layout.specs.map { ($0, parameters) } + layout.buffers.map { ($0, buffers) }
+        for (s, _) in all where file.tensors[s.name]!.values.contains(where: { !$0.isFinite }) {
             throw ModelLoadError(path: path, problem: "'\(s.name)' holds a non-finite value")
         }
-        for s in layout.specs {
+        for (s, arena) in all {
             file.tensors[s.name]!.values.withUnsafeBufferPointer {
-                (parameters.base + s.offset).update(from: $0.baseAddress!, count: s.count)
+                (arena.base + s.offset).update(from: $0.baseAddress!, count: s.count)
+            }
+        }
+        try checkBuffers(path: path)
+    }
+
+    /// Throws when a running variance is negative (a BatchNorm would take its square root).
+    func checkBuffers(path: String) throws {
+        for s in layout.buffers where s.name.hasSuffix("running_var") {
+            let v = UnsafeBufferPointer(start: buffers.base + s.offset, count: s.count)
+            if v.contains(where: { $0 < 0 }) {
+                throw ModelLoadError(path: path, problem: "'\(s.name)' holds a negative variance")
             }
         }
     }
@@ -145,7 +194,7 @@ public final class ViTModel {
         var shapes: [String: [Int]] = [:]
         for t in tensors { shapes[t.name] = t.shape }
         var missing: [String] = []
-        for s in layout.specs {
+        for s in layout.specs + layout.buffers {
             guard let shape = shapes[s.name] else {
                 missing.append(s.name)
                 continue
@@ -154,7 +203,9 @@ public final class ViTModel {
                 problems.append("'\(s.name)' has shape \(shape), the config needs \(s.shape)")
             }
         }
-        let extra = tensors.map(\.name).filter { layout.spec(named: $0) == nil }.sorted()
+        let extra = tensors.map(\.name).filter {
+            layout.spec(named: $0) == nil && layout.buffer(named: $0) == nil
+        }.sorted()
         func list(_ names: [String]) -> String {
             names.count <= 8
                 ? names.joined(separator: ", ")
@@ -170,8 +221,8 @@ public final class ViTModel {
     }
 
     /// Throws when parameter `spec` holds a NaN or an infinity.
-    private func checkFinite(_ spec: ParameterSpec, path: String) throws {
-        let p = UnsafeBufferPointer(start: parameters.base + spec.offset, count: spec.count)
+    private func checkFinite(_ spec: ParameterSpec, in arena: FloatArena, path: String) throws {
+        let p = UnsafeBufferPointer(start: arena.base + spec.offset, count: spec.count)
         for v in p where !v.isFinite {
             throw ModelLoadError(path: path, problem: "'\(spec.name)' holds a non-finite value")
         }
@@ -191,8 +242,13 @@ public final class ViTModel {
         let model = try ViTModel(config: config)
         for s in model.layout.specs {
             try file.read(s.name, into: model.parameter(s.name))
-            try model.checkFinite(s, path: path)
+            try model.checkFinite(s, in: model.parameters, path: path)
         }
+        for s in model.layout.buffers {
+            try file.read(s.name, into: model.buffer(s.name))
+            try model.checkFinite(s, in: model.buffers, path: path)
+        }
+        try model.checkBuffers(path: path)
         return model
     }
 
@@ -205,11 +261,17 @@ public final class ViTModel {
         } catch {
             throw ModelLoadError(path: directory, problem: "cannot create the directory: \(error)")
         }
-        let entries = layout.specs.map {
-            SafeTensors.WriteEntry(
-                name: $0.name, shape: $0.shape,
-                values: UnsafeBufferPointer(start: parameters.base + $0.offset, count: $0.count))
-        }
+        let entries =
+            layout.specs.map {
+                SafeTensors.WriteEntry(
+                    name: $0.name, shape: $0.shape,
+                    values: UnsafeBufferPointer(start: parameters.base + $0.offset, count: $0.count))
+            }
+            + layout.buffers.map {
+                SafeTensors.WriteEntry(
+                    name: $0.name, shape: $0.shape,
+                    values: UnsafeBufferPointer(start: buffers.base + $0.offset, count: $0.count))
+            }
         try SafeTensors.write(
             path: directory + "/model.safetensors", entries: entries, metadata: ["format": "pt"])
         try config.write(path: directory + "/config.json")

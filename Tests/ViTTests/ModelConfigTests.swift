@@ -138,7 +138,7 @@ final class ModelConfigTests: XCTestCase {
         assertRejects(json(small + ", \"class_token\": false"), "needs class_token")
         assertRejects(json(small + ", \"global_pool\": \"max\""), "global_pool 'max'")
         assertRejects(json(small + ", \"reg_tokens\": 4"), "reg_tokens")
-        assertRejects(json(small + ", \"no_embed_class\": true"), "no_embed_class")
+        assertRejects(json(small + ", \"pre_norm\": true"), "pre_norm")
         assertRejects(json(small + ", \"init_values\": 0.1"), "init_values")
         assertRejects(json(small + ", \"fc_norm\": true"), "fc_norm")
         assertRejects(json(small + ", \"qk_norm\": true"), "qk_norm")
