@@ -40,6 +40,7 @@ let package = Package(
         .library(name: "Evaluation", targets: ["Evaluation"]),
         .library(name: "Serving", targets: ["Serving"]),
         .library(name: "Distributed", targets: ["Distributed"]),
+        .library(name: "Interop", targets: ["Interop"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -115,6 +116,11 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict + releaseFlags),
+        // Models in from other frameworks: corenet's and timm's checkpoints to model directories.
+        .target(
+            name: "Interop",
+            dependencies: ["Support", "WordNet", "ViT"],
+            swiftSettings: strict + releaseFlags),
         .executableTarget(
             name: "catlip",
             dependencies: [
@@ -129,6 +135,7 @@ let package = Package(
                 "Evaluation",
                 "Serving",
                 "Distributed",
+                "Interop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict + releaseFlags),

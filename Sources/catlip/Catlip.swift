@@ -6,7 +6,7 @@ struct Catlip: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catlip",
         abstract: "Pretrain image encoders on image-text data the CatLIP way, and use them.",
-        subcommands: [ImageCommand.self, VocabCommand.self, ShardsCommand.self, DatasetsCommand.self, TrainCommand.self, EvalCommand.self, EmbedCommand.self, IndexCommand.self, ServeCommand.self, QueryCommand.self, BenchCommand.self])
+        subcommands: [ImageCommand.self, VocabCommand.self, ShardsCommand.self, DatasetsCommand.self, TrainCommand.self, EvalCommand.self, EmbedCommand.self, IndexCommand.self, ServeCommand.self, QueryCommand.self, BenchCommand.self, ImportCommand.self])
 
     // A flag of the root only (CommandConfiguration's `version` would add --version to the
     // help of every subcommand).
