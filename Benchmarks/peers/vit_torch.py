@@ -22,6 +22,9 @@ Run by hand, not in CI (it needs PyTorch, which the Swift build does not):
     $PY Benchmarks/peers/vit_torch.py train --vocab 24320
     # where the time goes (torch.profiler table on stderr after the timed steps)
     $PY Benchmarks/peers/vit_torch.py train --profile 3
+    # CatLIP's released ViT-B/16 (corenet's conv stem, issue 22), inference at 224
+    $PY Benchmarks/peers/vit_torch.py infer --corenet-stem --image-size 224 --patch 16 \
+        --dim 768 --depth 12 --heads 12 --vocab 24320 --batch 8 --steps 5
 
 Options and defaults are those of `catlip bench train|infer` (--image-size 64 --patch 8
 --dim 192 --depth 6 --heads 3 --vocab 1000 --batch 64 --steps 20 --threads 2), plus
@@ -35,6 +38,14 @@ learned position embedding covering the class token, pre-norm blocks (LayerNorm 
 fused qkv Linear -> F.scaled_dot_product_attention -> proj Linear -> residual; LayerNorm ->
 fc1 -> exact GELU -> fc2 -> residual), pooling "token" (final norm, class token) with a class
 token or "avg" (mean of patch tokens, fc_norm) without one, then head Linear(dim, vocab).
+--corenet-stem swaps the patch embedding for the convolutional stem of Apple corenet's
+VisionTransformer, which CatLIP's released models use (corenet/modeling/models/classification/
+vit.py, _build_patch_embedding_layer; needs --patch 16): Conv2d(3, W, 4, stride 4, padding 1,
+no bias) -> BatchNorm2d -> GELU -> Conv2d(W, W, 2, stride 2, no bias) -> BatchNorm2d -> GELU ->
+Conv2d(W, D, 2, stride 2) with W = max(32, D // 4), and the position embedding covers the patch
+tokens only (the class token is prepended after it is added: timm's no_embed_class=True). The
+names are those of timm's vit_base_mci_224 layout (patch_embed.backbone.{0,1,2}.conv,
+.backbone.{0,1}.bn; timm's HybridEmbed with proj=False), which catlip's corenet importer writes.
 Parameter names are timm's: `--verify-timm` loads this model's state_dict into
 timm.models.vision_transformer.VisionTransformer (strict=True) and compares logits. `--impl
 timm` benchmarks timm's own class instead (needs the torchvision workaround below; timm's
@@ -51,7 +62,7 @@ Data: one synthetic batch, made once before timing: images uniform in [0, 1), sh
 collapse). Seeded (--seed).
 
 Output fields: peer, mode, impl, the configuration (image_size, patch, dim, depth, heads, vocab,
-batch, steps, warmup, mlp_ratio, class_token, bf16), images_per_s (= batch / median step time),
+batch, steps, warmup, mlp_ratio, class_token, bf16, corenet_stem), images_per_s (= batch / median step time),
 step_ms_median, step_ms_min, step_ms_max, step_ms (every timed step), peak_rss_mb
 (resource.getrusage(RUSAGE_SELF).ru_maxrss of the whole process, so it includes Python and the
 torch libraries; base_rss_mb is the same figure before the model was built), gflops (achieved,
@@ -65,7 +76,9 @@ catlip and this peer run back to back on a quiet machine, and discard runs with 
 
 FLOP count (analytic; multiply-add = 2 FLOPs; catlip's bench should use the same). With
 N = (S / P)^2 patches, T = N + 1 with a class token (N without), D = dim, M = mlp_ratio * D,
-V = vocab, L = depth, C = 3 input channels, per image:
+V = vocab, L = depth, C = 3 input channels, per image (with --corenet-stem the patch embedding
+GEMM is replaced by the stem's three convolutions, W = max(32, D // 4):
+(S/4)^2 * C*16 * W + (S/8)^2 * W*4 * W + N * W*4 * D MACs, and T = N + 1 as before):
     forward MACs = N * (C * P * P) * D                       patch embedding GEMM
                  + L * ( T * D * 3D                          qkv
                        + T * T * D                           attention Q K^T (all heads)
@@ -76,7 +89,8 @@ V = vocab, L = depth, C = 3 input channels, per image:
     forward FLOPs = 2 * forward MACs;  training FLOPs = 3 * forward FLOPs
 LayerNorm, GELU, softmax, the loss and the optimiser are not counted. The factor 3 is the usual
 convention (backward = 2x forward); it slightly over-counts, since no gradient is needed for the
-input images. Config A: 0.370 GFLOP forward per image; ViT-Ti/16 at 224: 2.51.
+input images. Config A: 0.370 GFLOP forward per image; ViT-Ti/16 at 224: 2.51; CatLIP's
+ViT-B/16 (--corenet-stem, 24,320 classes) at 224: 35.45 (35.16 with the plain patch GEMM).
 
 PyTorch's fp32 GEMMs go through MKL here (BLAS_INFO=mkl in torch.__config__.show()); on this
 AMD CPU MKL takes its AVX2 code path. oneDNN (mkldnn) serves the convolution.
@@ -113,6 +127,33 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x):  # (B, C, S, S) -> (B, N, D)
         return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class ConvStemEmbed(nn.Module):
+    """corenet's ViT conv stem (vit.py _build_patch_embedding_layer) under timm's names for
+    vit_base_mci_224 (ConvStem of ConvNormAct: conv, bn, GELU; the last conv alone)."""
+
+    def __init__(self, img_size, in_chans, embed_dim):
+        super().__init__()
+        width = max(32, embed_dim // 4)
+        self.backbone = nn.Sequential(
+            ConvBnAct(in_chans, width, 4, 4, 1), ConvBnAct(width, width, 2, 2, 0),
+            ConvBnAct(width, embed_dim, 2, 2, 0, norm_act=False))
+        self.num_patches = (img_size // 16) ** 2
+
+    def forward(self, x):  # (B, C, S, S) -> (B, N, D)
+        return self.backbone(x).flatten(2).transpose(1, 2)
+
+
+class ConvBnAct(nn.Module):
+    def __init__(self, cin, cout, kernel, stride, padding, norm_act=True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=not norm_act)
+        self.bn = nn.BatchNorm2d(cout) if norm_act else nn.Identity()  # eps 1e-5, momentum 0.1
+        self.act = nn.GELU() if norm_act else nn.Identity()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
 
 
 class Attention(nn.Module):
@@ -160,13 +201,20 @@ class VisionTransformer(nn.Module):
     """timm's VisionTransformer, inference/training path only, same parameter names."""
 
     def __init__(self, img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio,
-                 num_classes, class_token):
+                 num_classes, class_token, corenet_stem=False):
         super().__init__()
         self.global_pool = "token" if class_token else "avg"
-        self.patch_embed = PatchEmbed(img_size, patch_size, 3, embed_dim)
+        if corenet_stem:
+            assert patch_size == 16, "corenet's stem has stride 16"
+            self.patch_embed = ConvStemEmbed(img_size, 3, embed_dim)
+        else:
+            self.patch_embed = PatchEmbed(img_size, patch_size, 3, embed_dim)
         self.num_prefix_tokens = 1 if class_token else 0
+        # corenet (timm's no_embed_class): no position embedding for the class token
+        self.no_embed_class = corenet_stem
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
-        num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens
+        num_tokens = self.patch_embed.num_patches + (
+            0 if self.no_embed_class else self.num_prefix_tokens)
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dim))
         self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
         # timm: "token" pooling -> norm then class token; "avg" -> mean then fc_norm.
@@ -186,9 +234,12 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x):
         x = self.patch_embed(x)
+        if self.no_embed_class:
+            x = x + self.pos_embed
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        x = x + self.pos_embed
+        if not self.no_embed_class:
+            x = x + self.pos_embed
         x = self.norm(self.blocks(x))
         x = x[:, 0] if self.cls_token is not None else x.mean(dim=1)
         return self.head(self.fc_norm(x))
@@ -220,10 +271,22 @@ def import_timm():
 def timm_model(a):
     timm = import_timm()
     from timm.models.vision_transformer import VisionTransformer as TimmViT
-    return TimmViT(img_size=a.image_size, patch_size=a.patch, in_chans=3, num_classes=a.vocab,
+    kw = {}
+    if a.corenet_stem:  # as timm's vit_base_mci_224, with corenet's padding 1 on the first conv
+        from functools import partial
+        from timm.layers import HybridEmbed
+        from timm.models.vision_transformer_hybrid import ConvStem
+        w = max(32, a.dim // 4)
+        stem = ConvStem(in_chans=3, depth=3, channels=(w, w, a.dim), kernel_size=(4, 2, 2),
+                        stride=(4, 2, 2), padding=(1, 0, 0), act_layer=nn.GELU)
+        kw = dict(patch_size=1, no_embed_class=True,
+                  embed_layer=partial(HybridEmbed, backbone=stem, proj=False))
+    else:
+        kw = dict(patch_size=a.patch)
+    return TimmViT(img_size=a.image_size, in_chans=3, num_classes=a.vocab,
                    embed_dim=a.dim, depth=a.depth, num_heads=a.heads, mlp_ratio=a.mlp_ratio,
                    qkv_bias=True, class_token=a.class_token,
-                   global_pool="token" if a.class_token else "avg"), timm.__version__
+                   global_pool="token" if a.class_token else "avg", **kw), timm.__version__
 
 
 def build_model(a):
@@ -231,14 +294,14 @@ def build_model(a):
         model, _ = timm_model(a)
         return model
     return VisionTransformer(a.image_size, a.patch, a.dim, a.depth, a.heads, a.mlp_ratio,
-                             a.vocab, a.class_token)
+                             a.vocab, a.class_token, a.corenet_stem)
 
 
 def verify_timm(a):
     """Load this script's model into timm's class (strict) and compare logits; exit."""
     torch.manual_seed(a.seed)
     ours = VisionTransformer(a.image_size, a.patch, a.dim, a.depth, a.heads, a.mlp_ratio,
-                             a.vocab, a.class_token).eval()
+                             a.vocab, a.class_token, a.corenet_stem).eval()
     theirs, version = timm_model(a)
     theirs.eval()
     theirs.load_state_dict(ours.state_dict(), strict=True)
@@ -258,7 +321,12 @@ def forward_flops_per_image(a):
     t = n + (1 if a.class_token else 0)
     d, m, v, c = a.dim, int(a.dim * a.mlp_ratio), a.vocab, 3
     per_block = t * d * 3 * d + 2 * t * t * d + t * d * d + 2 * t * d * m
-    macs = n * (c * a.patch * a.patch) * d + a.depth * per_block + d * v
+    if a.corenet_stem:
+        w, s = max(32, d // 4), a.image_size
+        embed = (s // 4) ** 2 * c * 16 * w + (s // 8) ** 2 * w * 4 * w + n * w * 4 * d
+    else:
+        embed = n * (c * a.patch * a.patch) * d
+    macs = embed + a.depth * per_block + d * v
     return 2 * macs
 
 
@@ -357,7 +425,7 @@ def run(a):
         "image_size": a.image_size, "patch": a.patch, "dim": a.dim, "depth": a.depth,
         "heads": a.heads, "vocab": a.vocab, "batch": a.batch, "steps": a.steps,
         "warmup": a.warmup, "mlp_ratio": a.mlp_ratio, "class_token": a.class_token,
-        "bf16": a.bf16,
+        "bf16": a.bf16, "corenet_stem": a.corenet_stem,
         "images_per_s": round(ips, 2),
         "step_ms_median": round(med * 1e3, 2),
         "step_ms_min": round(min(times) * 1e3, 2),
@@ -391,6 +459,9 @@ def parse_args(argv=None):
     p.add_argument("--mlp-ratio", type=float, default=4.0)
     p.add_argument("--class-token", action=argparse.BooleanOptionalAction, default=True,
                    help="class token + 'token' pooling (default), or none + 'avg' pooling")
+    p.add_argument("--corenet-stem", action="store_true",
+                   help="corenet's conv stem + no position embedding on the class token "
+                        "(CatLIP's released models; needs --patch 16)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--bf16", action="store_true",
                    help="torch.autocast('cpu', bfloat16) around forward and loss (reference)")
@@ -411,6 +482,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be positive")
     if a.image_size % a.patch:
         p.error("--image-size must be a multiple of --patch")
+    if a.corenet_stem and (a.patch != 16 or a.image_size % 16):
+        p.error("--corenet-stem needs --patch 16 and an image size divisible by 16")
     if a.dim % a.heads:
         p.error("--dim must be divisible by --heads")
     if a.warmup < 0 or a.profile < 0:
