@@ -166,6 +166,11 @@ let package = Package(
             resources: [.copy("Fixtures")],
             swiftSettings: strict),
         .testTarget(
+            name: "InteropTests",
+            dependencies: ["TestSupport", "Support", "Interop", "ViT", "WordNet"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict),
+        .testTarget(
             name: "CorpusTests",
             dependencies: ["TestSupport", "Support", "Corpus", "Imaging", "Shards", "WordNet"],
             swiftSettings: strict),

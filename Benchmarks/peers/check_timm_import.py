@@ -3,11 +3,11 @@
 
     PY=/opt/catlip-peers/bin/python
     # a directory written by catlip's corenet importer (issue 22):
-    $PY Benchmarks/peers/check_timm_import.py MODEL_DIR Tests/ViTTests/Fixtures/corenet/reference.safetensors
+    $PY Benchmarks/peers/check_timm_import.py MODEL_DIR Tests/InteropTests/Fixtures/corenet/reference.safetensors
     # before the importer exists: rename a corenet .pt state dict to timm's names in Python,
     # write a temporary model directory, then run the same check on it:
-    $PY Benchmarks/peers/check_timm_import.py --from-pt Tests/ViTTests/Fixtures/corenet/tiny.pt \
-        Tests/ViTTests/Fixtures/corenet/reference.safetensors [--keep DIR]
+    $PY Benchmarks/peers/check_timm_import.py --from-pt Tests/InteropTests/Fixtures/corenet/tiny.pt \
+        Tests/InteropTests/Fixtures/corenet/reference.safetensors [--keep DIR]
 
 MODEL_DIR holds config.json (timm hub layout: architecture, num_classes, model_args with
 embed_dim, depth, num_heads, mlp_ratio, class_token, global_pool, no_embed_class, and catlip's

@@ -127,8 +127,20 @@ extension Trainer {
         Parallelism.threads = config.run.threads
         let model: ViTModel
         do {
-            model = try ViTModel(config: Self.modelConfig(config, classes: labels.count), seed: UInt64(config.run.seed))
-        } catch { throw TrainError("model: \(error)") }
+            var modelConfig = Self.modelConfig(config, classes: labels.count)
+            if !config.model.initFrom.isEmpty {
+                // what no config key spells (a convolutional stem, no position on the class
+                // token, corenet's position rule) comes from the model the run starts from
+                let initial: ModelConfig
+                do { initial = try ModelConfig.read(path: config.model.initFrom + "/config.json") } catch {
+                    throw TrainError("model.init: \(error)")
+                }
+                modelConfig.modelArgs.stem = initial.modelArgs.stem
+                modelConfig.modelArgs.noEmbedClass = initial.modelArgs.noEmbedClass
+                modelConfig.modelArgs.posEmbedResize = initial.modelArgs.posEmbedResize
+            }
+            model = try ViTModel(config: modelConfig, seed: UInt64(config.run.seed))
+        } catch let error as TrainError { throw error } catch { throw TrainError("model: \(error)") }
         // CATLIP_BACKEND=naive trains on the reference kernels (slow; for checking the fast ones)
         if ProcessInfo.processInfo.environment["CATLIP_BACKEND"] == "naive" { model.backend = .naive }
         model.headLoss = config.data.task == .classify ? .softmaxCrossEntropy : .binaryCrossEntropy
@@ -213,6 +225,9 @@ extension Trainer {
         let copyHead = config.model.headInit == .keep || config.model.headInit == .transfer
         for spec in model.layout.specs where copyHead || !spec.name.hasPrefix("head.") {
             _ = model.parameter(spec.name).update(fromContentsOf: source.parameter(spec.name))
+        }
+        for spec in model.layout.buffers {
+            _ = model.buffer(spec.name).update(fromContentsOf: pretrained.buffer(spec.name))
         }
         reporter.log("model.init: \(directory) (head: \(config.model.headInit.rawValue))")
     }

@@ -51,7 +51,8 @@ public struct ViTBenchResult: Sendable, Codable, Equatable {
 /// Synthetic-batch timing of training steps and inference.
 public enum ViTBench {
     /// Forward FLOPs per image (multiply-add = 2), counting the matrix products only, as the
-    /// PyTorch peer does: patch embedding N·(C·P·P)·D, per block T·D·3A (qkv) + 2·T·T·A
+    /// PyTorch peer does: patch embedding N·(C·P·P)·D (a stem: each convolution's
+    /// positions·(c·k·k)·w), per block T·D·3A (qkv) + 2·T·T·A
     /// (attention) + T·A·D (proj) + 2·T·D·H (MLP), head D·V. Training counts 3x this.
     public static func forwardFlopsPerImage(_ config: ModelConfig) -> Double {
         flopsPerImage(config, classOnlyLastBlock: false)
@@ -70,11 +71,21 @@ public enum ViTBench {
     /// T·D·2A, queries Q·D·A, attention 2·Q·T·A, proj Q·A·D, MLP 2·Q·D·H for Q query rows.
     static func flopsPerImage(_ config: ModelConfig, classOnlyLastBlock: Bool) -> Double {
         let a = config.modelArgs
-        let g = a.imgSize / a.patchSize
+        let g = a.gridSize(imageSize: a.imgSize)
         let n = Double(g * g)
         let t = n + (a.classToken ? 1 : 0)
         let d = Double(a.embedDim)
         var macs = n * Double(a.inChans * a.patchSize * a.patchSize) * d
+        if let stem = a.stem {
+            // each convolution: grid² positions × (c·k·k) inputs × w outputs
+            macs = 0
+            var channels = a.inChans
+            for (i, side) in stem.grids(imageSize: a.imgSize).enumerated() {
+                let k = stem.kernelSizes[i]
+                macs += Double(side * side) * Double(channels * k * k) * Double(stem.widths[i])
+                channels = stem.widths[i]
+            }
+        }
         for (l, b) in config.blocks.enumerated() {
             let (aw, h) = (Double(b.attentionWidth), Double(b.mlpHidden))
             let q = classOnlyLastBlock && l == config.blocks.count - 1 ? 1 : t

@@ -307,6 +307,8 @@ struct ModelShapeOptions: ParsableArguments {
     @OptionGroup var threads: ThreadsOption
     @Flag(name: .customLong("no-class-token"), help: "Average pooling instead of a class token.")
     var noClassToken = false
+    @Flag(name: .customLong("corenet-stem"), help: "corenet's CatLIP architecture (the released models'): a convolutional stem (4x4/4 padded 1, 2x2/2, 2x2/2 with BatchNorm and GELU, width max(32, dim/4)) instead of the patch projection, and no position embedding on the class token; --patch must be 16.")
+    var corenetStem = false
 
     func validate() throws {
         for (name, value) in [("image-size", imageSize), ("patch", patch), ("dim", dim), ("depth", depth),
@@ -316,6 +318,8 @@ struct ModelShapeOptions: ParsableArguments {
         }
         if dim % heads != 0 { throw ValidationError("--dim must be divisible by --heads") }
         if patch > imageSize { throw ValidationError("--patch must not exceed --image-size") }
+        if corenetStem && patch != 16 { throw ValidationError("--corenet-stem needs --patch 16 (the stem's strides 4·2·2)") }
+        if corenetStem && noClassToken { throw ValidationError("--corenet-stem needs the class token") }
     }
 
     /// The model these options describe.
@@ -323,7 +327,9 @@ struct ModelShapeOptions: ParsableArguments {
         ModelConfig(modelArgs: ModelArgs(
             imgSize: imageSize, patchSize: patch, numClasses: vocab,
             globalPool: noClassToken ? "avg" : "token", embedDim: dim, depth: depth, numHeads: heads,
-            mlpRatio: mlpRatio, classToken: !noClassToken))
+            mlpRatio: mlpRatio, classToken: !noClassToken, noEmbedClass: corenetStem,
+            stem: corenetStem ? ConvStemArgs.corenet(embedDim: dim) : nil,
+            posEmbedResize: corenetStem ? .sequenceLinear : .grid2d))
     }
 }
 

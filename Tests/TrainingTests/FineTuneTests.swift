@@ -57,6 +57,35 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         return (summary, reporter.lines)
     }
 
+    /// A model with a convolutional stem (BatchNorm between its convolutions), no position on
+    /// the class token and corenet's position rule, as `catlip import corenet` writes one:
+    /// `model.init` takes those from its config.json, the run trains the stem with batch
+    /// statistics (the running ones move and are saved) and validates with the running ones.
+    func testFineTuneFromAModelWithAConvolutionalStem() throws {
+        let database = try WordNetDatabase()
+        let train = try imageFolder("train", count: 96, seed: 1)
+        let val = try imageFolder("val", count: 48, seed: 2)
+        // the toy architecture (16 px, patch 4, D 32) with a two-convolution stem: 16 -> 9 -> 4
+        let base = try config(train: train, val: val, run: directory + "/unused", steps: 1)
+        var initConfig = Trainer.modelConfig(base, classes: 7)
+        initConfig.modelArgs.stem = ConvStemArgs(widths: [8, 32], kernelSizes: [2, 2], strides: [2, 2], paddings: [1, 0])
+        initConfig.modelArgs.noEmbedClass = true
+        initConfig.modelArgs.posEmbedResize = .sequenceLinear
+        let initial = try ViTModel(config: initConfig, seed: 5)
+        try initial.save(directory: directory + "/stem-model")
+
+        let c = try config(train: train, val: val, run: directory + "/stem", steps: 60, initFrom: directory + "/stem-model")
+        let (summary, lines) = try self.train(c, database: database)
+        let tuned = try ViTModel.load(directory: directory + "/stem/model")
+        XCTAssertEqual(tuned.config.modelArgs.stem, initConfig.modelArgs.stem)
+        XCTAssertTrue(tuned.config.modelArgs.noEmbedClass)
+        XCTAssertEqual(tuned.config.modelArgs.posEmbedResize, .sequenceLinear)
+        XCTAssertEqual(tuned.layout.spec(named: "pos_embed")?.shape, [1, 16, 32])
+        let start = Array(initial.buffer("patch_embed.backbone.0.bn.running_mean"))
+        XCTAssertNotEqual(Array(tuned.buffer("patch_embed.backbone.0.bn.running_mean")), start, "training moved the running statistics")
+        XCTAssertGreaterThan(try XCTUnwrap(summary.validation?.top1), 0.6, "the stem model learns the colours: \(lines.suffix(5))")
+    }
+
     func testClassifierLearnsFromScratchAndFromAPretrainedModelWithTransferInit() throws {
         let database = try WordNetDatabase()
         let train = try imageFolder("train", count: 96, seed: 1)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Write Tests/ViTTests/Fixtures/corenet/: a small CatLIP checkpoint in Apple corenet's own
+"""Write Tests/InteropTests/Fixtures/corenet/: a small CatLIP checkpoint in Apple corenet's own
 layout and corenet's outputs for it, for the importer of released CatLIP models (issue 22).
 
 Regenerate by hand (the Swift build and CI do not need Python):
 
     PY=/opt/catlip-peers/bin/python
-    $PY Tests/ViTTests/Fixtures/make_corenet_fixture.py                 # committed fixture
-    $PY Tests/ViTTests/Fixtures/make_corenet_fixture.py --preset b16 --depth 2 --out /tmp/cn-b16
+    $PY Tests/InteropTests/Fixtures/make_corenet_fixture.py                 # committed fixture
+    $PY Tests/InteropTests/Fixtures/make_corenet_fixture.py --preset b16 --depth 2 --out /tmp/cn-b16
 
 The reference is corenet's OWN code, not a re-implementation: the script imports corenet's
 `VisionTransformer` (corenet/modeling/models/classification/vit.py) from a source checkout
@@ -302,7 +302,7 @@ def main(argv=None):
     # One metadata key: safetensors writes a multi-key map in hash order (not byte-stable).
     meta = {"source": source, "preset": a.preset, "depth": str(a.depth),
             "vocab": str(a.vocab), "attention": a.attention, "seed": str(a.seed),
-            "torch": torch.__version__, "script": "Tests/ViTTests/Fixtures/make_corenet_fixture.py"}
+            "torch": torch.__version__, "script": "Tests/InteropTests/Fixtures/make_corenet_fixture.py"}
     meta = {"made_by": json.dumps(meta, sort_keys=True)}
 
     # ---- eval-mode references through corenet's forward paths
