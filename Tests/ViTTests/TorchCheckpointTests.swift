@@ -176,6 +176,42 @@ final class TorchCheckpointTests: XCTestCase {
         }
     }
 
+    /// A hand-made archive whose sizes and offset live only in ZIP64 fields (as torch writes for
+    /// files over 4 GiB): the central directory's 0xFFFFFFFF values are replaced by the extra
+    /// field's, and the ZIP64 end record gives the directory.
+    func testZip64FieldsAreRead() throws {
+        var b: [UInt8] = []
+        func le(_ v: UInt64, _ width: Int) { for i in 0..<width { b.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+        let name = Array("a/x".utf8)
+        let data = Array("hello".utf8)
+        le(0x0403_4b50, 4); le(45, 2); le(0, 2); le(0, 2); le(0, 4); le(0, 4)
+        le(0xFFFF_FFFF, 4); le(0xFFFF_FFFF, 4); le(UInt64(name.count), 2); le(0, 2)
+        b += name + data
+        let cd = b.count
+        le(0x0201_4b50, 4); le(45, 2); le(45, 2); le(0, 2); le(0, 2); le(0, 4); le(0, 4)
+        le(0xFFFF_FFFF, 4); le(0xFFFF_FFFF, 4); le(UInt64(name.count), 2); le(28, 2); le(0, 2)
+        le(0, 2); le(0, 2); le(0, 4); le(0xFFFF_FFFF, 4)
+        b += name
+        le(1, 2); le(24, 2); le(5, 8); le(5, 8); le(0, 8)
+        let cdSize = b.count - cd
+        let record = b.count
+        le(0x0606_4b50, 4); le(44, 8); le(45, 2); le(45, 2); le(0, 4); le(0, 4); le(1, 8); le(1, 8)
+        le(UInt64(cdSize), 8); le(UInt64(cd), 8)
+        le(0x0706_4b50, 4); le(0, 4); le(UInt64(record), 8); le(1, 4)
+        le(0x0605_4b50, 4); le(0, 2); le(0, 2); le(0xFFFF, 2); le(0xFFFF, 2); le(0xFFFF_FFFF, 4); le(0xFFFF_FFFF, 4); le(0, 2)
+        try b.withUnsafeBytes { buffer in
+            let archive = try ZipArchive(bytes: buffer)
+            let entry = try XCTUnwrap(archive.entry("a/x"))
+            XCTAssertEqual(entry.uncompressedSize, 5)
+            XCTAssertEqual(Array(try archive.data(of: entry)), data)
+        }
+        // The extra field's size pointing past the end is refused, not trusted.
+        b[cd + 46 + name.count + 12] = 0xF0  // the compressed size
+        XCTAssertThrowsError(try b.withUnsafeBytes { try ZipArchive(bytes: $0) }) {
+            XCTAssert("\($0)".contains("run past the end of the archive"), "\($0)")
+        }
+    }
+
     // MARK: the pickle machine
 
     func read(_ bytes: [UInt8], rules: PickleRules = PickleRules()) throws -> PickleValue {
