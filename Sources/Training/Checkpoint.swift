@@ -40,6 +40,10 @@ public struct TrainState: Codable, Sendable, Equatable {
     public var worldSize: Int?
     /// Each rank's loader position, in rank order (data-parallel jobs; `loader` is rank 0's).
     public var rankLoaders: [LoaderPosition]?
+    /// The model's non-trainable state (a convolutional stem's BatchNorm running statistics:
+    /// `ViTModel.buffers`) as float32 bit patterns, exact; nil for models without any. A few
+    /// hundred values, so they travel in the header rather than as a tensor block.
+    public var modelBuffers: [UInt32]?
 
     /// A fresh state.
     public init() {}

@@ -8,7 +8,9 @@ import ViT
 extension Trainer {
     /// Writes a checkpoint of the state and tensors, then prunes the old ones.
     func checkpoint(state: TrainState, model: ViTModel, adam: AdamW, ema: WeightEMA?) throws {
-        var blocks = Self.tensorBlocks(model: model, adam: adam, ema: ema).map { UnsafeBufferPointer($0.buffer) }
+        let blocks = Self.tensorBlocks(model: model, adam: adam, ema: ema).map { UnsafeBufferPointer($0.buffer) }
+        var state = state
+        state.modelBuffers = Self.bufferBits(model)
         do {
             try CheckpointFile.write(directory: checkpointDirectory, state: state, blocks: blocks)
         } catch {
@@ -17,14 +19,29 @@ extension Trainer {
         CheckpointFile.prune(directory: checkpointDirectory, keep: config.run.keepCheckpoints)
     }
 
-    /// The tensors a checkpoint holds, in order: parameters, AdamW's moments, the EMA weights
-    /// (with EMA) and a stem's BatchNorm running statistics (models that have them; patchify
-    /// models keep the format they always had).
+    /// The tensor blocks a checkpoint holds, in order: parameters, AdamW's moments, and the EMA
+    /// weights with EMA.
     static func tensorBlocks(model: ViTModel, adam: AdamW, ema: WeightEMA?) -> [FloatArena] {
         var blocks = [model.parameters, adam.m, adam.v]
         if let ema { blocks.append(ema.weights) }
-        if model.layout.bufferCount > 0 { blocks.append(model.buffers) }
         return blocks
+    }
+
+    /// The model's buffers (BatchNorm running statistics) as exact bit patterns, nil when it
+    /// has none.
+    static func bufferBits(_ model: ViTModel) -> [UInt32]? {
+        guard model.layout.bufferCount > 0 else { return nil }
+        return UnsafeBufferPointer(start: model.buffers.base, count: model.layout.bufferCount).map(\.bitPattern)
+    }
+
+    /// Puts a checkpoint's buffers back into the model; throws when their count is not the
+    /// model's (a checkpoint of another architecture).
+    static func restoreBuffers(_ bits: [UInt32]?, into model: ViTModel, path: String) throws {
+        let count = model.layout.bufferCount
+        guard (bits?.count ?? 0) == count else {
+            throw TrainError("\(path): holds \(bits?.count ?? 0) BatchNorm statistics, the model has \(count)")
+        }
+        for (i, b) in (bits ?? []).enumerated() { model.buffers.base[i] = Float(bitPattern: b) }
     }
 
     /// Loads the newest readable checkpoint into the model, optimiser and EMA; unreadable ones
@@ -41,6 +58,7 @@ extension Trainer {
                 if header.hasEMA != (ema != nil) { throw TrainError("\(path): EMA presence differs from the configuration") }
                 let blocks = Self.tensorBlocks(model: model, adam: adam, ema: ema).map(\.buffer)
                 var state = try CheckpointFile.read(path: path, into: blocks)
+                try Self.restoreBuffers(state.modelBuffers, into: model, path: path)
                 // the checkpoints this session writes carry this code's fingerprint, also when the
                 // one read carries the legacy one
                 state.configFingerprint = String(config.fingerprint(worldSize: reducer.worldSize), radix: 16)
@@ -101,10 +119,11 @@ extension Trainer {
             }
             state = shared
             adam.step = state.optimizerStep
+            try Self.restoreBuffers(state.modelBuffers, into: model, path: "rank 0's checkpoint")
             loaderStart = Self.loaderPosition(of: state, rank: reducer.rank, world: world, batchSize: config.data.batchSize)
         }
         // identical starting tensors on every rank (the seeded initialisation or the checkpoint)
-        for block in Self.tensorBlocks(model: model, adam: adam, ema: ema) { try reducer.broadcast(block.base, count: block.count) }
+        for block in Self.tensorBlocks(model: model, adam: adam, ema: ema) + (model.layout.bufferCount > 0 ? [model.buffers] : []) { try reducer.broadcast(block.base, count: block.count) }
         return (state, loaderStart)
     }
 }

@@ -66,7 +66,7 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         let train = try imageFolder("train", count: 96, seed: 1)
         let val = try imageFolder("val", count: 48, seed: 2)
         // the toy architecture (16 px, patch 4, D 32) with a two-convolution stem: 16 -> 9 -> 4
-        let base = try config(train: train, val: val, run: directory + "/unused", steps: 1)
+        let base = try config(train: train, val: val, run: directory + "/unused", steps: 60)
         var initConfig = Trainer.modelConfig(base, classes: 7)
         initConfig.modelArgs.stem = ConvStemArgs(widths: [8, 32], kernelSizes: [2, 2], strides: [2, 2], paddings: [1, 0])
         initConfig.modelArgs.noEmbedClass = true
@@ -84,6 +84,13 @@ final class FineTuneTests: ScratchDirectoryTestCase {
         let start = Array(initial.buffer("patch_embed.backbone.0.bn.running_mean"))
         XCTAssertNotEqual(Array(tuned.buffer("patch_embed.backbone.0.bn.running_mean")), start, "training moved the running statistics")
         XCTAssertGreaterThan(try XCTUnwrap(summary.validation?.top1), 0.6, "the stem model learns the colours: \(lines.suffix(5))")
+
+        // stopped and resumed: the same weights and running statistics, bit for bit (the
+        // statistics travel in the checkpoint)
+        let fromStem = { (c: inout TrainConfig) in c.model.initFrom = self.directory + "/stem-model" }
+        let whole = try finalWeights("stem-whole", train: train, stopAfter: nil, database: database, configure: fromStem)
+        let resumed = try finalWeights("stem-resumed", train: train, stopAfter: 9, database: database, configure: fromStem)
+        XCTAssertEqual(whole, resumed, "resumed weights and BatchNorm statistics must be bit-identical")
     }
 
     func testClassifierLearnsFromScratchAndFromAPretrainedModelWithTransferInit() throws {
