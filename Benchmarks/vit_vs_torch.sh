@@ -7,7 +7,8 @@
 #
 # CASE is one of a-train a-infer ti-train ti-infer a24k-train (default: the first four), or
 # a-bf16-infer / ti-bf16-infer: inference at bf16 on both sides (catlip --precision bf16,
-# the peer under torch.autocast(bfloat16)).
+# the peer under torch.autocast(bfloat16)); b16c-infer / b16c-bf16-infer: CatLIP's released
+# ViT-B/16 architecture (corenet's convolutional stem, 24,320 classes) at 224 px (issue 22).
 # Needs a release build (swift build -c release --product catlip) and the peer environment
 # (/opt/catlip-peers, see BENCHMARKS.md). Run by hand; not part of the tests.
 set -euo pipefail
@@ -25,6 +26,7 @@ args_for() {
         a-*) echo "" ;;
         a24k-*) echo "--vocab 24320" ;;
         ti-*) echo "--image-size 224 --patch 16 --depth 12 --batch 32 --steps 10" ;;
+        b16c-*) echo "--corenet-stem --image-size 224 --patch 16 --dim 768 --depth 12 --heads 12 --vocab 24320 --batch 8 --steps 5" ;;
         *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }
