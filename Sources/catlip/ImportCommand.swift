@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Interop
+import Shards
 import ViT
 import WordNet
 
@@ -34,6 +35,9 @@ struct ImportCommand: ParsableCommand {
         @Option(help: "Evaluation input size recorded in pretrained_cfg (default 224; 512 for the 512x512 fine-tunes).")
         var imageSize: Int?
 
+        @Option(help: "For a fine-tuned classifier (ImageNet-1k, Places365): its class names in head order, one per line (or i<TAB>name), written as classes.tsv so that eval classify and /v1/classify name them.")
+        var classes: String?
+
         @OptionGroup var wordnet: WordNetDirectoryOption
 
         @Option(help: "Model directory to write.")
@@ -53,15 +57,26 @@ struct ImportCommand: ParsableCommand {
                         counts, classes: converted.config.numClasses, database: database, path: vocab)
                 }
             }
+            var classNames: [String]?
+            if let classes {
+                let names = try cliRun { try ClassifiedImages.readClasses(classes) }
+                guard names.count == converted.config.numClasses else {
+                    throw CLIError("\(classes): lists \(names.count) classes, the checkpoint's head has \(converted.config.numClasses) rows")
+                }
+                classNames = names
+            }
             try cliRun { try CorenetImport.write(converted, vocabulary: vocabulary, to: out) }
+            if let classNames {
+                try writeAtomic(Array(ClassifiedImages.classesTSV(classNames).utf8), to: out + "/classes.tsv")
+            }
             let a = converted.config.modelArgs
             var summary: [String: Any] = [
                 "out": out, "embed_dim": a.embedDim, "depth": a.depth, "num_heads": a.numHeads,
                 "num_classes": a.numClasses, "stem_width": a.stem?.widths.first ?? 0,
-                "dropped": converted.dropped.sorted(), "vocab": vocabulary != nil,
+                "dropped": converted.dropped.sorted(), "vocab": vocabulary != nil, "classes": classNames != nil,
             ]
-            if vocabulary == nil {
-                summary["note"] = "no --vocab: the head's rows have no synset names (zero-shot and /v1/classify need vocab.tsv)"
+            if vocabulary == nil && classNames == nil {
+                summary["note"] = "neither --vocab nor --classes: the head's rows have no names (zero-shot and /v1/classify need vocab.tsv, eval classify classes.tsv)"
             }
             printJSON(summary)
         }
