@@ -109,7 +109,7 @@ let package = Package(
         .target(
             name: "Serving",
             dependencies: [
-                "Support", "Imaging", "WordNet", "Shards", "ViT", "Encoder", "COpenBLAS",
+                "Support", "Imaging", "WordNet", "Shards", "ViT", "Encoder", "Evaluation", "COpenBLAS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

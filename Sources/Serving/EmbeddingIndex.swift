@@ -6,8 +6,10 @@ import ViT
 /// Images' embeddings for nearest-neighbour search: float32, L2-normalised, one row per image,
 /// with the image's path or shard key, and the fingerprint of the model that embedded them.
 ///
-/// File format: a safetensors file (readable with Python's `safetensors`) holding one tensor,
-/// `embeddings` (N, D) float32, and `__metadata__` with `format` = `catlip-index`, `version`
+/// File format: a safetensors file (readable with Python's `safetensors`) holding
+/// `embeddings` (N, D) float32, `norms` (N) float32 (each embedding's length before it was
+/// normalised: text search's logit rules need it; absent in indexes written before), and
+/// `__metadata__` with `format` = `catlip-index`, `version`
 /// = `1`, `keys` = a JSON array of the N keys, `model_fingerprint` (16 hex digits, see
 /// `modelFingerprint(_:)`) and `model_dim`. The safetensors header bound (100 MB) limits an
 /// index to roughly a million keys of 80 bytes.
@@ -20,22 +22,36 @@ public struct EmbeddingIndex: Sendable {
     public let embeddings: [Float]
     /// `modelFingerprint` of the model that wrote the rows.
     public let modelFingerprint: String
+    /// Each row's length before normalisation (nil for an index written without them).
+    public let norms: [Float]?
 
     /// Number of rows N.
     public var count: Int { keys.count }
 
-    /// An index of `keys.count` rows of `dim` floats; rows are L2-normalised here unless
-    /// `normalized` says they already are (as read back from a file).
-    public init(dim: Int, keys: [String], embeddings: [Float], modelFingerprint: String, normalized: Bool = false) {
+    /// An index of `keys.count` rows of `dim` floats; rows are L2-normalised here (their
+    /// lengths kept as `norms`) unless `normalized` says they already are (as read back from a
+    /// file, with the `norms` it holds).
+    public init(
+        dim: Int, keys: [String], embeddings: [Float], modelFingerprint: String, normalized: Bool = false,
+        norms: [Float]? = nil
+    ) {
         precondition(dim > 0 && embeddings.count == keys.count * dim, "index shape mismatch")
+        precondition(norms == nil || norms!.count == keys.count, "index norms mismatch")
         var rows = embeddings
+        var lengths = norms
         if !normalized {
+            lengths = (0..<keys.count).map { r in
+                var sum: Double = 0
+                for v in rows[(r * dim)..<((r + 1) * dim)] { sum += Double(v) * Double(v) }
+                return Float(sum.squareRoot())
+            }
             for r in 0..<keys.count { EmbeddingIndex.normalize(&rows, offset: r * dim, count: dim) }
         }
         self.dim = dim
         self.keys = keys
         self.embeddings = rows
         self.modelFingerprint = modelFingerprint
+        self.norms = lengths
     }
 
     /// Scales `values[offset ..< offset + count]` to unit length (a zero vector stays zero).
@@ -55,9 +71,11 @@ public struct EmbeddingIndex: Sendable {
             "model_fingerprint": modelFingerprint, "model_dim": String(dim),
         ]
         try embeddings.withUnsafeBufferPointer { rows in
-            try SafeTensors.write(
-                path: path, entries: [.init(name: "embeddings", shape: [count, dim], values: rows)],
-                metadata: metadata)
+            try (norms ?? []).withUnsafeBufferPointer { lengths in
+                var entries: [SafeTensors.WriteEntry] = [.init(name: "embeddings", shape: [count, dim], values: rows)]
+                if norms != nil { entries.append(.init(name: "norms", shape: [count], values: lengths)) }
+                try SafeTensors.write(path: path, entries: entries, metadata: metadata)
+            }
         }
     }
 
@@ -83,9 +101,17 @@ public struct EmbeddingIndex: Sendable {
         if let i = tensor.values.firstIndex(where: { !$0.isFinite }) {
             throw bad("embedding row \(i / tensor.shape[1]) is not finite")
         }
+        var norms: [Float]?
+        if let n = file["norms"] {
+            guard n.shape == [tensor.shape[0]] else { throw bad("norms has shape \(n.shape), expected [\(tensor.shape[0])]") }
+            if let i = n.values.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+                throw bad("norm of row \(i) is not a finite length")
+            }
+            norms = n.values
+        }
         return EmbeddingIndex(
             dim: tensor.shape[1], keys: parsed, embeddings: tensor.values,
-            modelFingerprint: file.metadata["model_fingerprint"] ?? "", normalized: true)
+            modelFingerprint: file.metadata["model_fingerprint"] ?? "", normalized: true, norms: norms)
     }
 
     /// One search hit: the row, its key and its cosine similarity to the query.

@@ -546,7 +546,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private func write(context: ChannelHandlerContext, reply: ServeReply, headOnly: Bool, close: Bool) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: reply.contentType)
-        let bytes = Array(reply.body.utf8)
+        let bytes = reply.bytes ?? Array(reply.body.utf8)
         headers.add(name: "Content-Length", value: String(bytes.count))
         headers.add(name: "Connection", value: close ? "close" : "keep-alive")
         for (name, value) in reply.headers { headers.add(name: name, value: value) }

@@ -20,6 +20,9 @@ public struct IndexBuilder {
     /// are skipped and reported without being read (`readFileBytes`).
     public var maxFileBytes = defaultMaxImageFileBytes
 
+    /// Longest side of the thumbnails to keep beside the index (nil: none).
+    public var thumbnailSide: Int?
+
     /// A builder over `model`.
     public init(model: ViTModel) { self.model = model }
 
@@ -31,6 +34,8 @@ public struct IndexBuilder {
         public var skipped = 0
         /// The first skipped images with their problems (at most 100).
         public var problems: [String] = []
+        /// Thumbnails, one per row, when `thumbnailSide` was set.
+        public var thumbnails: IndexThumbnails?
     }
 
     private struct Item {
@@ -47,7 +52,9 @@ public struct IndexBuilder {
         var rows: [Float] = []
         var report = Report()
         var pending: [Item] = []
+        var pictures: [[UInt8]] = []
         let maxFileBytes = self.maxFileBytes
+        let thumbnailSide = self.thumbnailSide
 
         func flush() {
             guard !pending.isEmpty else { return }
@@ -60,6 +67,18 @@ public struct IndexBuilder {
             for failure in encoded.failures where report.problems.count < 100 { report.problems.append("\(failure.error)") }
             keys += encoded.kept.map { items[$0].key }
             rows += encoded.preLogits
+            if let side = thumbnailSide {
+                for i in encoded.kept {
+                    do {
+                        let bytes = try items[i].payload.load(name: items[i].key, maxFileBytes: maxFileBytes)
+                        pictures.append(try IndexThumbnails.picture(of: bytes, source: items[i].key, side: side, options: decode))
+                    } catch {
+                        // it decoded for its embedding a moment ago; keep the rows aligned
+                        pictures.append(IndexThumbnails.placeholder)
+                        if report.problems.count < 100 { report.problems.append("thumbnail of \(items[i].key): \(error)") }
+                    }
+                }
+            }
             report.embedded += encoded.kept.count
             progress(report.embedded, report.skipped)
         }
@@ -95,6 +114,7 @@ public struct IndexBuilder {
         }
         flush()
         let index = EmbeddingIndex(dim: model.dim, keys: keys, embeddings: rows, modelFingerprint: modelFingerprint(model))
+        if thumbnailSide != nil { report.thumbnails = IndexThumbnails(pictures: pictures) }
         return (index, report)
     }
 }

@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import ViT
 import WordNet
@@ -28,14 +29,19 @@ public struct ServeRequest: Sendable {
     /// The path without the query.
     public var path: String { String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]) }
 
-    /// The query parameters (`a=1&b=2`), percent-decoding not needed for the integers used.
+    /// The query parameters (`a=1&b=2`), form-decoded ('+' is a space, %XX a byte; a value
+    /// that does not decode to UTF-8 is kept as written).
     public var query: [String: String] {
         let parts = uri.split(separator: "?", maxSplits: 1)
         guard parts.count == 2 else { return [:] }
         var out: [String: String] = [:]
+        func decode(_ s: Substring) -> String {
+            let spaced = s.replacingOccurrences(of: "+", with: " ")
+            return spaced.removingPercentEncoding ?? spaced
+        }
         for pair in parts[1].split(separator: "&") {
             let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            out[String(kv[0])] = kv.count > 1 ? String(kv[1]) : ""
+            out[decode(kv[0])] = kv.count > 1 ? decode(kv[1]) : ""
         }
         return out
     }
@@ -49,6 +55,8 @@ public struct ServeReply: Sendable {
     public var contentType: String
     /// The body.
     public var body: String
+    /// A binary body (a thumbnail), sent instead of `body` when set.
+    public var bytes: [UInt8]?
     /// Further headers (`Allow`, `Retry-After`).
     public var headers: [(String, String)]
     /// The error code when this is an error reply (for metrics).
@@ -60,6 +68,12 @@ public struct ServeReply: Sendable {
         self.contentType = contentType
         self.body = body
         self.headers = headers
+    }
+
+    /// A binary reply (`bytes` as the body).
+    public init(status: Int, contentType: String, bytes: [UInt8], headers: [(String, String)] = []) {
+        self.init(status: status, contentType: contentType, body: "", headers: headers)
+        self.bytes = bytes
     }
 
     /// The JSON error reply for `error` (with Retry-After when it carries one).
@@ -92,13 +106,24 @@ public final class ServingService: Sendable {
     public let maxImagesPerRequest: Int
     /// A name for the model in /healthz (its directory).
     public let modelName: String
+    /// Search by words (`{"text": ...}` on /v1/search, `GET /v1/synsets`); nil without a
+    /// vocabulary or WordNet.
+    public let textSearch: TextSearch?
+    /// Pictures of the index rows for `GET /v1/thumbnails/{row}` (nil: none kept).
+    public let thumbnails: IndexThumbnails?
+    /// Whether `GET /` serves the search page (`catlip serve --ui`).
+    public let ui: Bool
     private let draining = LockedFlag()
 
     /// A service over a running (or to be started) engine.
     public init(
         engine: InferenceEngine, vocabulary: Vocabulary?, classes: [String]? = nil, index: EmbeddingIndex?, metrics: ServerMetrics,
-        maxImagesPerRequest: Int = 64, modelName: String = "model"
+        maxImagesPerRequest: Int = 64, modelName: String = "model", textSearch: TextSearch? = nil,
+        thumbnails: IndexThumbnails? = nil, ui: Bool = false
     ) {
+        self.textSearch = textSearch
+        self.thumbnails = thumbnails
+        self.ui = ui
         self.engine = engine
         self.vocabulary = vocabulary
         self.classes = classes
@@ -116,18 +141,31 @@ public final class ServingService: Sendable {
 
     /// The endpoint label for metrics (unknown paths share one label).
     public static func endpointLabel(_ path: String) -> String {
-        ["/v1/embed", "/v1/classify", "/v1/search", "/healthz", "/metrics"].contains(path) ? path : "other"
+        if path.hasPrefix("/v1/thumbnails/") { return "/v1/thumbnails" }
+        if path == "/" || path.hasPrefix("/ui/") { return "/ui" }
+        return ["/v1/embed", "/v1/classify", "/v1/search", "/v1/synsets", "/v1/model", "/healthz", "/metrics"].contains(path)
+            ? path : "other"
     }
+
+    /// Headers of everything the page loads: its Content-Security-Policy (no inline code, no
+    /// other origin), no MIME sniffing, no framing, no referrer.
+    static let pageHeaders: [(String, String)] = [
+        ("Content-Security-Policy", UIPage.contentSecurityPolicy), ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+    ]
 
     /// Answers `request`: at once through `reply` (errors, health, metrics), or later from the
     /// engine thread, in which case the queued job is returned so that the caller can cancel it
     /// (client gone, deadline). `reply` is called exactly once either way.
     public func handle(_ request: ServeRequest, reply: @escaping @Sendable (ServeReply) -> Void) -> InferenceJob? {
-        let routes: [String: String] = [
+        var routes: [String: String] = [
             "/v1/embed": "POST", "/v1/classify": "POST", "/v1/search": "POST", "/healthz": "GET", "/metrics": "GET",
+            "/v1/synsets": "GET", "/v1/model": "GET",
         ]
+        if ui { for path in ["/", "/ui/app.js", "/ui/app.css"] { routes[path] = "GET" } }
         let path = request.path
-        guard let method = routes[path] else {
+        let thumbnailRoute = path.hasPrefix("/v1/thumbnails/")
+        guard let method = thumbnailRoute ? "GET" : routes[path] else {
             reply(ServeReply(error: ServiceError(status: 404, code: "not_found", message: "no route \(path)")))
             return nil
         }
@@ -139,9 +177,31 @@ public final class ServingService: Sendable {
             reply(r)
             return nil
         }
+        if thumbnailRoute {
+            reply(thumbnail(path))
+            return nil
+        }
+        if ui, let asset = UIPage.asset(path: path) {
+            reply(ServeReply(status: 200, contentType: asset.contentType, body: asset.body, headers: Self.pageHeaders))
+            return nil
+        }
         switch path {
         case "/healthz":
             reply(ServeReply(status: 200, body: health() + "\n"))
+            return nil
+        case "/v1/model":
+            reply(ServeReply(status: 200, body: modelInfo() + "\n"))
+            return nil
+        case "/v1/synsets":
+            guard let textSearch else {
+                reply(ServeReply(error: .badRequest("no_vocabulary", "this daemon has no vocabulary and WordNet to map words with")))
+                return nil
+            }
+            guard let q = request.query["q"] else {
+                reply(ServeReply(error: .badRequest("bad_parameter", "give the phrase as ?q=...")))
+                return nil
+            }
+            do { reply(ServeReply(status: 200, body: try textSearch.synsetsReply(q))) } catch { reply(ServeReply(error: error)) }
             return nil
         case "/metrics":
             reply(ServeReply(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.text()))
@@ -154,6 +214,46 @@ public final class ServingService: Sendable {
                 return nil
             }
         }
+    }
+
+    /// `GET /v1/thumbnails/{row}`: the index's picture of a row, from the thumbnails file
+    /// only (a row number, never a path).
+    private func thumbnail(_ path: String) -> ServeReply {
+        let text = path.dropFirst("/v1/thumbnails/".count)
+        guard let thumbnails else {
+            return ServeReply(error: ServiceError(status: 404, code: "no_thumbnails", message: "the index was built without --thumbnails"))
+        }
+        guard !text.isEmpty, text.count <= 10, text.allSatisfy({ $0.isASCII && $0.isNumber }), let row = Int(text),
+            let png = thumbnails.picture(row: row)
+        else {
+            return ServeReply(error: ServiceError(status: 404, code: "not_found", message: "no thumbnail '\(text)' (rows are 0...\(thumbnails.count - 1))"))
+        }
+        return ServeReply(status: 200, contentType: "image/png", bytes: png, headers: Self.pageHeaders)
+    }
+
+    /// `GET /v1/model`: what the page shows about the model and the index.
+    private func modelInfo() -> String {
+        let m = engine.model
+        let a = m.config.modelArgs
+        var w = JSONWriter()
+        w.object { w in
+            w.field("model", modelName)
+            w.field("architecture", m.config.architecture)
+            w.field("embed_dim", a.embedDim)
+            w.field("depth", a.depth)
+            w.field("num_heads", a.numHeads)
+            w.field("patch_size", a.patchSize)
+            w.field("image_size", m.imageSize)
+            w.field("classes", m.numClasses)
+            w.field("vocabulary", vocabulary?.count ?? 0)
+            w.field("class_names", classes?.count ?? 0)
+            w.field("precision", m.inferencePrecision.rawValue)
+            w.field("index_rows", index?.count ?? 0)
+            w.field("thumbnails", thumbnails != nil)
+            w.field("text_search", textSearch != nil)
+            if let textSearch { w.field("text_rule", textSearch.rule.rawValue) }
+        }
+        return w.text
     }
 
     private func health() -> String {
@@ -176,6 +276,10 @@ public final class ServingService: Sendable {
         var images: [EncodedImage] = []
         var embeddings: [[Float]] = []
         var topK: Int?
+        /// Words to search by (`/v1/search` only).
+        var text: String?
+        /// The text search rule asked for.
+        var rule: TextSearchRule?
     }
 
     private func submit(
@@ -188,6 +292,14 @@ public final class ServingService: Sendable {
                 throw .badRequest("no_index", "this daemon was started without --index; /v1/search has nothing to search")
             }
             let k = inputs.topK ?? 10
+            if let text = inputs.text {
+                guard let textSearch else {
+                    throw .badRequest("no_vocabulary", "this daemon has no vocabulary and WordNet to map words with")
+                }
+                reply(ServeReply(status: 200, body: try textSearch.searchReply(
+                    text, k: k, rule: inputs.rule, index: index, thumbnails: thumbnails != nil)))
+                return nil
+            }
             if !inputs.embeddings.isEmpty {
                 reply(ServeReply(status: 200, body: searchReply(index: index, queries: Array(inputs.embeddings.joined()), k: k)))
                 return nil
@@ -195,6 +307,9 @@ public final class ServingService: Sendable {
             return try queue(inputs.images, logits: false, reply: reply) { outputs in
                 self.searchReply(index: index, queries: outputs.flatMap(\.embedding), k: k)
             }
+        }
+        if inputs.text != nil {
+            throw .badRequest("bad_json", "\"text\" is for /v1/search")
         }
         if path == "/v1/classify" {
             let V = engine.model.numClasses
@@ -280,6 +395,7 @@ public final class ServingService: Sendable {
                                     w.field("key", m.key)
                                     w.field("row", m.row)
                                     w.field("score", m.score)
+                                    if thumbnails != nil { w.field("thumbnail", "/v1/thumbnails/\(m.row)") }
                                 }
                             }
                         }
@@ -323,7 +439,8 @@ public final class ServingService: Sendable {
             throw .badRequest("bad_json", "the body is not valid JSON (\(error.localizedDescription))")
         }
         guard let object = parsed as? [String: Any] else { throw .badRequest("bad_json", "the body must be a JSON object") }
-        let known: Set<String> = allowEmbeddings ? ["images", "image", "top_k", "embedding", "embeddings"] : ["images", "image", "top_k"]
+        let known: Set<String> = allowEmbeddings
+            ? ["images", "image", "top_k", "embedding", "embeddings", "text", "rule"] : ["images", "image", "top_k"]
         if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
             throw .badRequest("bad_json", "unknown field '\(unknown)' (expected \(known.sorted().joined(separator: ", ")))")
         }
@@ -333,6 +450,21 @@ public final class ServingService: Sendable {
             }
             inputs.topK = n
         }
+        if allowEmbeddings, let words = object["text"] {
+            guard let text = words as? String else { throw .badRequest("bad_json", "text must be a string") }
+            if object["image"] != nil || object["images"] != nil || object["embedding"] != nil || object["embeddings"] != nil {
+                throw .badRequest("bad_json", "give text, images or embeddings, one of them")
+            }
+            if let r = object["rule"] {
+                guard let name = r as? String, let rule = TextSearchRule(rawValue: name) else {
+                    throw .badRequest("bad_parameter", "rule must be one of " + TextSearchRule.allCases.map(\.rawValue).joined(separator: ", "))
+                }
+                inputs.rule = rule
+            }
+            inputs.text = text
+            return inputs
+        }
+        if object["rule"] != nil { throw .badRequest("bad_json", "rule goes with text") }
         var encoded: [(String, String)] = []
         if let one = object["image"] {
             guard let s = one as? String else { throw .badRequest("bad_json", "image must be a base64 string") }

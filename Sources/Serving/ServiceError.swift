@@ -145,4 +145,10 @@ public struct JSONWriter: Sendable {
         key(name)
         value(number)
     }
+
+    /// `key` then true or false.
+    public mutating func field(_ name: String, _ flag: Bool) {
+        key(name)
+        value(flag)
+    }
 }

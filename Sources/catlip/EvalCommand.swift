@@ -36,7 +36,7 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Evaluate a trained model: through its vocabulary head (map, zero-shot, export-head), as a classifier "
             + "(classify), and by what it transfers to labelled images (linear-probe, transfer).",
-        subcommands: [Map.self, ZeroShotCommand.self, ClassifyCommand.self, LinearProbeCommand.self, ExportHead.self, TransferCommand.self])
+        subcommands: [Map.self, ZeroShotCommand.self, ClassifyCommand.self, LinearProbeCommand.self, ExportHead.self, TransferCommand.self, TextSearchCommand.self])
 
     /// `catlip eval map`: class names or wnids to head rows, without evaluating.
     struct Map: ParsableCommand {

@@ -31,11 +31,18 @@ struct IndexCommand: ParsableCommand {
 
         @OptionGroup var fileLimit: MaxFileOption
 
+        @Flag(help: "Also keep a small PNG of every row (OUT.thumbs, longest side --thumbnail-side) for the search page of catlip serve --ui.")
+        var thumbnails = false
+
+        @Option(help: "Longest side of the thumbnails, in pixels.")
+        var thumbnailSide: Int = IndexThumbnails.defaultSide
+
         @Argument(help: "Images, folders, shards (.tar or a brace pattern) or manifests (.tsv/.jsonl).")
         var inputs: [String]
 
         func validate() throws {
             if inputs.isEmpty { throw ValidationError("give at least one image, folder or shard pattern") }
+            if !(16...512).contains(thumbnailSide) { throw ValidationError("--thumbnail-side must be in 16...512") }
         }
 
         func run() throws {
@@ -44,6 +51,7 @@ struct IndexCommand: ParsableCommand {
             var builder = IndexBuilder(model: vit)
             builder.batchSize = batch.size
             builder.maxFileBytes = fileLimit.bytes
+            if thumbnails { builder.thumbnailSide = thumbnailSide }
             let started = Date()
             let (index, report) = try cliRun {
                 try builder.build(inputs: inputs) { done, skipped in
@@ -55,6 +63,13 @@ struct IndexCommand: ParsableCommand {
             if report.skipped > report.problems.count { printError("... and \(report.skipped - report.problems.count) more skipped") }
             guard index.count > 0 else { throw CLIError("no image could be embedded from \(inputs.joined(separator: " "))") }
             try cliRun { try index.write(path: out) }
+            let sidecar = IndexThumbnails.path(forIndex: out)
+            if let pictures = report.thumbnails {
+                try cliRun { try pictures.write(path: sidecar) }
+            } else if FileManager.default.fileExists(atPath: sidecar) {
+                // an old sidecar would no longer match the rows
+                try? FileManager.default.removeItem(atPath: sidecar)
+            }
             let seconds = Date().timeIntervalSince(started)
             printError(String(format: "%@: %d images embedded (dim %d), %d skipped, %.1f s (%.1f images/s)",
                               out, index.count, index.dim, report.skipped, seconds, Double(index.count) / max(seconds, 1e-9)))

@@ -107,6 +107,8 @@ struct WordNetOptions: ParsableArguments {
 
 extension LabelMode: ExpressibleByArgument {}
 
+extension TextSearchRule: ExpressibleByArgument {}
+
 /// `--socket PATH | --url http://HOST:PORT`: where a running `catlip serve` listens.
 struct EndpointOptions: ParsableArguments {
     @Option(help: "Unix socket of the daemon (default: $XDG_RUNTIME_DIR/catlip.sock or /tmp/catlip-UID/catlip.sock); it must be a socket of this user's or root's in a directory nobody else can write to, and the daemon must run as this user or root.")

@@ -23,11 +23,16 @@ struct QueryCommand: ParsableCommand {
     @Argument(help: "embed, classify, search or health.")
     var action: QueryAction
 
+    @Option(help: "search only: words instead of images (\"red car\"): through WordNet to the model's head rows; prints {\"text\", \"synsets\", \"matches\"}.")
+    var text: String?
+
     @Argument(help: "Image files.")
     var files: [String] = []
 
     func validate() throws {
-        if action != .health && files.isEmpty { throw ValidationError("give at least one image file") }
+        if text != nil && action != .search { throw ValidationError("--text goes with search") }
+        if text != nil && !files.isEmpty { throw ValidationError("give --text or image files, not both") }
+        if action != .health && files.isEmpty && text == nil { throw ValidationError("give at least one image file") }
         if daemon.socket != nil && daemon.url != nil { throw ValidationError("give --socket or --url, not both") }
         if let topK, !(1...1000).contains(topK) { throw ValidationError("--top-k must be in 1...1000") }
         do {
@@ -46,6 +51,26 @@ struct QueryCommand: ParsableCommand {
             return
         }
         let query = topK.map { "?top_k=\($0)" } ?? ""
+        if let text {
+            var request: [String: Any] = ["text": text]
+            if let topK { request["top_k"] = topK }
+            let body = try JSONSerialization.data(withJSONObject: request)
+            let r = try cliRun {
+                try client.request(method: "POST", path: endpoint.path, contentType: "application/json", body: Array(body))
+            }
+            guard r.status == 200, let object = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any] else {
+                let message = (try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+                    .flatMap { $0["error"] as? [String: Any] }.map { "\($0["code"] ?? "") \($0["message"] ?? "")" } ?? r.text
+                throw CLIError("'\(text)': \(r.status) \(message)")
+            }
+            let line: [String: Any] = [
+                "text": text, "synsets": (object["query"] as? [String: Any])?["synsets"] ?? [],
+                "matches": ((object["results"] as? [[String: Any]])?.first)?["matches"] ?? [],
+            ]
+            let out = try JSONSerialization.data(withJSONObject: line, options: [.withoutEscapingSlashes, .sortedKeys])
+            print(String(decoding: out, as: UTF8.self))
+            return
+        }
         var failed = 0
         for file in files {
             // a regular file within the image cap: a FIFO or /dev/zero is reported, not sent

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import Evaluation
 import Foundation
 import Serving
 import Shards
@@ -43,8 +44,19 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Allow --listen on a non-loopback address.")
     var allowRemote = false
 
-    @Option(help: "Index file for /v1/search (catlip index build).")
+    @Option(help: "Index file for /v1/search (catlip index build); its thumbnails (INDEX.thumbs, from index build --thumbnails) serve /v1/thumbnails/{row}.")
     var index: String?
+
+    @Flag(help: "Serve the search page at / (words, images, the model and live figures; off by default). Local only: the Unix socket, or --listen on loopback unless --allow-remote.")
+    var ui = false
+
+    @Option(help: "Caption labeller mode for word queries that are not one class name (the model's own: corenet for the released models and the demo).")
+    var labelMode: LabelMode = .corenet
+
+    @Option(help: "How word queries score images: cosine, sum, logit or probability (README: cosine measured best on the held-out drawings).")
+    var textRule: TextSearchRule = .cosine
+
+    @OptionGroup var wordnet: WordNetDirectoryOption
 
     @Option(help: "Most images per forward pass.")
     var maxBatch = 32
@@ -157,6 +169,20 @@ struct ServeCommand: ParsableCommand {
             }
             embeddingIndex = loaded
         }
+        var thumbnails: IndexThumbnails?
+        if let index, let rows = embeddingIndex?.count, FileManager.default.fileExists(atPath: IndexThumbnails.path(forIndex: index)) {
+            thumbnails = try cliRun { try IndexThumbnails.read(path: IndexThumbnails.path(forIndex: index), rows: rows) }
+        }
+        // words map through WordNet to the head's synsets: a pretrained head with its vocabulary
+        var textSearch: TextSearch?
+        if let vocabulary, classes == nil {
+            do {
+                let database = try WordNetDatabase(directory: wordnet.directory)
+                textSearch = TextSearch(model: vit, vocabulary: vocabulary, database: database, mode: labelMode, rule: textRule)
+            } catch {
+                printError("catlip serve: no search by words (\(error))")
+            }
+        }
         var batching = BatchingOptions()
         batching.maxBatch = maxBatch
         batching.maxWait = maxWaitMs / 1000
@@ -166,7 +192,7 @@ struct ServeCommand: ParsableCommand {
         let engine = InferenceEngine(model: vit, options: batching, metrics: metrics)
         let service = ServingService(
             engine: engine, vocabulary: vocabulary, classes: classes, index: embeddingIndex, metrics: metrics,
-            maxImagesPerRequest: maxImages, modelName: model.directory)
+            maxImagesPerRequest: maxImages, modelName: model.directory, textSearch: textSearch, thumbnails: thumbnails, ui: ui)
         var options = serveOptions()
         options.socketPath = socket ?? ServeOptions.defaultSocketPath
         options.listen = listen
@@ -183,7 +209,9 @@ struct ServeCommand: ParsableCommand {
         }
         printError(
             "catlip serve: model \(model.directory) (dim \(vit.dim), \(vit.numClasses) classes, \(vit.imageSize) px), "
-                + "index \(embeddingIndex.map { "\($0.count) rows" } ?? "none"); at most \(daemon.maxConnections) connections"
+                + "index \(embeddingIndex.map { "\($0.count) rows" } ?? "none")\(thumbnails == nil ? "" : " with thumbnails")"
+                + (textSearch == nil ? "" : ", search by words (\(textRule.rawValue))") + (ui ? ", the page at /" : "")
+                + "; at most \(daemon.maxConnections) connections"
                 + (daemon.maxConnections < maxConnections ? " (RLIMIT_NOFILE)" : "") + "; listening on \(places.joined(separator: ", "))")
         let signals = [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
