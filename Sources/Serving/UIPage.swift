@@ -224,6 +224,11 @@ enum UIPage {
 
       // ---- results -------------------------------------------------------------------------
 
+      /** WordNet's lemma names join words with "_": shown with spaces. */
+      function readable(lemma) {
+        return typeof lemma === "string" ? lemma.replaceAll("_", " ") : "";
+      }
+
       function formatScore(x) {
         return typeof x === "number" && Number.isFinite(x) ? x.toFixed(3) : "–";
       }
@@ -247,7 +252,8 @@ enum UIPage {
           img.height = 160;
           li.append(img);
         } else {
-          const box = el("div", "no-thumb", key);
+          // no thumbnail in the index: the key's last component stands in for the picture
+          const box = el("div", "no-thumb", key.split("/").pop() || key);
           box.setAttribute("aria-hidden", "true");
           li.append(box);
         }
@@ -282,7 +288,7 @@ enum UIPage {
 
       function synsetChip(s) {
         const chip = el("span", "synset");
-        chip.append(el("span", "name", s.lemma || s.wnid || "?"), " ");
+        chip.append(el("span", "name", readable(s.lemma) || s.wnid || "?"), " ");
         if (s.wnid) chip.append(el("span", "id", s.wnid), " ");
         const rows = Array.isArray(s.rows) ? s.rows.length : 0;
         const how = [s.how, rows ? `${rows} row${rows === 1 ? "" : "s"}` : ""].filter(Boolean).join(", ");
@@ -346,7 +352,7 @@ enum UIPage {
           const seen = new Set();
           const options = [];
           for (const s of list) {
-            const lemma = typeof s.lemma === "string" ? s.lemma.replaceAll("_", " ") : "";
+            const lemma = readable(s.lemma);
             if (!lemma || seen.has(lemma)) continue;
             seen.add(lemma);
             const option = el("option");
@@ -358,7 +364,7 @@ enum UIPage {
           suggestions.replaceChildren(...options);
           preview.textContent = list.length === 0
             ? `“${q}” maps to no synset.`
-            : `“${q}” maps to ${list.slice(0, 6).map((s) => s.lemma || s.wnid).join(", ")}${list.length > 6 ? ` and ${list.length - 6} more` : ""}.`;
+            : `“${q}” maps to ${list.slice(0, 6).map((s) => readable(s.lemma) || s.wnid).join(", ")}${list.length > 6 ? ` and ${list.length - 6} more` : ""}.`;
         } catch (err) {
           if (err.name === "AbortError") return;
           preview.textContent = err instanceof APIError && err.code === "unmapped"
@@ -380,7 +386,7 @@ enum UIPage {
 
       function labelItem(l) {
         const li = el("li");
-        const name = typeof l.class === "string" ? l.class : (l.lemma || l.wnid || `#${l.index}`);
+        const name = typeof l.class === "string" ? l.class : (readable(l.lemma) || l.wnid || `#${l.index}`);
         li.append(el("span", "name", name), " ");
         const meter = el("meter");
         meter.min = 0;
@@ -739,7 +745,7 @@ enum UIPage {
     .facts dt { color: var(--muted); }
     .facts dd { margin: 0; overflow-wrap: anywhere; font-variant-numeric: tabular-nums; }
     #metrics table { width: 100%; border-collapse: collapse; font-size: 0.85rem; font-variant-numeric: tabular-nums; margin-top: 0.75rem; }
-    #metrics th, #metrics td { text-align: right; padding: 0.15rem 0.3rem; border-bottom: 1px solid var(--line); }
+    #metrics th, #metrics td { text-align: right; padding: 0.15rem 0.3rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
     #metrics th:first-child, #metrics td:first-child { text-align: left; }
     #metrics caption { text-align: left; color: var(--muted); font-size: 0.85rem; }
 

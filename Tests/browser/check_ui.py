@@ -86,6 +86,11 @@ def main():
             return
         console_errors.append(text)
 
+    step = ["start"]
+
+    def at(name):
+        step[0] = name
+
     def check(condition, message):
         if not condition:
             raise CheckFailed(message)
@@ -112,6 +117,7 @@ def main():
                 if urlsplit(r.url).path in ("/ui/app.js", "/ui/app.css") else None)
         try:
             # 1. the page and its security headers
+            at("loading /")
             response = page.goto(base + "/", wait_until="load")
             check(response is not None and response.status == 200,
                   f"GET / answered {response.status if response else 'nothing'}")
@@ -129,6 +135,7 @@ def main():
             check(page.locator("label[for=file-input]").count() >= 1, "#file-input has no <label>")
 
             # 2. the model and the live metrics panels fill
+            at("waiting for #model and #metrics to fill")
             page.wait_for_function("() => document.querySelector('#model dd') && "
                                    "!/loading/.test(document.querySelector('#model').textContent)")
             summary["model"] = page.locator("#model").inner_text().replace("\n", " ")
@@ -136,6 +143,7 @@ def main():
             page.wait_for_function("() => /Requests/.test(document.querySelector('#metrics').textContent)")
 
             # 3. a word that maps to nothing: the daemon's message in #error
+            at("waiting for #error after searching an unmapped word")
             page.fill("#query", UNMAPPED_WORD)
             page.press("#query", "Enter")
             page.wait_for_selector("#error:not([hidden])")
@@ -143,6 +151,7 @@ def main():
             check(summary["unmapped_error"].strip(), "#error shows no message for an unmapped word")
 
             # 4. the word: autocomplete preview, then results with loaded thumbnails
+            at(f"searching {args.word!r}")
             page.fill("#query", "")
             page.locator("#query").press_sequentially(args.word, delay=40)
             try:
@@ -157,6 +166,7 @@ def main():
             search = searched.value
             expect_ok(search, f"searching {args.word!r}")
             body = search.json()
+            at(f"waiting for a loaded thumbnail in #results after searching {args.word!r}")
             page.wait_for_function(f"() => ({LOADED_IMAGES_JS})() >= 1")
             check(page.locator("#error").is_hidden(), f"#error still shows: {page.locator('#error').inner_text()}")
             summary["text_results"] = page.locator("#results .result").count()
@@ -175,12 +185,14 @@ def main():
             check(alts == 0, "a result thumbnail has no alt text")
 
             # 5. the image: labels from /v1/classify, neighbours from /v1/search
+            at("uploading the image")
             name = os.path.basename(args.image)
             with page.expect_response(lambda r: urlsplit(r.url).path == "/v1/classify") as classified, \
                     page.expect_response(lambda r: urlsplit(r.url).path == "/v1/search") as neighbours:
                 page.set_input_files("#file-input", args.image)
             expect_ok(classified.value, "/v1/classify")
             expect_ok(neighbours.value, "image /v1/search")
+            at("waiting for #labels and the image's neighbours")
             page.wait_for_function("() => document.querySelectorAll('#labels li:not(.hint)').length >= 1")
             page.wait_for_function("(name) => document.querySelector('#results-heading').textContent.includes(name)", arg=name)
             page.wait_for_function(f"() => ({LOADED_IMAGES_JS})() >= 1")
@@ -196,6 +208,7 @@ def main():
             summary["screenshot"] = os.path.abspath(args.screenshot)
 
             # 6. "More like this" on the first card: its thumbnail searched as an image
+            at("more like this")
             first = page.locator("#results .result").first
             key = first.locator(".key").inner_text()
             with page.expect_response(lambda r: urlsplit(r.url).path == "/v1/search") as more:
@@ -211,7 +224,7 @@ def main():
         except CheckFailed as e:
             failures.append(str(e))
         except PlaywrightError as e:
-            failures.append(f"browser: {str(e).splitlines()[0]}")
+            failures.append(f"{step[0]}: {str(e).splitlines()[0]}")
         finally:
             if "screenshot" not in summary:
                 try:

@@ -52,7 +52,10 @@ def ui_assets():
         r'static let (\w+) = ##"""\n(.*?)\n([ \t]*)"""##', source, flags=re.S
     ):
         lines = body.split("\n")
-        strings[name] = "\n".join(l[len(indent):] if l.startswith(indent) else l for l in lines)
+        for number, line in enumerate(lines):
+            if line and not line.startswith(indent):  # Swift rejects it too
+                raise SystemExit(f"UIPage.swift: {name} line {number + 1} is indented less than its closing delimiter")
+        strings[name] = "\n".join(l[len(indent):] for l in lines)
     csp_source = re.search(r"static let contentSecurityPolicy =(.*?)\n\n", source, flags=re.S).group(1)
     csp = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', csp_source))
     return {
