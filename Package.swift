@@ -185,7 +185,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "ServingTests",
-            dependencies: ["TestSupport", "Support", "Serving", "ViT", "Encoder", "Imaging", "WordNet"],
+            dependencies: ["TestSupport", "Support", "Serving", "Evaluation", "ViT", "Encoder", "Imaging", "WordNet"],
             swiftSettings: strict),
         .testTarget(
             name: "catlipTests",

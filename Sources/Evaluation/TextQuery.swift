@@ -197,12 +197,13 @@ public enum TextSearchEvaluation {
 
     /// The figures of every rule in `rules`: `embeddings` (count x dim unit rows) with `norms`,
     /// `labels[i]` the class of row i, `classNames` the queries. Also returns the random
-    /// ranking's expected precision@k (relevant images / all, averaged over the same classes)
-    /// and the classes whose names map to nothing.
+    /// ranking's expected precision@k (relevant images / all, averaged over the same classes),
+    /// the best any ranking can do (min(relevant, k) / k, averaged likewise) and the classes
+    /// whose names map to nothing.
     public static func evaluate(
         scorer: TextQueryScorer, resolver: TextQueryResolver, embeddings: [Float], norms: [Float]?, labels: [Int],
         classNames: [String], k: Int, rules: [TextSearchRule]
-    ) -> (results: [RuleResult], random: Double, unmapped: [String]) {
+    ) -> (results: [RuleResult], random: Double, ceiling: Double, unmapped: [String]) {
         let n = labels.count
         var sizes = [Int](repeating: 0, count: classNames.count)
         for l in labels where l >= 0 && l < sizes.count { sizes[l] += 1 }
@@ -217,6 +218,8 @@ public enum TextSearchEvaluation {
         }
         let kk = min(k, n)
         let random = queries.isEmpty || n == 0 ? 0 : queries.map { Double(sizes[$0.0]) / Double(n) }.reduce(0, +) / Double(queries.count)
+        let ceiling = queries.isEmpty || kk == 0
+            ? 0 : queries.map { Double(min(sizes[$0.0], kk)) / Double(kk) }.reduce(0, +) / Double(queries.count)
         var results: [RuleResult] = []
         embeddings.withUnsafeBufferPointer { e in
             for rule in rules {
@@ -232,6 +235,6 @@ public enum TextSearchEvaluation {
                     rule: rule, precisionAtK: values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count), perClass: perClass))
             }
         }
-        return (results, random, unmapped)
+        return (results, random, ceiling, unmapped)
     }
 }

@@ -62,13 +62,13 @@ struct TextSearchCommand: ParsableCommand {
         let labelled = labels.filter { $0 >= 0 }.count
         guard labelled > 0 else { throw CLIError("\(index): no row's key lies under \(data); index that folder") }
         let resolver = TextQueryResolver(vocabulary: vocabulary, database: database, mode: labelMode)
-        let (results, random, unmapped) = TextSearchEvaluation.evaluate(
+        let (results, random, ceiling, unmapped) = TextSearchEvaluation.evaluate(
             scorer: TextQueryScorer(model: vit), resolver: resolver, embeddings: idx.embeddings, norms: idx.norms,
             labels: labels, classNames: classNames, k: k, rules: TextSearchRule.allCases)
         for r in results {
             printJSON([
                 "rule": r.rule.rawValue, "k": k, "precision_at_k": (r.precisionAtK * 10_000).rounded() / 10_000,
-                "random": (random * 10_000).rounded() / 10_000, "queries": classNames.count - unmapped.count,
+                "random": (random * 10_000).rounded() / 10_000, "ceiling": (ceiling * 10_000).rounded() / 10_000, "queries": classNames.count - unmapped.count,
                 "unmapped": unmapped.count, "rows": idx.count, "labelled_rows": labelled, "norms": idx.norms != nil,
             ])
         }
@@ -79,7 +79,7 @@ struct TextSearchCommand: ParsableCommand {
                 for (c, v) in r.perClass.enumerated() { perClass[classNames[c]] = v.map { $0 as Any } ?? NSNull() }
                 perRule[r.rule.rawValue] = ["precision_at_k": r.precisionAtK, "per_class": perClass]
             }
-            let object: [String: Any] = ["k": k, "random": random, "unmapped": unmapped, "rules": perRule]
+            let object: [String: Any] = ["k": k, "random": random, "ceiling": ceiling, "unmapped": unmapped, "rules": perRule]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
             try writeAtomic(Array(data), to: json)
         }
