@@ -27,8 +27,9 @@ public enum Gemm {
     static let kc = 384
     /// Floats of packed B per block (512 KB, half of a Zen 4 L2).
     static let packBudget = 131_072
-    /// Floats of workspace one serial product needs: a packed block plus one 32-wide panel.
-    static let workspaceFloats = packBudget + 32 * kc
+    /// Floats of workspace one serial product needs: a packed block of B, one 32-wide panel,
+    /// and a packed block of A (`packA`).
+    static let workspaceFloats = packBudget + 32 * kc + mr * kc
 
     /// C (M, N) = act(alpha · op(A) · op(B) + beta · C + bias + residual), split over the
     /// workers. op(A) is (M, K): A (M, K) with row stride lda, or A^T for A (K, M). op(B) is
@@ -364,6 +365,12 @@ public enum Gemm {
                     while i0 < m {
                         let rows = min(mr, m - i0)
                         let aTile = a + i0 * rsA + p0 * csA
+                        // a transposed A reads its rows a whole row of memory apart per step of
+                        // k, lines that collide in a few L1 sets: packed once for its panels
+                        let aPacked: UnsafePointer<Float>? =
+                            csA != 1 && rows > 10 && nw > 32
+                            ? packA(workspace + packBudget + 32 * kc, aTile, rsA: rsA, csA: csA, rows: rows, k: kb)
+                            : nil
                         var jp = 0
                         while jp < nw {
                             let w = min(32, nw - jp)
@@ -391,9 +398,17 @@ public enum Gemm {
                                     rows: min(mr, m - ni), columns: min(32, nw - nj),
                                     epilogue: blockEpilogue)
                             }
-                            tile(
-                                acc, aTile, rsA: rsA, csA: csA, rows: rows, bp, ldb: lb, k: kb,
-                                wide: w > 16)
+                            if let aPacked {
+                                if w > 16 {
+                                    tile14x32Packed(acc, aPacked, bp, ldb: lb, k: kb)
+                                } else {
+                                    tile14x16Packed(acc, aPacked, bp, ldb: lb, k: kb)
+                                }
+                            } else {
+                                tile(
+                                    acc, aTile, rsA: rsA, csA: csA, rows: rows, bp, ldb: lb, k: kb,
+                                    wide: w > 16)
+                            }
                             storeTile(
                                 acc, rows: rows, columns: w, vectors: w > 16 ? 2 : 1,
                                 c: c + i0 * ldc + j, ldc: ldc,
@@ -487,6 +502,25 @@ public enum Gemm {
                 i += 4
             }
         }
+    }
+
+    /// Copies A(r, p) = a[r·rsA + p·csA] for r < rows (at most `mr`), p < k into `dst` k-major,
+    /// `mr` values per step of k (dst[mr·p + r]), rows past `rows` zero (their sums are dropped),
+    /// for the Packed micro-kernels. Returns `dst`.
+    static func packA(
+        _ dst: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, rsA: Int, csA: Int, rows: Int, k: Int
+    ) -> UnsafePointer<Float> {
+        if rsA == 1 && rows == mr {
+            // each step of k: mr consecutive values
+            for p in 0..<k { (dst + p * mr).update(from: a + p * csA, count: mr) }
+        } else {
+            for p in 0..<k {
+                let d = dst + p * mr
+                for r in 0..<rows { d[r] = a[r * rsA + p * csA] }
+                for r in rows..<mr { d[r] = 0 }
+            }
+        }
+        return UnsafePointer(dst)
     }
 
     /// Copies op(B)(p0 ..< p0+kb, j0 ..< j0+columns) into panels of 32 columns (the last one 16

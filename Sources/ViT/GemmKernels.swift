@@ -2,7 +2,7 @@
 // Benchmarks/gemm/gen_kernels.py; edit that, not this): each keeps its whole C tile (MR rows ×
 // NR columns) in SIMD16 accumulators (14 × 2 = 28 of the 32 AVX-512 registers for the 14×32
 // tile; 10-, 7- and 4-row tiles serve a product's last rows) and streams one row of B and MR
-// broadcasts of A per step of k. They only compile to FMA
+// broadcasts of A per step of k (the Packed ones read A from a k-major block). They only compile to FMA
 // code with `-target-cpu` (the package's release flags); the debug build runs the same code,
 // slowly.
 
@@ -601,5 +601,194 @@ extension Gemm {
         acc[1] = c1_0
         acc[2] = c2_0
         acc[3] = c3_0
+    }
+
+    /// acc[2·r + v] = Σ_p A(r, p) · B(p, 16·v ..< 16·v + 16) for r < 14, p < k, with
+    /// A(r, p) = a[14·p + r] (`Gemm.packA`) and B(p, ·) = b[p·ldb ..< p·ldb + 32]: the
+    /// same sums in the same order as `tile14x32`.
+    @inline(never)
+    static func tile14x32Packed(
+        _ acc: UnsafeMutablePointer<SIMD16<Float>>, _ a: UnsafePointer<Float>,
+        _ b: UnsafePointer<Float>, ldb: Int, k: Int
+    ) {
+        var c0_0 = SIMD16<Float>()
+        var c0_1 = SIMD16<Float>()
+        var c1_0 = SIMD16<Float>()
+        var c1_1 = SIMD16<Float>()
+        var c2_0 = SIMD16<Float>()
+        var c2_1 = SIMD16<Float>()
+        var c3_0 = SIMD16<Float>()
+        var c3_1 = SIMD16<Float>()
+        var c4_0 = SIMD16<Float>()
+        var c4_1 = SIMD16<Float>()
+        var c5_0 = SIMD16<Float>()
+        var c5_1 = SIMD16<Float>()
+        var c6_0 = SIMD16<Float>()
+        var c6_1 = SIMD16<Float>()
+        var c7_0 = SIMD16<Float>()
+        var c7_1 = SIMD16<Float>()
+        var c8_0 = SIMD16<Float>()
+        var c8_1 = SIMD16<Float>()
+        var c9_0 = SIMD16<Float>()
+        var c9_1 = SIMD16<Float>()
+        var c10_0 = SIMD16<Float>()
+        var c10_1 = SIMD16<Float>()
+        var c11_0 = SIMD16<Float>()
+        var c11_1 = SIMD16<Float>()
+        var c12_0 = SIMD16<Float>()
+        var c12_1 = SIMD16<Float>()
+        var c13_0 = SIMD16<Float>()
+        var c13_1 = SIMD16<Float>()
+        var bp = b
+        var ap = a
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(bp + 0).loadUnaligned(as: SIMD16<Float>.self)
+            let b1 = UnsafeRawPointer(bp + 16).loadUnaligned(as: SIMD16<Float>.self)
+            let x0 = SIMD16<Float>(repeating: ap[0])
+            c0_0 = c0_0.addingProduct(x0, b0)
+            c0_1 = c0_1.addingProduct(x0, b1)
+            let x1 = SIMD16<Float>(repeating: ap[1])
+            c1_0 = c1_0.addingProduct(x1, b0)
+            c1_1 = c1_1.addingProduct(x1, b1)
+            let x2 = SIMD16<Float>(repeating: ap[2])
+            c2_0 = c2_0.addingProduct(x2, b0)
+            c2_1 = c2_1.addingProduct(x2, b1)
+            let x3 = SIMD16<Float>(repeating: ap[3])
+            c3_0 = c3_0.addingProduct(x3, b0)
+            c3_1 = c3_1.addingProduct(x3, b1)
+            let x4 = SIMD16<Float>(repeating: ap[4])
+            c4_0 = c4_0.addingProduct(x4, b0)
+            c4_1 = c4_1.addingProduct(x4, b1)
+            let x5 = SIMD16<Float>(repeating: ap[5])
+            c5_0 = c5_0.addingProduct(x5, b0)
+            c5_1 = c5_1.addingProduct(x5, b1)
+            let x6 = SIMD16<Float>(repeating: ap[6])
+            c6_0 = c6_0.addingProduct(x6, b0)
+            c6_1 = c6_1.addingProduct(x6, b1)
+            let x7 = SIMD16<Float>(repeating: ap[7])
+            c7_0 = c7_0.addingProduct(x7, b0)
+            c7_1 = c7_1.addingProduct(x7, b1)
+            let x8 = SIMD16<Float>(repeating: ap[8])
+            c8_0 = c8_0.addingProduct(x8, b0)
+            c8_1 = c8_1.addingProduct(x8, b1)
+            let x9 = SIMD16<Float>(repeating: ap[9])
+            c9_0 = c9_0.addingProduct(x9, b0)
+            c9_1 = c9_1.addingProduct(x9, b1)
+            let x10 = SIMD16<Float>(repeating: ap[10])
+            c10_0 = c10_0.addingProduct(x10, b0)
+            c10_1 = c10_1.addingProduct(x10, b1)
+            let x11 = SIMD16<Float>(repeating: ap[11])
+            c11_0 = c11_0.addingProduct(x11, b0)
+            c11_1 = c11_1.addingProduct(x11, b1)
+            let x12 = SIMD16<Float>(repeating: ap[12])
+            c12_0 = c12_0.addingProduct(x12, b0)
+            c12_1 = c12_1.addingProduct(x12, b1)
+            let x13 = SIMD16<Float>(repeating: ap[13])
+            c13_0 = c13_0.addingProduct(x13, b0)
+            c13_1 = c13_1.addingProduct(x13, b1)
+            bp = bp.advanced(by: ldb)
+            ap = ap.advanced(by: 14)
+        }
+        acc[0] = c0_0
+        acc[1] = c0_1
+        acc[2] = c1_0
+        acc[3] = c1_1
+        acc[4] = c2_0
+        acc[5] = c2_1
+        acc[6] = c3_0
+        acc[7] = c3_1
+        acc[8] = c4_0
+        acc[9] = c4_1
+        acc[10] = c5_0
+        acc[11] = c5_1
+        acc[12] = c6_0
+        acc[13] = c6_1
+        acc[14] = c7_0
+        acc[15] = c7_1
+        acc[16] = c8_0
+        acc[17] = c8_1
+        acc[18] = c9_0
+        acc[19] = c9_1
+        acc[20] = c10_0
+        acc[21] = c10_1
+        acc[22] = c11_0
+        acc[23] = c11_1
+        acc[24] = c12_0
+        acc[25] = c12_1
+        acc[26] = c13_0
+        acc[27] = c13_1
+    }
+
+    /// acc[1·r + v] = Σ_p A(r, p) · B(p, 16·v ..< 16·v + 16) for r < 14, p < k, with
+    /// A(r, p) = a[14·p + r] (`Gemm.packA`) and B(p, ·) = b[p·ldb ..< p·ldb + 16]: the
+    /// same sums in the same order as `tile14x16`.
+    @inline(never)
+    static func tile14x16Packed(
+        _ acc: UnsafeMutablePointer<SIMD16<Float>>, _ a: UnsafePointer<Float>,
+        _ b: UnsafePointer<Float>, ldb: Int, k: Int
+    ) {
+        var c0_0 = SIMD16<Float>()
+        var c1_0 = SIMD16<Float>()
+        var c2_0 = SIMD16<Float>()
+        var c3_0 = SIMD16<Float>()
+        var c4_0 = SIMD16<Float>()
+        var c5_0 = SIMD16<Float>()
+        var c6_0 = SIMD16<Float>()
+        var c7_0 = SIMD16<Float>()
+        var c8_0 = SIMD16<Float>()
+        var c9_0 = SIMD16<Float>()
+        var c10_0 = SIMD16<Float>()
+        var c11_0 = SIMD16<Float>()
+        var c12_0 = SIMD16<Float>()
+        var c13_0 = SIMD16<Float>()
+        var bp = b
+        var ap = a
+        for _ in 0..<k {
+            let b0 = UnsafeRawPointer(bp + 0).loadUnaligned(as: SIMD16<Float>.self)
+            let x0 = SIMD16<Float>(repeating: ap[0])
+            c0_0 = c0_0.addingProduct(x0, b0)
+            let x1 = SIMD16<Float>(repeating: ap[1])
+            c1_0 = c1_0.addingProduct(x1, b0)
+            let x2 = SIMD16<Float>(repeating: ap[2])
+            c2_0 = c2_0.addingProduct(x2, b0)
+            let x3 = SIMD16<Float>(repeating: ap[3])
+            c3_0 = c3_0.addingProduct(x3, b0)
+            let x4 = SIMD16<Float>(repeating: ap[4])
+            c4_0 = c4_0.addingProduct(x4, b0)
+            let x5 = SIMD16<Float>(repeating: ap[5])
+            c5_0 = c5_0.addingProduct(x5, b0)
+            let x6 = SIMD16<Float>(repeating: ap[6])
+            c6_0 = c6_0.addingProduct(x6, b0)
+            let x7 = SIMD16<Float>(repeating: ap[7])
+            c7_0 = c7_0.addingProduct(x7, b0)
+            let x8 = SIMD16<Float>(repeating: ap[8])
+            c8_0 = c8_0.addingProduct(x8, b0)
+            let x9 = SIMD16<Float>(repeating: ap[9])
+            c9_0 = c9_0.addingProduct(x9, b0)
+            let x10 = SIMD16<Float>(repeating: ap[10])
+            c10_0 = c10_0.addingProduct(x10, b0)
+            let x11 = SIMD16<Float>(repeating: ap[11])
+            c11_0 = c11_0.addingProduct(x11, b0)
+            let x12 = SIMD16<Float>(repeating: ap[12])
+            c12_0 = c12_0.addingProduct(x12, b0)
+            let x13 = SIMD16<Float>(repeating: ap[13])
+            c13_0 = c13_0.addingProduct(x13, b0)
+            bp = bp.advanced(by: ldb)
+            ap = ap.advanced(by: 14)
+        }
+        acc[0] = c0_0
+        acc[1] = c1_0
+        acc[2] = c2_0
+        acc[3] = c3_0
+        acc[4] = c4_0
+        acc[5] = c5_0
+        acc[6] = c6_0
+        acc[7] = c7_0
+        acc[8] = c8_0
+        acc[9] = c9_0
+        acc[10] = c10_0
+        acc[11] = c11_0
+        acc[12] = c12_0
+        acc[13] = c13_0
     }
 }

@@ -14,7 +14,7 @@ import WordNet
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure throughput; prints one JSON line.",
-        subcommands: [Train.self, Infer.self, Pipeline.self, Labels.self, Loader.self, Serve.self, Allreduce.self])
+        subcommands: [Train.self, Infer.self, Gemm.self, Pipeline.self, Labels.self, Loader.self, Serve.self, Allreduce.self])
 
     /// `catlip bench train`: training steps per second on synthetic batches.
     struct Train: ParsableCommand {
@@ -40,6 +40,55 @@ struct BenchCommand: ParsableCommand {
                 try cliRun { try ViTModel(config: config, seed: 0).save(directory: saveModel) }
             }
             try runModelBench(shape, train: false, precision: precision.precision)
+        }
+    }
+
+    /// `catlip bench gemm`: the engine's matrix product alone, for the shapes a model runs.
+    struct Gemm: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time the engine's float matrix product C (m, n) = op(A) (m, k) · op(B) (k, n) on random "
+                + "matrices; one JSON line with GFLOP/s (median of the runs).",
+            discussion: "ViT-Ti/16 at batch 32: qkv is --m 6304 --n 576 --k 192, fc1 --m 6304 --n 768 --k 192, "
+                + "fc2 --m 6304 --n 192 --k 768; a weight gradient is --trans-a --m 192 --n 768 --k 6304.")
+        @Option(help: "Rows of C.") var m: Int = 6304
+        @Option(help: "Columns of C.") var n: Int = 576
+        @Option(help: "The summed dimension.") var k: Int = 192
+        @Flag(help: "A is stored (k, m).") var transA = false
+        @Flag(help: "B is stored (n, k), as a Linear weight.") var transB = false
+        @Option(help: "Timed runs (after 2 warm-up runs).") var runs: Int = 20
+        @OptionGroup var threads: ThreadsOption
+
+        func validate() throws {
+            for (name, v) in [("m", m), ("n", n), ("k", k), ("runs", runs)] where !(1...100_000).contains(v) {
+                throw ValidationError("--\(name) must be in 1...100000")
+            }
+        }
+
+        func run() throws {
+            threads.applyToEngine()
+            var rng = SeededGenerator(seed: 1)
+            let a = (0..<(m * k)).map { _ in Float(rng.nextNormal()) }
+            let b = (0..<(k * n)).map { _ in Float(rng.nextNormal()) }
+            var c = [Float](repeating: 0, count: m * n)
+            var times: [Double] = []
+            for r in 0..<(runs + 2) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            ViT.Gemm.multiply(
+                                transA: transA, transB: transB, m: m, n: n, k: k, a: pa.baseAddress!, lda: transA ? m : k,
+                                b: pb.baseAddress!, ldb: transB ? k : n, c: pc.baseAddress!, ldc: n)
+                        }
+                    }
+                }
+                if r >= 2 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            }
+            let t = median(times)
+            printJSON([
+                "bench": "gemm", "m": m, "n": n, "k": k, "trans_a": transA, "trans_b": transB, "threads": threads.count,
+                "ms_median": round1(t * 1000), "gflops": round1(2 * Double(m) * Double(n) * Double(k) / t / 1e9),
+            ])
         }
     }
 

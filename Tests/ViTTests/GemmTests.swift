@@ -146,6 +146,9 @@ final class GemmTests: XCTestCase {
             (65, 65, 64), (17, 18, 0),
             // last blocks of 4, 7, 8 and 11 rows: each of the short-tile kernels at its edge
             (18, 20, 5), (21, 40, 9), (22, 33, 12), (25, 17, 6),
+            // a transposed A packed for more than one panel (Gemm.packA): tiles of 14 and of
+            // 11 and 13 rows (zero-padded), over one and two blocks of k
+            (25, 70, 40), (13, 70, 390), (28, 48, 400),
         ] {
             for transA in [false, true] {
                 for transB in [false, true] {
