@@ -118,13 +118,16 @@ public struct ConvStemArgs: Codable, Sendable, Equatable {
     }
 
     /// Grid side after each convolution for an image of side `side` (0 once a convolution no
-    /// longer fits).
+    /// longer fits, or for settings `ModelConfig.validate` refuses: lists of unequal length
+    /// stop at the shortest; a non-positive stride or kernel, or a padding or side out of
+    /// range, gives 0).
     public func grids(imageSize side: Int) -> [Int] {
         var g = side
         var out: [Int] = []
-        for i in widths.indices {
+        for i in 0..<min(widths.count, kernelSizes.count, strides.count, paddings.count) {
             let (k, s, p) = (kernelSizes[i], strides[i], paddings[i])
-            g = g + 2 * p >= k ? (g + 2 * p - k) / s + 1 : 0
+            let sane = s > 0 && k > 0 && (0...(1 << 30)).contains(p) && (0...(1 << 40)).contains(g)
+            g = sane && g + 2 * p >= k ? (g + 2 * p - k) / s + 1 : 0
             out.append(g)
         }
         return out
