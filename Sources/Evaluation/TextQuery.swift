@@ -67,7 +67,8 @@ public final class TextQueryResolver: @unchecked Sendable {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw TextQueryError(code: "empty_text", message: "the text is empty") }
         guard trimmed.count <= Self.maximumCharacters else {
-            throw TextQueryError(code: "text_too_long", message: "the text has \(trimmed.count) characters; at most \(Self.maximumCharacters)")
+            throw TextQueryError(
+                code: "text_too_long", message: "the text has \(trimmed.count) characters; at most \(Self.maximumCharacters)")
         }
         func synset(_ m: ClassMapping, words: String) -> TextQuery.Synset? {
             guard m.route != .unmapped, !m.rows.isEmpty, let s = m.synset else { return nil }
@@ -218,7 +219,8 @@ public enum TextSearchEvaluation {
         }
         let kk = min(k, n)
         let random = queries.isEmpty || n == 0 ? 0 : queries.map { Double(sizes[$0.0]) / Double(n) }.reduce(0, +) / Double(queries.count)
-        let ceiling = queries.isEmpty || kk == 0
+        let ceiling =
+            queries.isEmpty || kk == 0
             ? 0 : queries.map { Double(min(sizes[$0.0], kk)) / Double(kk) }.reduce(0, +) / Double(queries.count)
         var results: [RuleResult] = []
         embeddings.withUnsafeBufferPointer { e in
@@ -231,8 +233,9 @@ public enum TextSearchEvaluation {
                     perClass[c] = kk == 0 ? 0 : Double(top.filter { labels[$0] == c }.count) / Double(kk)
                 }
                 let values = perClass.compactMap { $0 }
-                results.append(RuleResult(
-                    rule: rule, precisionAtK: values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count), perClass: perClass))
+                results.append(
+                    RuleResult(
+                        rule: rule, precisionAtK: values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count), perClass: perClass))
             }
         }
         return (results, random, ceiling, unmapped)

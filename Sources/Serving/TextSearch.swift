@@ -53,7 +53,8 @@ public struct TextSearch: Sendable {
 
     /// `POST /v1/search` with `{"text": ...}`: the index rows scoring highest on the phrase's
     /// head rows, best first; `thumbnails` adds each match's picture link.
-    func searchReply(_ text: String, k: Int, rule: TextSearchRule?, index: EmbeddingIndex, thumbnails: Bool) throws(ServiceError) -> String {
+    func searchReply(_ text: String, k: Int, rule: TextSearchRule?, index: EmbeddingIndex, thumbnails: Bool) throws(ServiceError) -> String
+    {
         let query: TextQuery
         do { query = try resolver.resolve(text) } catch { throw .badRequest(error.code, error.message) }
         let used = rule ?? self.rule

@@ -195,7 +195,10 @@ extension Kernels {
         let px = SendablePointer(x)
         scale.withUnsafeBufferPointer { sc in
             shift.withUnsafeBufferPointer { sh in
-                let (psc, psh) = (SendablePointer(UnsafeMutablePointer(mutating: sc.baseAddress!)), SendablePointer(UnsafeMutablePointer(mutating: sh.baseAddress!)))
+                let (psc, psh) = (
+                    SendablePointer(UnsafeMutablePointer(mutating: sc.baseAddress!)),
+                    SendablePointer(UnsafeMutablePointer(mutating: sh.baseAddress!))
+                )
                 Parallelism.forRanges(m, costPerItem: 2 * w) { r0, r1 in
                     for r in r0..<r1 {
                         let row = px.p + r * w

@@ -26,16 +26,23 @@ struct ImportCommand: ParsableCommand {
         @Argument(help: "corenet checkpoint (.pt, torch.save zip format).")
         var checkpoint: String
 
-        @Option(help: "corenet's vocabulary pickle (datacomp_1_2B_vocab.pkl): its first V synsets become vocab.tsv, so that zero-shot classification and /v1/classify name the head's rows.")
+        @Option(
+            help:
+                "corenet's vocabulary pickle (datacomp_1_2B_vocab.pkl): its first V synsets become vocab.tsv, so that zero-shot classification and /v1/classify name the head's rows."
+        )
         var vocab: String?
 
-        @Option(help: "Heads per block (default: corenet's for the width: 3, 6, 12, 16, 20 for 192, 384, 768, 1024, 1280; else width / 64).")
+        @Option(
+            help: "Heads per block (default: corenet's for the width: 3, 6, 12, 16, 20 for 192, 384, 768, 1024, 1280; else width / 64).")
         var heads: Int?
 
         @Option(help: "Evaluation input size recorded in pretrained_cfg (default 224; 512 for the 512x512 fine-tunes).")
         var imageSize: Int?
 
-        @Option(help: "For a fine-tuned classifier (ImageNet-1k, Places365): its class names in head order, one per line (or i<TAB>name), written as classes.tsv so that eval classify and /v1/classify name them.")
+        @Option(
+            help:
+                "For a fine-tuned classifier (ImageNet-1k, Places365): its class names in head order, one per line (or i<TAB>name), written as classes.tsv so that eval classify and /v1/classify name them."
+        )
         var classes: String?
 
         @OptionGroup var wordnet: WordNetDirectoryOption
@@ -61,7 +68,8 @@ struct ImportCommand: ParsableCommand {
             if let classes {
                 let names = try cliRun { try ClassifiedImages.readClasses(classes) }
                 guard names.count == converted.config.numClasses else {
-                    throw CLIError("\(classes): lists \(names.count) classes, the checkpoint's head has \(converted.config.numClasses) rows")
+                    throw CLIError(
+                        "\(classes): lists \(names.count) classes, the checkpoint's head has \(converted.config.numClasses) rows")
                 }
                 classNames = names
             }
@@ -76,7 +84,8 @@ struct ImportCommand: ParsableCommand {
                 "dropped": converted.dropped.sorted(), "vocab": vocabulary != nil, "classes": classNames != nil,
             ]
             if vocabulary == nil && classNames == nil {
-                summary["note"] = "neither --vocab nor --classes: the head's rows have no names (zero-shot and /v1/classify need vocab.tsv, eval classify classes.tsv)"
+                summary["note"] =
+                    "neither --vocab nor --classes: the head's rows have no names (zero-shot and /v1/classify need vocab.tsv, eval classify classes.tsv)"
             }
             printJSON(summary)
         }

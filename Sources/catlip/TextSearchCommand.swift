@@ -68,7 +68,8 @@ struct TextSearchCommand: ParsableCommand {
         for r in results {
             printJSON([
                 "rule": r.rule.rawValue, "k": k, "precision_at_k": (r.precisionAtK * 10_000).rounded() / 10_000,
-                "random": (random * 10_000).rounded() / 10_000, "ceiling": (ceiling * 10_000).rounded() / 10_000, "queries": classNames.count - unmapped.count,
+                "random": (random * 10_000).rounded() / 10_000, "ceiling": (ceiling * 10_000).rounded() / 10_000,
+                "queries": classNames.count - unmapped.count,
                 "unmapped": unmapped.count, "rows": idx.count, "labelled_rows": labelled, "norms": idx.norms != nil,
             ])
         }
