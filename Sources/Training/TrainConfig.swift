@@ -190,6 +190,9 @@ public struct TrainConfig: Sendable, Equatable {
         /// Seconds one collective of a data-parallel job may take before the rank gives up
         /// (a rank died or the network failed).
         public var commTimeout = 300.0
+        /// Input precision of the training products: fp32, or bf16 (bf16-rounded inputs, float
+        /// sums, float master weights; needs AVX512_BF16).
+        public var precision = InferencePrecision.fp32
     }
 
     /// Data section.

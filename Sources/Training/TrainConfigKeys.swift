@@ -247,6 +247,9 @@ extension TrainConfig {
         .int("run.keep_checkpoints", \.run.keepCheckpoints, 1...1000, resumable: true, "Checkpoints kept."),
         .int("run.max_bad_steps", \.run.maxBadSteps, 1...1_000_000, resumable: true, "Non-finite steps in a row that stop the run."),
         .int("run.eval_every", \.run.evalEvery, 0...Int(Int32.max), "Validation every this many steps (0 = only at the end)."),
+        .choice(
+            "run.precision", \.run.precision,
+            "Input precision of the training products: fp32, or bf16 (the blocks' linear layers and the patch projection take bf16-rounded inputs with float sums in the forward pass and both backward products; master weights, optimiser state, gradients, norms, attention, the head and the loss stay float; needs AVX512_BF16; a run resumes at the precision it started with)."),
         .double(
             "run.comm_timeout", \.run.commTimeout, 1...1e6, resumable: true,
             "Seconds one collective of a data-parallel job may take before the rank gives up."),

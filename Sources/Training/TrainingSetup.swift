@@ -143,6 +143,7 @@ extension Trainer {
         } catch let error as TrainError { throw error } catch { throw TrainError("model: \(error)") }
         // CATLIP_BACKEND=naive trains on the reference kernels (slow; for checking the fast ones)
         if ProcessInfo.processInfo.environment["CATLIP_BACKEND"] == "naive" { model.backend = .naive }
+        do { try model.setTrainingPrecision(config.run.precision) } catch { throw TrainError("\(error)") }
         model.headLoss = config.data.task == .classify ? .softmaxCrossEntropy : .binaryCrossEntropy
         if !config.model.initFrom.isEmpty { try initialise(model, from: config.model.initFrom, labels: labels) }
         if config.model.headBiasPrior { Self.setHeadBiasToLabelPrior(model, captionLabels: captionLabels, classes: labels.count) }

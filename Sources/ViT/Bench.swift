@@ -109,14 +109,15 @@ public enum ViTBench {
     /// Times `steps` steps after `warmup` untimed ones on one synthetic batch (images uniform
     /// in [0, 1), about 5 positive classes per image, seeded). Training steps are zero grads,
     /// forward, loss, backward, clipping at 1.0 and AdamW (lr 1e-3, weight decay 0.2);
-    /// inference is the forward pass, at `precision` (`ViTModel.setInferencePrecision`).
+    /// inference is the forward pass, at `precision` (`ViTModel.setInferencePrecision`, or
+    /// `setTrainingPrecision` for training).
     public static func run(
         config: ModelConfig, batchSize: Int, train: Bool, steps: Int = 20, warmup: Int = 3,
         seed: UInt64 = 0, precision: InferencePrecision = .fp32
     ) throws -> ViTBenchResult {
         precondition(steps >= 1 && warmup >= 0 && batchSize >= 1)
         let model = try ViTModel(config: config, seed: seed)
-        if !train { try model.setInferencePrecision(precision) }
+        if train { try model.setTrainingPrecision(precision, setting: "--precision") } else { try model.setInferencePrecision(precision) }
         let acts = model.makeActivations(batchSize: batchSize, training: train)
         let (c, s, v) = (model.channels, model.imageSize, model.numClasses)
         var rng = SeededGenerator(seed: seed &+ 1)

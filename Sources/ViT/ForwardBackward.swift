@@ -44,8 +44,15 @@ extension ViTModel {
         _ dinp: UnsafeMutablePointer<Float>?, _ dweight: UnsafeMutablePointer<Float>,
         _ dbias: UnsafeMutablePointer<Float>?, _ dout: UnsafePointer<Float>,
         _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-        rows: Int, inFeatures: Int, outFeatures: Int, fresh: Bool = false
+        rows: Int, inFeatures: Int, outFeatures: Int, fresh: Bool = false, bf16: Bool = false,
+        bf16Weight: BF16PackedWeight? = nil
     ) {
+        if bf16, backend == .fast {
+            Kernels.linearBackwardBF16(
+                dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, inp: inp, weight: bf16Weight, rows: rows,
+                inFeatures: inFeatures, outFeatures: outFeatures, accumulate: !fresh)
+            return
+        }
         switch backend {
         case .naive:
             if fresh, let dinp { dinp.update(repeating: 0, count: rows * inFeatures) }
@@ -155,7 +162,7 @@ extension ViTModel {
         case .fast:
             Kernels.attentionForward(
                 out: acts.fwd(a.attnOut), att: acts.fwd(a.att), qkv: acts.fwd(a.qkv),
-                batch: images, tokens: T, heads: NH, headDim: hd, bf16: half != nil)
+                batch: images, tokens: T, heads: NH, headDim: hd, bf16: half != nil && !acts.training)
         }
         let drop = acts.dropPathScale(l, branch: 0)
         linearForward(
@@ -192,6 +199,12 @@ extension ViTModel {
         case .fast where acts.training:
             // GELU in fc1's epilogue, the pre-activation kept for the backward pass (the GEMM
             // prefetches the second output's lines, so this saves a pass over both matrices)
+            if let fc1 = half?.fc1 {
+                Gemm.multiplyBF16(
+                    m: rows, a: acts.fwd(a.ln2), lda: D, weight: fc1, c: acts.fwd(a.fc1), ldc: H,
+                    bias: p + w.fc1Bias, activation: .gelu(out: acts.fwd(a.gelu), ld: H))
+                break
+            }
             Kernels.linearForward(
                 out: acts.fwd(a.fc1), inp: acts.fwd(a.ln2), weight: p + w.fc1Weight,
                 bias: p + w.fc1Bias, rows: rows, inFeatures: D, outFeatures: H,
@@ -258,6 +271,7 @@ extension ViTModel {
         let p = parameters.base
         let o = layout.offsets
 
+        if acts.training { prepareTrainingBF16(acts) }
         var posEmbed = p + o.posEmbed
         if let r = acts.resampler {
             r.forward(out: acts.fwd(acts.posEmbed), inp: posEmbed)
@@ -273,7 +287,7 @@ extension ViTModel {
             linearForward(
                 acts.fwd(acts.patchEmbed), acts.fwd(acts.patches), p + o.patchWeight,
                 p + o.patchBias, rows: B * N, inFeatures: patchDim, outFeatures: D,
-                bf16: acts.training ? nil : bf16Weights?.patch)
+                bf16: acts.training ? bf16Training?.forward.patch : bf16Weights?.patch)
         }
         Kernels.embedForward(
             out: acts.fwd(acts.x0), patches: acts.fwd(acts.patchEmbed),
@@ -435,9 +449,11 @@ extension ViTModel {
             mlpBackward(l, dresid: dresid, rows: rows, acts: acts)
             // attention: xMid = xIn + proj(attn(ln1(xIn)))
             let dbranch = dropPathBranchGradient(l, branch: 0, dout: dresid, rows: rows, acts: acts)
+            let half = bf16Training?.backward[l]
             linearBackward(
                 dattnOut, gp + gw.projWeight, gp + gw.projBias, dbranch, acts.fwd(a.attnOut),
-                p + w.projWeight, rows: rows, inFeatures: A, outFeatures: D, fresh: true)
+                p + w.projWeight, rows: rows, inFeatures: A, outFeatures: D, fresh: true, bf16: half != nil,
+                bf16Weight: half?.proj)
             switch backend {
             case .naive:
                 dqkv.update(repeating: 0, count: rows * 3 * A)
@@ -452,7 +468,8 @@ extension ViTModel {
             }
             linearBackward(
                 dln, gp + gw.qkvWeight, gw.qkvBias.map { gp + $0 }, dqkv, acts.fwd(a.ln1),
-                p + w.qkvWeight, rows: rows, inFeatures: D, outFeatures: 3 * A, fresh: true)
+                p + w.qkvWeight, rows: rows, inFeatures: D, outFeatures: 3 * A, fresh: true, bf16: half != nil,
+                bf16Weight: half?.qkv)
             layerNormBackward(
                 dresid, gp + gw.norm1Weight, gp + gw.norm1Bias, dln, xIn, p + w.norm1Weight,
                 acts.fwd(a.ln1Mean), acts.fwd(a.ln1Rstd), rows: rows)
@@ -472,7 +489,7 @@ extension ViTModel {
             linearBackward(
                 nil, gp + o.patchWeight, gp + o.patchBias, acts.bwd(acts.dpatchEmbed),
                 acts.fwd(acts.patches), p + o.patchWeight, rows: B * N, inFeatures: patchDim,
-                outFeatures: D)
+                outFeatures: D, bf16: bf16Training != nil)
         }
         gradientsReady?(0..<blockStart(0))
     }
@@ -492,9 +509,12 @@ extension ViTModel {
         let dfc1 = acts.bwd(acts.dfc1)
         let dgelu = acts.bwd(acts.dgelu)
         let dbranch = dropPathBranchGradient(l, branch: 1, dout: dresid, rows: rows, acts: acts)
+        // at bf16 (not for the class-token-only last block, whose products stay float)
+        let half = rows == acts.batchSize * acts.tokens ? bf16Training?.backward[l] : nil
         linearBackward(
             dgelu, gp + gw.fc2Weight, gp + gw.fc2Bias, dbranch, acts.fwd(a.gelu),
-            p + w.fc2Weight, rows: rows, inFeatures: H, outFeatures: D, fresh: true)
+            p + w.fc2Weight, rows: rows, inFeatures: H, outFeatures: D, fresh: true, bf16: half != nil,
+            bf16Weight: half?.fc2)
         switch backend {
         case .naive:
             dfc1.update(repeating: 0, count: rows * H)
@@ -513,6 +533,12 @@ extension ViTModel {
                 dln, gp + gw.fc1Weight, gp + gw.fc1Bias, dfc1, acts.fwd(a.ln2),
                 p + w.fc1Weight, rows: rows, inFeatures: D, outFeatures: H, fresh: true)
         case .fast:
+            if let half {
+                Kernels.linearBackwardBF16(
+                    dinp: dln, dweight: gp + gw.fc1Weight, dbias: nil, dout: dgelu, inp: acts.fwd(a.ln2),
+                    weight: half.fc1, rows: rows, inFeatures: D, outFeatures: H, accumulate: false)
+                break
+            }
             Kernels.linearBackward(
                 dinp: dln, dweight: gp + gw.fc1Weight, dbias: nil, dout: dgelu,
                 inp: acts.fwd(a.ln2), weight: p + w.fc1Weight, rows: rows, inFeatures: D,

@@ -50,17 +50,19 @@ extension Gemm {
         return BF16PackedWeight(pointer: UnsafeRawPointer(dst), inFeatures: k, outFeatures: n)
     }
 
-    /// C (m, n) = act(A · W^T + bias + residual) with A (m, k) (row stride lda) and W rounded
-    /// to bf16, float sums: `multiply(transA: false, transB: true, ...)` at bf16 input
-    /// precision, with the same epilogue (beta 0). Rows of C are split over the workers.
+    /// C (m, n) = act(A · W^T + beta · C + bias + residual) with A (m, k) (row stride lda) and
+    /// W rounded to bf16, float sums: `multiply(transA: false, transB: true, ...)` at bf16
+    /// input precision, with the same epilogue (beta 0 unless given: training accumulates
+    /// weight gradients in float with beta 1). Rows of C are split over the workers.
     static func multiplyBF16(
         m: Int, a: UnsafePointer<Float>, lda: Int, weight w: BF16PackedWeight,
         c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>? = nil,
-        residual: UnsafePointer<Float>? = nil, ldr: Int = 0, activation: GemmActivation = .none
+        residual: UnsafePointer<Float>? = nil, ldr: Int = 0, activation: GemmActivation = .none,
+        beta: Float = 0
     ) {
         if m <= 0 || w.outFeatures <= 0 { return }
         let epilogue = Epilogue(
-            alpha: 1, beta: 0, bias: bias, residual: residual, ldr: ldr, activation: activation)
+            alpha: 1, beta: beta, bias: bias, residual: residual, ldr: ldr, activation: activation)
         let tiles = (m + mr - 1) / mr
         let parts = Parallelism.threads > 1 && tiles >= 2 * Parallelism.threads
             && m * w.outFeatures * w.inFeatures >= 1 << 18 ? Parallelism.threads : 1
@@ -114,6 +116,29 @@ extension Gemm {
                 i0 += mr
             }
         }
+    }
+
+    /// `packBF16(into:b:ldb:transB:k:n:)` with the 32-column panels split over the workers
+    /// (training packs activations every step).
+    static func packBF16Parallel(
+        into dst: UnsafeMutableRawPointer, b: UnsafePointer<Float>, ldb: Int, transB: Bool, k: Int, n: Int
+    ) -> BF16PackedWeight {
+        precondition(bf16Supported, "bf16 products need AVX512_BF16")
+        let panels = (n + 31) / 32
+        let panelFloats = (k + 1) / 2 * 32  // a panel's bytes / 4
+        let (pd, pb) = (SendablePointer(dst.assumingMemoryBound(to: Float.self)), SendablePointer(b))
+        Parallelism.forRanges(panels, costPerItem: 32 * k) { q0, q1 in
+            for q in q0..<q1 {
+                let columns = min(32, n - 32 * q)
+                let panel = UnsafeMutableRawPointer(pd.p + q * panelFloats)
+                if transB {
+                    catlip_bf16_pack_transposed(panel, pb.p + 32 * q * ldb, ldb, k, columns)
+                } else {
+                    catlip_bf16_pack(panel, pb.p + 32 * q, ldb, k, columns)
+                }
+            }
+        }
+        return BF16PackedWeight(pointer: UnsafeRawPointer(dst), inFeatures: k, outFeatures: n)
     }
 
     /// x rounded to the nearest bf16 (ties to even), as a float: what the bf16 products see

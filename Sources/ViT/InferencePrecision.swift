@@ -115,7 +115,9 @@ extension ViTModel {
 
     /// Block l's bf16 weights when a forward pass with `acts` uses them.
     func bf16Block(_ l: Int, _ acts: ViTActivations) -> BF16ModelWeights.Block? {
-        guard !acts.training, backend == .fast, let w = bf16Weights else { return nil }
+        guard backend == .fast else { return nil }
+        if acts.training { return bf16Training?.forward.blocks[l] }
+        guard let w = bf16Weights else { return nil }
         return w.blocks[l]
     }
 }

@@ -41,6 +41,10 @@ public final class ViTModel {
     public var headLoss: HeadLoss = .binaryCrossEntropy
     /// The bf16 copy of the weights for inference at `InferencePrecision.bf16`, nil at fp32.
     var bf16Weights: BF16ModelWeights?
+    /// The input precision of the training products (`setTrainingPrecision`).
+    public internal(set) var trainingPrecision: InferencePrecision = .fp32
+    /// The weights packed for the current training pass at bf16 (`prepareTrainingBF16`).
+    var bf16Training: BF16TrainingWeights?
 
     /// Model width D.
     public var dim: Int { config.modelArgs.embedDim }

@@ -22,7 +22,8 @@ struct BenchCommand: ParsableCommand {
             abstract: "Time training steps (forward, BCE loss, backward, clipping, AdamW) on "
                 + "synthetic batches; one JSON line with images/s, median step, peak RSS, GFLOP/s.")
         @OptionGroup var shape: ModelShapeOptions
-        func run() throws { try runModelBench(shape, train: true) }
+        @OptionGroup var precision: PrecisionOption
+        func run() throws { try runModelBench(shape, train: true, precision: precision.precision) }
     }
 
     /// `catlip bench infer`: forward passes per second on synthetic batches.

@@ -424,6 +424,45 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// `run.precision: bf16` trains (the loss falls), stops and resumes at bf16 into the same
+    /// weights as the uninterrupted run, and refuses to resume at another precision.
+    func testBF16RunResumesOnlyAtBF16() throws {
+        try XCTSkipUnless(Gemm.bf16Supported, "this processor has no AVX512_BF16")
+        let d = try makeData()
+        var config = try ToyCorpus.config(manifest: d.train, val: d.val, vocab: d.vocab, runDirectory: directory + "/half", steps: 30)
+        config.data.val = ""
+        config.run.checkpointEvery = 10
+        config.run.precision = .bf16
+        let stop = StopRequest()
+        _ = try Trainer(config: config, runDirectory: config.run.dir, database: d.database, reporter: RecordingReporter(stop: stop, stopAfter: 15), stop: stop)
+            .run(resume: false)
+        let stop2 = StopRequest()
+        let summary = try Trainer(config: config, runDirectory: config.run.dir, database: d.database, reporter: RecordingReporter(stop: stop2), stop: stop2)
+            .run(resume: true)
+        XCTAssertEqual(summary.steps, 30)
+        let l = try losses(config.run.dir).compactMap { Double($0.split(separator: ":").last ?? "") }
+        XCTAssertGreaterThanOrEqual(l.count, 2)
+        XCTAssertLessThan(l.last!, l.first!, "the bf16 run learns: \(l)")
+        var whole = config
+        whole.run.dir = directory + "/half-whole"
+        let stop3 = StopRequest()
+        _ = try Trainer(config: whole, runDirectory: whole.run.dir, database: d.database, reporter: RecordingReporter(stop: stop3), stop: stop3)
+            .run(resume: false)
+        XCTAssertTrue(
+            try Data(contentsOf: URL(fileURLWithPath: config.run.dir + "/model/model.safetensors"))
+                == Data(contentsOf: URL(fileURLWithPath: whole.run.dir + "/model/model.safetensors")),
+            "a bf16 run resumed is the uninterrupted bf16 run")
+        var float = config
+        float.run.precision = .fp32
+        XCTAssertThrowsError(
+            try Trainer(config: float, runDirectory: config.run.dir, database: d.database, reporter: RecordingReporter(stop: StopRequest()), stop: StopRequest())
+                .run(resume: true)
+        ) { XCTAssertTrue("\($0)".contains("different configuration"), "\($0)") }
+        XCTAssertThrowsError(try TrainConfig.parse(yaml: "data:\n  train: t\n  vocab: v\nrun:\n  precision: fp16\n")) {
+            XCTAssertTrue("\($0)".contains("run.precision"), "\($0)")
+        }
+    }
+
     func testNonFiniteStepsAreSkippedThenStopTheRun() throws {
         let d = try makeData()
         let run = directory + "/run"
