@@ -39,6 +39,8 @@ final class BF16ModelWeights: @unchecked Sendable {
     let patch: BF16PackedWeight
     let blocks: [Block]
     private let storage: UnsafeMutableRawPointer
+    /// What was packed where: each weight (n, k), and its packing's offset in `storage`.
+    private let jobs: [(weight: UnsafePointer<Float>, k: Int, n: Int, offset: Int)]
 
     /// Packs the current weights of `model` (requires `Gemm.bf16Supported`).
     init(model: ViTModel) {
@@ -68,11 +70,14 @@ final class BF16ModelWeights: @unchecked Sendable {
         let sizes = matrices.map { (Gemm.bf16PackedBytes(k: $0.k, n: $0.n) + 63) / 64 * 64 }
         storage = UnsafeMutableRawPointer.allocate(byteCount: max(sizes.reduce(0, +), 64), alignment: 64)
         var packed: [BF16PackedWeight] = []
+        var jobs: [(weight: UnsafePointer<Float>, k: Int, n: Int, offset: Int)] = []
         var offset = 0
         for (m, size) in zip(matrices, sizes) {
-            packed.append(Gemm.packBF16(into: storage + offset, weight: m.weight, k: m.k, n: m.n))
+            packed.append(Gemm.packBF16Parallel(into: storage + offset, b: m.weight, ldb: m.k, transB: true, k: m.k, n: m.n))
+            jobs.append((m.weight, m.k, m.n, offset))
             offset += size
         }
+        self.jobs = jobs
         patch = packed[0]
         var blocks: [Block] = []
         var i = 1
@@ -87,6 +92,14 @@ final class BF16ModelWeights: @unchecked Sendable {
             blocks.append(b)
         }
         self.blocks = blocks
+    }
+
+    /// Packs the model's current weights again into the same storage (training moves them
+    /// every step; the layout does not change).
+    func repack() {
+        for j in jobs {
+            _ = Gemm.packBF16Parallel(into: storage + j.offset, b: j.weight, ldb: j.k, transB: true, k: j.k, n: j.n)
+        }
     }
 
     deinit { storage.deallocate() }

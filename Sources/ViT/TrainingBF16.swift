@@ -16,6 +16,8 @@ final class BF16TrainingWeights {
     /// Per block, W (out, in) packed as op(B) = W (k = out, n = in) for dX = dY · W.
     let backward: [(qkv: BF16PackedWeight, proj: BF16PackedWeight, fc1: BF16PackedWeight, fc2: BF16PackedWeight)]
     private let storage: UnsafeMutableRawPointer
+    /// Each backward packing: the weight (out, in) and its offset in `storage`.
+    private let jobs: [(weight: UnsafePointer<Float>, out: Int, in: Int, offset: Int)]
 
     /// Packs the current weights of `model` (requires `Gemm.bf16Supported`).
     init(model: ViTModel) {
@@ -31,12 +33,23 @@ final class BF16TrainingWeights {
         let sizes = shapes.map { (Gemm.bf16PackedBytes(k: $0.1, n: $0.2) + 63) / 64 * 64 }
         storage = UnsafeMutableRawPointer.allocate(byteCount: max(sizes.reduce(0, +), 64), alignment: 64)
         var packed: [BF16PackedWeight] = []
+        var jobs: [(weight: UnsafePointer<Float>, out: Int, in: Int, offset: Int)] = []
         var offset = 0
         for (s, size) in zip(shapes, sizes) {
             packed.append(Gemm.packBF16Parallel(into: storage + offset, b: s.0, ldb: s.2, transB: false, k: s.1, n: s.2))
+            jobs.append((s.0, s.1, s.2, offset))
             offset += size
         }
+        self.jobs = jobs
         backward = model.blocks.indices.map { l in (packed[4 * l], packed[4 * l + 1], packed[4 * l + 2], packed[4 * l + 3]) }
+    }
+
+    /// Packs the model's current weights again into the same storage, both orientations.
+    func repack() {
+        forward.repack()
+        for j in jobs {
+            _ = Gemm.packBF16Parallel(into: storage + j.offset, b: j.weight, ldb: j.in, transB: false, k: j.out, n: j.in)
+        }
     }
 
     deinit { storage.deallocate() }
@@ -58,13 +71,14 @@ extension ViTModel {
     }
 
     /// Packs the weights for a training forward pass at bf16 (each pass: the optimiser has
-    /// moved them since the last), nil at fp32 or on the naive backend.
+    /// moved them since the last; the storage is kept from pass to pass), nil at fp32 or on the
+    /// naive backend.
     func prepareTrainingBF16(_ acts: ViTActivations) {
         guard acts.training, trainingPrecision == .bf16, backend == .fast else {
             bf16Training = nil
             return
         }
-        bf16Training = BF16TrainingWeights(model: self)
+        if let packed = bf16Training { packed.repack() } else { bf16Training = BF16TrainingWeights(model: self) }
     }
 }
 
