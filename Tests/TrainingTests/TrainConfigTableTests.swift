@@ -130,7 +130,7 @@ final class TrainConfigTableTests: ProcessTestCase {
             ("data.task=classify", []), ("model.init=pre/model", []), ("model.head_init=zero", []),
             ("optim.label_smoothing=0.2", []), ("optim.layer_decay=0.75", []), ("optim.freeze=backbone", []),
             ("data.mixup=0.8", classify), ("data.cutmix=1.0", classify), ("data.mixup_prob=0.5", []),
-            ("data.mixup_switch_prob=0.25", []), ("model.drop_path_rate=0.1", []),
+            ("data.mixup_switch_prob=0.25", []), ("model.drop_path_rate=0.1", []), ("run.precision=bf16", []),
         ]
         let added = Set(TrainConfig.keys.map(\.name)).subtracting(TrainConfig.legacyFingerprintKeys)
         XCTAssertEqual(Set(changes.map { String($0.change.split(separator: "=")[0]) }), added, "a change per added key")
