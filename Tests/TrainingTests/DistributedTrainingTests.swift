@@ -150,6 +150,23 @@ final class DistributedTrainingTests: ProcessTestCase {
         return !process.isRunning
     }
 
+    /// Data-parallel training at bf16: 2 ranks x 8 give the single rank x 16's losses and
+    /// weights (the rows of a weight gradient's product are summed per rank, then over ranks).
+    func testTwoRanksAtBF16TrainTheSingleRankWeights() throws {
+        try XCTSkipUnless(Gemm.bf16Supported, "this processor has no AVX512_BF16")
+        let one = directory + "/one-bf16", two = directory + "/two-bf16"
+        let r1 = try train(ranks: 1, ["--config", try writeConfig(steps: 6, batch: 16), "--set", "run.dir=\(one)", "--set", "run.precision=bf16"])
+        XCTAssertEqual(r1.status, 0, r1.output)
+        let r2 = try train(ranks: 2, ["--config", try writeConfig(steps: 6, batch: 8), "--set", "run.dir=\(two)", "--set", "run.precision=bf16"])
+        XCTAssertEqual(r2.status, 0, r2.output)
+        let (l1, l2) = (try losses(one), try losses(two))
+        XCTAssertEqual(l2.count, 6)
+        for (a, b) in zip(l1, l2) { XCTAssertEqual(a, b, accuracy: 1e-3 * abs(a), "losses \(l1) vs \(l2)") }
+        let difference = maxDifference(try weights(one), try weights(two))
+        print("bf16: 2 ranks x 8 vs 1 rank x 16, 6 AdamW steps: largest weight difference \(difference)")
+        XCTAssertLessThan(difference, 1e-3)
+    }
+
     func testAKilledRankEndsTheJobWithAReadableCheckpoint() throws {
         let run = directory + "/killed", log = directory + "/killed.log"
         let (process, rank1) = try startLongJob(run: run, log: log)
