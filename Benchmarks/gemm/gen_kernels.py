@@ -7,69 +7,47 @@ Each kernel keeps an MR x (16 * NV) tile of C in MR * NV named SIMD16<Float> acc
 has no register arrays, hence the generated text) and stores them to `acc` at the end; Gemm's
 epilogue takes it from there.
 """
-def kernel(MR, NV):
-    name = f"tile{MR}x{16*NV}"
+def kernel(MR, NV, packed=False):
+    """One micro-kernel. `packed`: the same sums from an A block packed k-major (`Gemm.packA`),
+    one pointer instead of MR, so that a transposed A (whose MR values per k step sit in one row
+    of memory, k steps a whole row apart) is read from a compact block that stays in L1 instead
+    of lines that collide in a few cache sets."""
+    name = f"tile{MR}x{16*NV}" + ("Packed" if packed else "")
     L = []
     L.append(f"    /// acc[{NV}·r + v] = Σ_p A(r, p) · B(p, 16·v ..< 16·v + 16) for r < {MR}, p < k, with")
-    L.append(f"    /// A(r, p) = a[min(r, rows - 1)·rsA + p·csA] (rows past `rows` repeat the last one: their")
-    L.append(f"    /// sums are computed and dropped) and B(p, ·) = b[p·ldb ..< p·ldb + {16*NV}].")
+    if packed:
+        L.append(f"    /// A(r, p) = a[{MR}·p + r] (`Gemm.packA`) and B(p, ·) = b[p·ldb ..< p·ldb + {16*NV}]: the")
+        L.append(f"    /// same sums in the same order as `tile{MR}x{16*NV}`.")
+    else:
+        L.append(f"    /// A(r, p) = a[min(r, rows - 1)·rsA + p·csA] (rows past `rows` repeat the last one: their")
+        L.append(f"    /// sums are computed and dropped) and B(p, ·) = b[p·ldb ..< p·ldb + {16*NV}].")
     L.append(f"    @inline(never)")
     L.append(f"    static func {name}(")
-    L.append(f"        _ acc: UnsafeMutablePointer<SIMD16<Float>>, _ a: UnsafePointer<Float>, rsA: Int, csA: Int,")
-    L.append(f"        rows: Int, _ b: UnsafePointer<Float>, ldb: Int, k: Int")
+    if packed:
+        L.append(f"        _ acc: UnsafeMutablePointer<SIMD16<Float>>, _ a: UnsafePointer<Float>,")
+        L.append(f"        _ b: UnsafePointer<Float>, ldb: Int, k: Int")
+    else:
+        L.append(f"        _ acc: UnsafeMutablePointer<SIMD16<Float>>, _ a: UnsafePointer<Float>, rsA: Int, csA: Int,")
+        L.append(f"        rows: Int, _ b: UnsafePointer<Float>, ldb: Int, k: Int")
     L.append(f"    ) {{")
-    for i in range(MR):
-        L.append(f"        let a{i} = a + min({i}, rows &- 1) &* rsA")
+    if not packed:
+        for i in range(MR):
+            L.append(f"        let a{i} = a + min({i}, rows &- 1) &* rsA")
     for i in range(MR):
         for j in range(NV):
             L.append(f"        var c{i}_{j} = SIMD16<Float>()")
     L.append(f"        var bp = b")
-    L.append(f"        var off = 0")
+    L.append(f"        var ap = a" if packed else f"        var off = 0")
     L.append(f"        for _ in 0..<k {{")
     for j in range(NV):
         L.append(f"            let b{j} = UnsafeRawPointer(bp + {16*j}).loadUnaligned(as: SIMD16<Float>.self)")
     for i in range(MR):
-        L.append(f"            let x{i} = SIMD16<Float>(repeating: a{i}[off])")
+        source = f"ap[{i}]" if packed else f"a{i}[off]"
+        L.append(f"            let x{i} = SIMD16<Float>(repeating: {source})")
         for j in range(NV):
             L.append(f"            c{i}_{j} = c{i}_{j}.addingProduct(x{i}, b{j})")
     L.append(f"            bp = bp.advanced(by: ldb)")
-    L.append(f"            off &+= csA")
-    L.append(f"        }}")
-    for i in range(MR):
-        for j in range(NV):
-            L.append(f"        acc[{i*NV+j}] = c{i}_{j}")
-    L.append(f"    }}")
-    return "\n".join(L)
-
-def packed_kernel(MR, NV):
-    """The same sums from an A block packed k-major (`Gemm.packA`): one pointer instead of MR,
-    so that a transposed A (whose MR values per k step sit in one row of memory, k steps a whole
-    row apart) is read from a compact block that stays in L1 instead of lines that collide in a
-    few cache sets."""
-    name = f"tile{MR}x{16*NV}Packed"
-    L = []
-    L.append(f"    /// acc[{NV}·r + v] = Σ_p A(r, p) · B(p, 16·v ..< 16·v + 16) for r < {MR}, p < k, with")
-    L.append(f"    /// A(r, p) = a[{MR}·p + r] (`Gemm.packA`) and B(p, ·) = b[p·ldb ..< p·ldb + {16*NV}]: the")
-    L.append(f"    /// same sums in the same order as `tile{MR}x{16*NV}`.")
-    L.append(f"    @inline(never)")
-    L.append(f"    static func {name}(")
-    L.append(f"        _ acc: UnsafeMutablePointer<SIMD16<Float>>, _ a: UnsafePointer<Float>,")
-    L.append(f"        _ b: UnsafePointer<Float>, ldb: Int, k: Int")
-    L.append(f"    ) {{")
-    for i in range(MR):
-        for j in range(NV):
-            L.append(f"        var c{i}_{j} = SIMD16<Float>()")
-    L.append(f"        var bp = b")
-    L.append(f"        var ap = a")
-    L.append(f"        for _ in 0..<k {{")
-    for j in range(NV):
-        L.append(f"            let b{j} = UnsafeRawPointer(bp + {16*j}).loadUnaligned(as: SIMD16<Float>.self)")
-    for i in range(MR):
-        L.append(f"            let x{i} = SIMD16<Float>(repeating: ap[{i}])")
-        for j in range(NV):
-            L.append(f"            c{i}_{j} = c{i}_{j}.addingProduct(x{i}, b{j})")
-    L.append(f"            bp = bp.advanced(by: ldb)")
-    L.append(f"            ap = ap.advanced(by: {MR})")
+    L.append(f"            ap = ap.advanced(by: {MR})" if packed else f"            off &+= csA")
     L.append(f"        }}")
     for i in range(MR):
         for j in range(NV):
@@ -97,5 +75,5 @@ for i, mr in enumerate([14, 10, 7, 4]):
 # the full-height tiles again for a packed A block (transposed A: weight gradients)
 for nv in [2, 1]:
     print()
-    print(packed_kernel(14, nv))
+    print(kernel(14, nv, packed=True))
 print("}")

@@ -239,16 +239,7 @@ public enum CorenetImport {
     /// names) and, when given, vocab.tsv.
     public static func write(_ converted: Converted, vocabulary: Vocabulary?, to directory: String) throws {
         let model = try ViTModel(config: converted.config)
-        for s in model.layout.specs {
-            converted.tensors[s.name]!.values.withUnsafeBufferPointer {
-                _ = model.parameter(s.name).update(fromContentsOf: $0)
-            }
-        }
-        for s in model.layout.buffers {
-            converted.tensors[s.name]!.values.withUnsafeBufferPointer {
-                _ = model.buffer(s.name).update(fromContentsOf: $0)
-            }
-        }
+        try model.loadParameters(SafeTensors(tensors: converted.tensors), path: directory)
         try model.save(directory: directory)
         if let vocabulary { try vocabulary.write(path: directory + "/vocab.tsv") }
     }

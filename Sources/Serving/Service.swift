@@ -387,23 +387,27 @@ public final class ServingService: Sendable {
             w.key("results")
             w.array { w in
                 for matches in results {
-                    w.object { w in
-                        w.key("matches")
-                        w.array { w in
-                            for m in matches {
-                                w.object { w in
-                                    w.field("key", m.key)
-                                    w.field("row", m.row)
-                                    w.field("score", m.score)
-                                    if thumbnails != nil { w.field("thumbnail", "/v1/thumbnails/\(m.row)") }
-                                }
-                            }
-                        }
-                    }
+                    w.object { w in Self.write(matches, thumbnails: thumbnails != nil, to: &w) }
                 }
             }
         }
         return w.text + "\n"
+    }
+
+    /// One query's `matches` field: key, row and score of each, and its picture's link when
+    /// the index has `thumbnails` (image and text search answer alike).
+    static func write(_ matches: [EmbeddingIndex.Match], thumbnails: Bool, to w: inout JSONWriter) {
+        w.key("matches")
+        w.array { w in
+            for m in matches {
+                w.object { w in
+                    w.field("key", m.key)
+                    w.field("row", m.row)
+                    w.field("score", m.score)
+                    if thumbnails { w.field("thumbnail", "/v1/thumbnails/\(m.row)") }
+                }
+            }
+        }
     }
 
     /// Images (or embeddings) and top_k from the body and query.

@@ -73,17 +73,9 @@ public struct TextSearch: Sendable {
             w.key("results")
             w.array { w in
                 w.object { w in
-                    w.key("matches")
-                    w.array { w in
-                        for (row, score) in top {
-                            w.object { w in
-                                w.field("key", index.keys[row])
-                                w.field("row", row)
-                                w.field("score", score)
-                                if thumbnails { w.field("thumbnail", "/v1/thumbnails/\(row)") }
-                            }
-                        }
-                    }
+                    ServingService.write(
+                        top.map { EmbeddingIndex.Match(row: $0.index, key: index.keys[$0.index], score: $0.score) },
+                        thumbnails: thumbnails, to: &w)
                 }
             }
         }

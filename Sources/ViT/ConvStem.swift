@@ -164,9 +164,9 @@ extension Kernels {
             runningMean[c] = Float((1 - momentum) * Double(runningMean[c]) + momentum * mu[c])
             runningVar[c] = Float((1 - momentum) * Double(runningVar[c]) + momentum * unbiased)
         }
-        let (pz, px, po) = (SendablePointer(UnsafeMutablePointer(mutating: z)), SendablePointer(normalized), SendablePointer(out))
+        let (pz, px, po) = (SendablePointer(z), SendablePointer(normalized), SendablePointer(out))
         let (pm, ps) = (SendablePointer(mean), SendablePointer(rstd))
-        let (pw, pb) = (SendablePointer(UnsafeMutablePointer(mutating: weight)), SendablePointer(UnsafeMutablePointer(mutating: bias)))
+        let (pw, pb) = (SendablePointer(weight), SendablePointer(bias))
         Parallelism.forRanges(m, costPerItem: 3 * w) { r0, r1 in
             for r in r0..<r1 {
                 let (zr, xr, orow) = (pz.p + r * w, px.p + r * w, po.p + r * w)
@@ -196,8 +196,8 @@ extension Kernels {
         scale.withUnsafeBufferPointer { sc in
             shift.withUnsafeBufferPointer { sh in
                 let (psc, psh) = (
-                    SendablePointer(UnsafeMutablePointer(mutating: sc.baseAddress!)),
-                    SendablePointer(UnsafeMutablePointer(mutating: sh.baseAddress!))
+                    SendablePointer(sc.baseAddress!),
+                    SendablePointer(sh.baseAddress!)
                 )
                 Parallelism.forRanges(m, costPerItem: 2 * w) { r0, r1 in
                     for r in r0..<r1 {

@@ -97,30 +97,8 @@ final class ConvStemTests: XCTestCase {
             let images = [Float].randomNormal(B * 3 * 34 * 34, seed: 4)
             let targets: [Float] = [1, 0, 0, 1, 0, 0, 1, 1, 0, 0]
             let acts = m.makeActivations(batchSize: B)
-            func loss() -> Double {
-                m.forward(images: images, activations: acts)
-                return Double(m.loss(targets: targets, activations: acts))
-            }
-            _ = loss()
-            m.zeroGradients()
-            m.backward(targets: targets, activations: acts)
-            let h: Float = 1e-2
-            for s in m.layout.specs {
-                let g = m.gradient(s.name)
-                let scale = max(maxAbs(g), 1e-4)
-                var worst: Float = 0
-                let step = max(1, s.count / 6)
-                for i in stride(from: 0, to: s.count, by: step) {
-                    let p = m.parameters.base + s.offset + i
-                    let old = p.pointee
-                    p.pointee = old + h
-                    let lp = loss()
-                    p.pointee = old - h
-                    let lm = loss()
-                    p.pointee = old
-                    worst = max(worst, abs(Float((lp - lm) / Double(2 * h)) - g[i]) / scale)
-                }
-                XCTAssertLessThanOrEqual(worst, 2e-2, "no_embed_class \(noEmbedClass): \(s.name) off by \(worst) of \(scale)")
+            for e in finiteDifferenceErrors(m, images: images, targets: targets, acts: acts) {
+                XCTAssertLessThanOrEqual(e.worst, 2e-2, "no_embed_class \(noEmbedClass): \(e.name) off by \(e.worst) of \(e.scale)")
             }
         }
     }

@@ -118,3 +118,36 @@ extension Array where Element == Float {
         return (0..<count).map { _ in Float(g.nextNormal()) * std }
     }
 }
+
+/// Each parameter tensor of `m` against central differences (step 1e-2) of the loss of
+/// `images` and `targets` through `acts`: the largest |finite difference − gradient| over up
+/// to 6 coordinates per tensor, as a fraction of the tensor's largest gradient (`scale`).
+func finiteDifferenceErrors(
+    _ m: ViTModel, images: [Float], targets: [Float], acts: ViTActivations
+) -> [(name: String, worst: Float, scale: Float)] {
+    func loss() -> Double {
+        m.forward(images: images, activations: acts)
+        return Double(m.loss(targets: targets, activations: acts))
+    }
+    _ = loss()
+    m.zeroGradients()
+    m.backward(targets: targets, activations: acts)
+    let h: Float = 1e-2
+    return m.layout.specs.map { s in
+        let g = m.gradient(s.name)
+        let scale = max(maxAbs(g), 1e-4)
+        var worst: Float = 0
+        let step = max(1, s.count / 6)
+        for i in stride(from: 0, to: s.count, by: step) {
+            let p = m.parameters.base + s.offset + i
+            let old = p.pointee
+            p.pointee = old + h
+            let lp = loss()
+            p.pointee = old - h
+            let lm = loss()
+            p.pointee = old
+            worst = max(worst, abs(Float((lp - lm) / Double(2 * h)) - g[i]) / scale)
+        }
+        return (s.name, worst, scale)
+    }
+}

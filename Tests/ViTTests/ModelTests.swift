@@ -186,34 +186,10 @@ final class ModelTests: XCTestCase {
             let targets: [Float] = headLoss == .binaryCrossEntropy
                 ? [1, 0, 0, 1, 0, 0, 1, 1, 0, 0] : [0.02, 0.92, 0.02, 0.02, 0.02, 0.6, 0, 0, 0.4, 0]
             let acts = m.makeActivations(batchSize: B)
-            func loss() -> Double {
-                m.forward(images: images, activations: acts)
-                return Double(m.loss(targets: targets, activations: acts))
-            }
-            _ = loss()
-            m.zeroGradients()
-            m.backward(targets: targets, activations: acts)
-            let h: Float = 1e-2
-            for s in m.layout.specs {
-                let g = m.gradient(s.name)
-                let scale = max(maxAbs(g), 1e-4)
-                var worst: Float = 0
-                // up to 6 coordinates per tensor
-                let step = max(1, s.count / 6)
-                for i in stride(from: 0, to: s.count, by: step) {
-                    let p = m.parameters.base + s.offset + i
-                    let old = p.pointee
-                    p.pointee = old + h
-                    let lp = loss()
-                    p.pointee = old - h
-                    let lm = loss()
-                    p.pointee = old
-                    let fd = Float((lp - lm) / Double(2 * h))
-                    worst = max(worst, abs(fd - g[i]) / scale)
-                }
+            for e in finiteDifferenceErrors(m, images: images, targets: targets, acts: acts) {
                 XCTAssertLessThanOrEqual(
-                    worst, 2e-2,
-                    "cls \(cls) avg \(avg) scaling \(scaling) \(headLoss): \(s.name) off by \(worst) of max |grad| \(scale)"
+                    e.worst, 2e-2,
+                    "cls \(cls) avg \(avg) scaling \(scaling) \(headLoss): \(e.name) off by \(e.worst) of max |grad| \(e.scale)"
                 )
             }
         }
